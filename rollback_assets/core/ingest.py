@@ -1,0 +1,281 @@
+"""Landing-zone files → canonical feedback rows, or quarantine rows with a reason.
+
+Each source is described by a small mapping (YAML): file format, its columns → canonical columns,
+its time format. A row that cannot become feedback is never dropped: it is returned with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import yaml
+
+from .schemas import FEEDBACK_FIELDS, QUARANTINE, RAW_FEEDBACK, SOURCE_KINDS
+
+MAX_TEXT_CHARS = 20_000
+FORMATS = ("csv", "jsonl", "parquet")
+_SURROGATES = r"[\udc80-\udcff]"
+
+
+@dataclass(frozen=True)
+class Mapping:
+    name: str
+    format: str
+    columns: dict  # canonical -> source column (or list of source columns joined with ". ")
+    time_format: str = "iso"
+    source_kind: str | None = None
+    channel: str | None = None
+    strict: bool = False
+    ignore: tuple[str, ...] = ()
+    hash_columns: dict = field(default_factory=dict)
+    constants: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> "Mapping":
+        mapping = cls(
+            name=spec["name"],
+            format=spec["format"],
+            columns=dict(spec["columns"]),
+            time_format=spec.get("time_format", "iso"),
+            source_kind=spec.get("source_kind"),
+            channel=spec.get("channel"),
+            strict=bool(spec.get("strict", False)),
+            ignore=tuple(spec.get("ignore", ())),
+            hash_columns=dict(spec.get("hash_columns") or {}),
+            constants=dict(spec.get("constants") or {}),
+        )
+        mapping.validate()
+        return mapping
+
+    def validate(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"mapping {self.name}: format must be one of {FORMATS}, got {self.format!r}")
+        unknown = set(self.columns) - set(FEEDBACK_FIELDS)
+        if unknown:
+            raise ValueError(f"mapping {self.name}: not canonical columns: {sorted(unknown)}")
+        for required in ("event_id", "text", "created_at"):
+            if required not in self.columns:
+                raise ValueError(f"mapping {self.name}: must map '{required}'")
+        if "source_kind" not in self.columns and self.source_kind not in SOURCE_KINDS:
+            raise ValueError(f"mapping {self.name}: source_kind must be one of {SOURCE_KINDS}")
+
+    @property
+    def source_columns(self) -> set[str]:
+        names: set[str] = set(self.ignore) | set(self.hash_columns.values())
+        for source in self.columns.values():
+            names.update(source if isinstance(source, list) else [source])
+        return names
+
+
+def load_mapping(name_or_path: str | Path, search_dirs: list[Path] | None = None) -> Mapping:
+    """A mapping by file path, by name in `search_dirs`, or by name among the shipped mappings."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return Mapping.from_dict(yaml.safe_load(path.read_text()))
+    for folder in search_dirs or []:
+        candidate = Path(folder) / f"{name_or_path}.yaml"
+        if candidate.exists():
+            return Mapping.from_dict(yaml.safe_load(candidate.read_text()))
+    shipped = resources.files("rollback_assets.config").joinpath("mappings", f"{name_or_path}.yaml")
+    if shipped.is_file():
+        return Mapping.from_dict(yaml.safe_load(shipped.read_text()))
+    raise FileNotFoundError(f"no mapping named {name_or_path!r}")
+
+
+@dataclass
+class IngestResult:
+    valid: pd.DataFrame  # RAW_FEEDBACK columns
+    quarantined: pd.DataFrame  # QUARANTINE columns
+
+    @property
+    def counts(self) -> dict:
+        return {"rows_valid": len(self.valid), "rows_quarantined": len(self.quarantined)}
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_file(path: str | Path, mapping: Mapping, *, author_salt: str = "", now: datetime | None = None) -> IngestResult:
+    now = now or datetime.now(timezone.utc)
+    records, unreadable = _read_records(Path(path), mapping)
+    frame, reasons = _canonical(records, mapping, author_salt)
+    for row_number, reason in unreadable:
+        reasons.append((row_number, reason))
+    bad_rows = _reasons_by_row(reasons)
+    bad_rows.update(_in_file_duplicates(frame[~frame["source_row"].isin(bad_rows)]))
+    quarantine = _quarantine_rows(records, bad_rows, str(path), mapping, now)
+    good = frame[~frame["source_row"].isin(bad_rows)].copy()
+    good["source_file"] = str(path)
+    good["created_date"] = good["created_at"].dt.date
+    good["content_hash"] = _content_hash(good)
+    good["ingested_at"] = now
+    return IngestResult(good[RAW_FEEDBACK.names].reset_index(drop=True), quarantine)
+
+
+def _read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    """All source columns as strings plus `source_row`; lines that cannot be parsed at all are listed."""
+    unreadable: list[tuple[int, str]] = []
+    if mapping.format == "csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="surrogateescape")
+        frame.insert(0, "source_row", np.arange(2, len(frame) + 2))  # line 1 is the header
+    elif mapping.format == "parquet":
+        frame = pq.read_table(path).to_pandas().astype(object).where(lambda f: f.notna(), "").astype(str)
+        frame.insert(0, "source_row", np.arange(1, len(frame) + 1))
+    else:
+        rows = []
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    obj = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    unreadable.append((number, "undecodable bytes (not UTF-8)"))
+                    continue
+                except json.JSONDecodeError as error:
+                    unreadable.append((number, f"invalid JSON: {error.msg}"))
+                    continue
+                if not isinstance(obj, dict):
+                    unreadable.append((number, "line is not a JSON object"))
+                    continue
+                rows.append({"source_row": number, **{k: "" if v is None else str(v) for k, v in obj.items()}})
+        frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
+        frame = frame.fillna("")
+    return frame, unreadable
+
+
+def _canonical(records: pd.DataFrame, mapping: Mapping, author_salt: str) -> tuple[pd.DataFrame, list]:
+    reasons: list[tuple[pd.Series, str]] = []
+    out = pd.DataFrame({"source_row": records["source_row"]})
+    blank = pd.Series("", index=records.index)
+
+    def source(name):
+        if isinstance(name, list):
+            parts = [records.get(n, blank).astype(str).str.strip() for n in name]
+            joined = parts[0]
+            for part in parts[1:]:
+                joined = joined.where(part == "", joined.where(joined == "", joined + ". ") + part)
+            return joined
+        return records.get(name, blank).astype(str)
+
+    for canonical in FEEDBACK_FIELDS:
+        if canonical in mapping.columns:
+            out[canonical] = source(mapping.columns[canonical]).str.strip()
+        elif canonical in mapping.constants:
+            out[canonical] = mapping.constants[canonical]
+        else:
+            out[canonical] = ""
+    if "source_kind" not in mapping.columns:
+        out["source_kind"] = mapping.source_kind
+    if "channel" not in mapping.columns:
+        out["channel"] = mapping.channel or mapping.name
+    for target, column in mapping.hash_columns.items():
+        if column in records:
+            names = records[column].astype(str)
+            out[target] = names.map(lambda v: hashlib.sha256((author_salt + v).encode()).hexdigest()[:16] if v else "")
+
+    text_cols = [c for c in records.columns if c != "source_row"]
+    if text_cols:
+        undecodable = records[text_cols].apply(lambda col: col.astype(str).str.contains(_SURROGATES, regex=True)).any(axis=1)
+        reasons.append((undecodable, "undecodable bytes (not UTF-8)"))
+    if mapping.strict:
+        unknown = [c for c in text_cols if c not in mapping.source_columns]
+        if unknown:
+            has_value = records[unknown].astype(str).ne("").any(axis=1)
+            reasons.append((has_value, f"unknown columns in strict mode: {', '.join(sorted(unknown))}"))
+
+    reasons.append((out.event_id == "", "missing event id"))
+    reasons.append((out.text == "", "missing text"))
+    reasons.append((out.text.str.len() > MAX_TEXT_CHARS, f"oversized text (over {MAX_TEXT_CHARS} characters)"))
+    created = _parse_time(out.created_at, mapping.time_format)
+    reasons.append((created.isna(), f"unparsable time (expected {mapping.time_format})"))
+    out["created_at"] = created
+
+    rating_text = out.rating.replace("", np.nan)
+    rating = pd.to_numeric(rating_text, errors="coerce")
+    bad_rating = rating_text.notna() & (rating.isna() | (rating % 1 != 0) | (rating < 1) | (rating > 5))
+    reasons.append((bad_rating, "rating out of range (1-5)"))
+    out["rating"] = rating.where(~bad_rating).astype("Int64")
+    bad_kind = ~out.source_kind.isin(SOURCE_KINDS)
+    reasons.append((bad_kind, f"source_kind must be one of {', '.join(SOURCE_KINDS)}"))
+
+    verified = out.verified_buyer.str.lower()
+    out["verified_buyer"] = verified.map({"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False})
+    for column in FEEDBACK_FIELDS:
+        if column not in ("created_at", "rating", "verified_buyer"):
+            out[column] = out[column].replace("", None)
+    return out, [(out.source_row[mask.to_numpy()], reason) for mask, reason in reasons]
+
+
+def _parse_time(values: pd.Series, time_format: str) -> pd.Series:
+    if time_format == "iso":
+        return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    if time_format in ("epoch_s", "epoch_ms"):
+        unit = "s" if time_format == "epoch_s" else "ms"
+        return pd.to_datetime(pd.to_numeric(values, errors="coerce"), unit=unit, utc=True, errors="coerce")
+    return pd.to_datetime(values, format=time_format, utc=True, errors="coerce")
+
+
+def _reasons_by_row(reasons: list) -> dict[int, str]:
+    by_row: dict[int, list[str]] = {}
+    for rows, reason in reasons:
+        for row in (rows.tolist() if isinstance(rows, pd.Series) else [rows]):
+            by_row.setdefault(int(row), []).append(reason)
+    return {row: "; ".join(dict.fromkeys(rs)) for row, rs in by_row.items()}
+
+
+def _quarantine_rows(records: pd.DataFrame, bad_rows: dict[int, str], path: str, mapping: Mapping, now) -> pd.DataFrame:
+    if not bad_rows:
+        return QUARANTINE.empty_frame()
+    raw = records.set_index("source_row")
+    rows = []
+    for row, reason in sorted(bad_rows.items()):
+        record = raw.loc[row].to_dict() if row in raw.index else None
+        rows.append(
+            {
+                "source_file": path,
+                "source_row": row,
+                "mapping": mapping.name,
+                "reason": reason,
+                "event_id": (record or {}).get(_id_column(mapping)) or None,
+                "raw_record": _raw_json(record),
+                "quarantined_at": now,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _in_file_duplicates(good: pd.DataFrame) -> dict[int, str]:
+    """A file that repeats an event id keeps its last row; the earlier ones are quarantined, not lost."""
+    duplicated = good.duplicated("event_id", keep="last")
+    return {int(r): "duplicate event id in file (a later row wins)" for r in good.source_row[duplicated]}
+
+
+def _id_column(mapping: Mapping) -> str:
+    source = mapping.columns["event_id"]
+    return source if isinstance(source, str) else source[0]
+
+
+def _raw_json(record: dict | None) -> str | None:
+    if record is None:
+        return None
+    text = json.dumps(record, ensure_ascii=True, default=str)
+    return text[:4096]
+
+
+def _content_hash(frame: pd.DataFrame) -> pd.Series:
+    hashed = pd.util.hash_pandas_object(frame[list(FEEDBACK_FIELDS)].astype(str), index=False)
+    return pd.Series([f"{h:016x}" for h in hashed.to_numpy()], index=frame.index, dtype=object)

@@ -1,0 +1,107 @@
+"""The LLM score cache: one Delta row per (prepared text, model, prompt, schema, taxonomy, redaction).
+
+Only rows the model answered validly are stored, so a rerun sends zero requests for them and retries
+only what fell back. The key hashes the text *as sent* (after redaction and truncation); the table
+holds hashes and scores, never review text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from ..lake import Lake
+from ..schemas import UTC_TS, Column, Table
+
+log = logging.getLogger(__name__)
+
+LLM_SCORE_CACHE = Table(
+    "llm_score_cache",
+    (
+        Column("cache_key", pa.string(), False, "sha256 of text hash, model, prompt, schema, taxonomy and redaction versions"),
+        Column("text_sha256", pa.string(), False, "sha256 of the redacted, truncated text that was sent"),
+        Column("model", pa.string(), False, "provider:model or provider:deployment"),
+        Column("prompt_version", pa.string(), False),
+        Column("schema_version", pa.string(), False),
+        Column("taxonomy_version", pa.string()),
+        Column("sentiment_score", pa.float64(), False),
+        Column("sentiment_label", pa.string(), False),
+        Column("confidence", pa.float64(), False),
+        Column("issue_category", pa.string()),
+        Column("affected_surface", pa.string()),
+        Column("urgency", pa.string()),
+        Column("intent", pa.string()),
+        Column("rationale", pa.string()),
+        Column("scored_at", UTC_TS),
+    ),
+    key=("cache_key",),
+    description="LLM sentiment answers by prepared-text hash and model/prompt/schema version; a rerun reuses them.",
+)
+
+CACHED_FIELDS = (
+    "sentiment_score",
+    "sentiment_label",
+    "confidence",
+    "issue_category",
+    "affected_surface",
+    "urgency",
+    "intent",
+    "rationale",
+)
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def cache_key(text_hash: str, *parts: str) -> str:
+    return hashlib.sha256("\x1f".join((text_hash, *parts)).encode()).hexdigest()
+
+
+class ScoreCache:
+    """In-memory map in front of an optional Delta table (`root` is a lake root directory)."""
+
+    def __init__(self, root: str | Path | None):
+        self.lake = Lake(root) if root else None
+        self.memory: dict[str, dict] = {}
+
+    def get_many(self, keys: list[str]) -> dict[str, dict]:
+        found = {k: self.memory[k] for k in keys if k in self.memory}
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        if missing and self.lake is not None and self.lake.exists(LLM_SCORE_CACHE):
+            try:
+                frame = self.lake.read(
+                    LLM_SCORE_CACHE, columns=["cache_key", *CACHED_FIELDS], filter=ds.field("cache_key").isin(missing)
+                )
+            except Exception as exc:  # a corrupt cache must not stop scoring
+                log.warning("LLM score cache unreadable, scoring without it: %s", type(exc).__name__)
+                return found
+            for row in frame.to_dict("records"):
+                row = {k: (None if isinstance(v, float) and pd.isna(v) and k not in ("sentiment_score", "confidence") else v) for k, v in row.items()}
+                key = row.pop("cache_key")
+                self.memory[key] = row
+                found[key] = row
+        return found
+
+    def put_many(self, rows: list[dict]) -> int:
+        """rows carry cache_key, text_sha256, model, prompt_version, schema_version, taxonomy_version + CACHED_FIELDS."""
+        if not rows:
+            return 0
+        for row in rows:
+            self.memory[row["cache_key"]] = {k: row[k] for k in CACHED_FIELDS}
+        if self.lake is None:
+            return 0
+        frame = pd.DataFrame(rows).drop_duplicates("cache_key", keep="last")
+        frame["scored_at"] = datetime.now(timezone.utc)
+        try:
+            self.lake.merge(LLM_SCORE_CACHE, frame)
+        except Exception as exc:  # e.g. a concurrent writer won the commit; the rows are rescored next time
+            log.warning("LLM score cache write failed (%s); %d rows not cached", type(exc).__name__, len(frame))
+            return 0
+        return len(frame)

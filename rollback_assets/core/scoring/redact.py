@@ -1,0 +1,126 @@
+"""What may leave the process: review text cleaned, redacted and truncated before any LLM call.
+
+`prepare(text, max_chars)` is the only door text goes through on its way to a model:
+
+1. sanitize: zero-width, bidi-override and control characters are removed (they hide emails from
+   the redactor and confuse tokenisers); NFKC folds full-width digits/letters so `ｊｏｅ＠ｘ．ｃｏｍ` is caught;
+2. redact personal data: emails, card-like numbers (13-19 digits), phone numbers, URL credentials,
+   query strings and fragments, token-like path segments, and bare secrets (`sk-...`, long hex/base64);
+3. truncate to `max_chars`, saying so in the text itself.
+
+The markers are stable (`[EMAIL]`, `[CARD]`, `[PHONE]`, `[URL]`, `[SECRET]`) so the model still sees
+that the customer gave contact details without seeing them.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+REDACTION_VERSION = "redact-v1"
+
+# Zero-width, joiners, bidi embeddings/overrides/isolates, BOM, soft hyphen, invisible operators.
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+# C0/C1 controls except tab and newline (kept as whitespace), DEL.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+\s*(?:@|\(at\)|\[at\])\s*[A-Za-z0-9\-]+(?:\s*(?:\.|\(dot\)|\[dot\])\s*[A-Za-z0-9\-]+)+")
+_URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"']+|\bwww\.[^\s<>\"']+", re.IGNORECASE)
+_CARD = re.compile(r"(?<![\w.])\d(?:[ \-]?\d){12,18}(?![\w])")
+_PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d \-().]{6,}\d(?![\w])")
+_SECRET = re.compile(
+    r"\b(?:sk|pk|rk|ghp|gho|xox[abp]|AKIA)[-_A-Za-z0-9]{12,}\b"  # vendor-prefixed API keys
+    r"|\b[A-Fa-f0-9]{32,}\b"  # long hex tokens
+    r"|\b[A-Za-z0-9_\-]{24,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\b"  # JWT
+    r"|\b(?=[A-Za-z0-9+/_\-]*\d)(?=[A-Za-z0-9+/_\-]*[A-Za-z])[A-Za-z0-9+/_\-]{32,}={0,2}"  # long base64-ish
+)
+# Dates, times and version numbers look like phone numbers to the pattern above.
+_NOT_PHONE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[-.]\d{1,2}[-.]\d{2,4}|\d+(?:\.\d+)+")
+_TOKEN_SEGMENT = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_\-]{16,}$")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    text: str
+    redactions: int
+    truncated: bool
+    original_chars: int
+
+
+def sanitize(text: str) -> str:
+    text = _INVISIBLE.sub("", text)
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)  # NFKC can produce none of these, but be sure
+    return _CONTROL.sub(" ", text)
+
+
+def _redact_url(match: re.Match) -> str:
+    url = match.group(0)
+    trail = ""
+    while url and url[-1] in ".,;:!?)]}":
+        trail, url = url[-1] + trail, url[:-1]
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    host_part, slash, path = rest.partition("/")
+    host = host_part.rsplit("@", 1)[-1]  # user:password@ dropped
+    host = host.split("?", 1)[0].split("#", 1)[0]
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    segments = ["[SECRET]" if _TOKEN_SEGMENT.match(s) else s for s in path.split("/")] if path else []
+    clean = (f"{scheme}://" if scheme else "") + host + (slash + "/".join(segments) if slash else "")
+    had_query = ("?" in rest) or ("#" in rest) or ("@" in host_part)
+    return f"[URL {clean}{'?[REDACTED]' if had_query else ''}]" + trail
+
+
+def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> tuple[str, int]:
+    """Personal data and secrets replaced by markers; returns the text and how many were replaced."""
+    count = 0
+    for secret in extra_secrets:
+        if secret and secret in text:
+            count += text.count(secret)
+            text = text.replace(secret, "[SECRET]")
+
+    def sub(pattern: re.Pattern, repl, value: str) -> str:
+        nonlocal count
+        value, n = pattern.subn(repl, value)
+        count += n
+        return value
+
+    text = sub(_URL, _redact_url, text)
+    text = sub(_EMAIL, "[EMAIL]", text)
+    text = sub(_SECRET, "[SECRET]", text)
+    text = sub(_CARD, "[CARD]", text)
+
+    def phone(match: re.Match) -> str:
+        nonlocal count
+        value = match.group(0)
+        digits = sum(c.isdigit() for c in value)
+        if 7 <= digits <= 15 and not _NOT_PHONE.fullmatch(value):
+            count += 1
+            return "[PHONE]"
+        return match.group(0)
+
+    return _PHONE.sub(phone, text), count
+
+
+def truncate(text: str, max_chars: int, original_chars: int | None = None) -> tuple[str, bool]:
+    total = max(original_chars or 0, len(text))
+    if max_chars <= 0 or (len(text) <= max_chars and total == len(text)):
+        return text, False
+    cut = text[:max_chars]
+    if len(text) > max_chars:
+        space = cut.rfind(" ", max(0, max_chars - 200))
+        if space > 0:
+            cut = cut[:space]
+    return f"{cut} [truncated: review was {total} characters, only the first {len(cut)} are shown]", True
+
+
+def prepare(text: str | None, max_chars: int = 4000, extra_secrets: tuple[str, ...] = ()) -> Prepared:
+    raw = "" if text is None else str(text)
+    # Bound the work on huge inputs before the regexes run: keep a margin for redaction to shorten it.
+    head = raw[: max(max_chars * 4, 10_000)] if max_chars > 0 else raw
+    clean, n = redact(sanitize(head), extra_secrets)
+    clean = re.sub(r"[ \t]+", " ", clean).strip()
+    clipped, truncated = truncate(clean, max_chars, len(raw) if len(head) < len(raw) else None)
+    return Prepared(clipped, n, truncated, len(raw))

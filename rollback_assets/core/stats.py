@@ -1,0 +1,282 @@
+"""Decision statistics: tests that stay valid when a release is checked every few hours.
+
+A rollback guardrail looks at the same release again and again while its feedback accumulates. A
+fixed-sample test (or a fixed threshold such as "rise >= 30 % at n >= 200") checked at every look
+fires on noise sooner or later: the chance of a false alarm grows with the number of looks. The
+functions here keep the false-alarm probability below alpha *over all looks together*.
+
+Method (project policy): a one-sided **mixture sequential probability ratio test** (mSPRT, Johari et
+al. 2017; Robbins' normal mixture, Howard et al. 2021) on the difference
+    delta = p_current - (1 + margin) * p_baseline
+of negative shares, in its Gaussian (asymptotic) form with plug-in variance, as used by GrowthBook's
+and Eppo's sequential engines. The likelihood ratio of effect theta against delta = 0 is mixed over
+a half-normal prior on theta >= 0; the mixture is a non-negative supermartingale under every null
+delta <= 0, so by Ville's inequality P(it ever exceeds 1/alpha) <= alpha. The mixture value is an
+e-value: 1/e is an anytime-valid p-value and is reported as "error spent".
+Why an mSPRT rather than a betting confidence sequence: it has a closed form (vectorises over
+millions of rows in the benchmark), it needs only the aggregate counts the baselines table holds,
+and inverting it over the margin gives an always-valid lower bound on the relative rise.
+
+Multiple cohorts: the flag as a whole gets alpha/2; the cohorts share the other alpha/2 equally
+(Bonferroni). A regression confined to one cohort is then still found (a flag-level gate would
+dilute it away), while the family-wise false-alarm rate over flag + cohorts stays <= alpha.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats as sps
+from scipy.special import log_ndtr
+
+DEFAULT_ALPHA = 0.05
+
+
+# --------------------------------------------------------------------------- confidence weighting
+
+def confidence_weight(mean_confidence, reference: float = 0.8, floor: float = 0.05) -> np.ndarray:
+    """Fraction of a row's information kept, given the scorer's mean confidence on the cohort.
+
+    A label the scorer is sure of (confidence >= `reference`, the policy's confidence floor) counts as
+    a full observation; a coin-flip label (0.5) carries no information about the true share; linear in
+    between. Shrinking n (not the share) only widens the test, so it can never inflate false alarms:
+    a cohort the scorer reads badly needs more feedback before it can trigger a rollback, instead of
+    being blocked outright (the fixed rule's hard gate) or trusted blindly.
+    """
+    c = np.asarray(mean_confidence, dtype=float)
+    c = np.where(np.isnan(c), reference, c)
+    return np.clip((c - 0.5) / max(reference - 0.5, 1e-9), floor, 1.0)
+
+
+# --------------------------------------------------------------------------- the sequential test
+
+def _shares(n, x):
+    n = np.asarray(n, dtype=float)
+    x = np.asarray(x, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(n > 0, x / np.maximum(n, 1e-12), np.nan)
+        # Shrunk share for the variance only: never 0 or 1, so a cohort with no negatives yet still has variance.
+        p_var = (x + 0.5) / (n + 1.0)
+    return n, p, p_var
+
+
+def msprt_log_evalue(z, info, tau) -> np.ndarray:
+    """log of the one-sided half-normal-mixture likelihood ratio (the mSPRT statistic).
+
+    z = estimate / standard error, info = 1 / variance of the estimate, tau = prior scale of the effect.
+    Closed form of  integral_0^inf exp(theta*z*sqrt(info) - theta^2*info/2) * 2*phi(theta/tau)/tau dtheta.
+    """
+    z = np.asarray(z, dtype=float)
+    s = np.asarray(tau, dtype=float) ** 2 * np.asarray(info, dtype=float)
+    r = s / (1.0 + s)
+    return math.log(2.0) - 0.5 * np.log1p(s) + 0.5 * z * z * r + log_ndtr(z * np.sqrt(r))
+
+
+def _log_evalue_for_margin(n_c, p_c, pv_c, n_b, p_b, pv_b, margin, tau_rel, sign=1.0):
+    """log e-value against H0: sign * (p_c - (1+margin) p_b) <= 0."""
+    k = 1.0 + margin
+    diff = sign * (p_c - k * p_b)
+    var = pv_c * (1 - pv_c) / n_c + k * k * pv_b * (1 - pv_b) / n_b
+    info = 1.0 / var
+    tau = np.maximum(tau_rel * pv_b, 0.01)
+    return msprt_log_evalue(diff * np.sqrt(info), info, tau)
+
+
+def sequential_rise_test(
+    n, n_negative, baseline_n, baseline_n_negative, *,
+    alpha=DEFAULT_ALPHA, margin: float = 0.0, tau_rel: float = 0.3, futility_rise: float | None = None,
+) -> dict:
+    """Always-valid one-sided test of "current negative share > baseline share x (1 + margin)".
+
+    Vectorised over rows; `alpha` may be an array (per-row error budget after the multi-cohort split).
+    `tau_rel`: scale of the effects we want to find fast, relative to the baseline share (0.3 = a 30 %
+    rise); it tunes where the test is most powerful, never its validity.
+    Returns arrays:
+      evalue       mixture likelihood ratio at this look (reject when >= 1/alpha)
+      p_anytime    min(1, 1/evalue): an anytime-valid p-value, the share of alpha this evidence uses
+      reject       evalue >= 1/alpha
+      rise         point estimate of the relative rise p_c/p_b - 1
+      lower        always-valid (1-alpha) lower bound on the relative rise (-1 when uninformative)
+      upper        always-valid (1-alpha) upper bound on the relative rise (inf when uninformative)
+      futile       upper < futility_rise: a rise of that size is ruled out (a real "pass")
+    """
+    n_c, p_c, pv_c = _shares(n, n_negative)
+    n_b, p_b, pv_b = _shares(baseline_n, baseline_n_negative)
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=float), n_c.shape)
+    log_threshold = np.log(1.0 / alpha)
+    ok = (n_c > 0) & (n_b > 0)
+    safe_nc, safe_nb = np.where(ok, n_c, 1.0), np.where(ok, n_b, 1.0)
+    pc0, pb0 = np.nan_to_num(p_c), np.nan_to_num(p_b)
+    log_e = np.where(ok, _log_evalue_for_margin(safe_nc, pc0, pv_c, safe_nb, pb0, pv_b, margin, tau_rel), 0.0)
+    lower = _invert(safe_nc, pc0, pv_c, safe_nb, pb0, pv_b, tau_rel, log_threshold, +1.0)
+    upper = _invert(safe_nc, pc0, pv_c, safe_nb, pb0, pv_b, tau_rel, log_threshold, -1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rise = np.where(ok & (pb0 > 0), pc0 / np.where(pb0 > 0, pb0, 1.0) - 1.0, np.nan)
+    evalue = np.exp(np.minimum(log_e, 700.0))
+    futile = ok & (upper < (futility_rise if futility_rise is not None else -np.inf))
+    return {
+        "evalue": np.where(ok, evalue, 1.0),
+        "p_anytime": np.where(ok, np.minimum(1.0, 1.0 / evalue), 1.0),
+        "reject": ok & (log_e >= log_threshold),
+        "rise": rise,
+        "lower": np.where(ok, lower, -1.0),
+        "upper": np.where(ok, upper, np.inf),
+        "futile": futile,
+        "alpha": alpha,
+    }
+
+
+def _invert(n_c, p_c, pv_c, n_b, p_b, pv_b, tau_rel, log_threshold, sign, lo=-1.0, hi=20.0, iters=48):
+    """Bound on the relative rise m: the set of margins whose null the test rejects, found by bisection.
+
+    sign=+1: lower bound = sup{m : reject H0 p_c <= (1+m) p_b}; sign=-1: upper bound = inf{m : reject
+    H0 p_c >= (1+m) p_b}. Each fixed-margin test is valid, so the bound covers the true rise at all
+    looks simultaneously with probability >= 1 - alpha.
+    """
+    def rejects(m):
+        return _log_evalue_for_margin(n_c, p_c, pv_c, n_b, p_b, pv_b, m, tau_rel, sign) >= log_threshold
+
+    lo_arr = np.full(np.shape(n_c), lo, dtype=float)
+    hi_arr = np.full(np.shape(n_c), hi, dtype=float)
+    if sign > 0:
+        informative = rejects(lo_arr)          # rejects even "no negatives at all relative to baseline"
+        for _ in range(iters):
+            mid = 0.5 * (lo_arr + hi_arr)
+            r = rejects(mid)
+            lo_arr = np.where(r, mid, lo_arr)
+            hi_arr = np.where(r, hi_arr, mid)
+        return np.where(informative, lo_arr, -1.0)
+    informative = rejects(hi_arr)
+    for _ in range(iters):
+        mid = 0.5 * (lo_arr + hi_arr)
+        r = rejects(mid)
+        hi_arr = np.where(r, mid, hi_arr)
+        lo_arr = np.where(r, lo_arr, mid)
+    return np.where(informative, hi_arr, np.inf)
+
+
+# --------------------------------------------------------------------------- multi-cohort error control
+
+def split_alpha(is_flag_level, n_cohorts, alpha=DEFAULT_ALPHA, flag_share: float = 0.5, min_cohorts: int = 1) -> np.ndarray:
+    """Per-row error budget: the flag as a whole gets alpha*flag_share, each of K cohorts the rest / K.
+
+    Why not "flag-level gate first, then localise": a regression in one cohort out of eight moves the
+    flag-level share by an eighth of its size and the gate would stay shut. Why not FDR: a rollback is
+    a family-wise decision for the flag (one false step-down is one incident), so the union bound over
+    flag + cohorts is the error we promise. K is the number of cohorts evaluated for the release at the
+    look, floored at `min_cohorts` (set it to the cohorts you expect, so a late-appearing cohort does
+    not enlarge the family after the fact).
+    """
+    flag = np.asarray(is_flag_level, dtype=bool)
+    k = np.maximum(np.asarray(n_cohorts, dtype=float), float(min_cohorts))
+    return np.where(flag, alpha * flag_share, alpha * (1.0 - flag_share) / np.maximum(k, 1.0))
+
+
+# --------------------------------------------------------------------------- GrowthBook-style CS
+
+def growthbook_cs_lower(n, n_negative, baseline_n, baseline_n_negative, *, alpha=DEFAULT_ALPHA, tuning_n: float = 5000.0):
+    """Lower end of a one-sided asymptotic confidence sequence on p_current - p_baseline (GrowthBook-style).
+
+    Waudby-Smith et al. (2023) normal-mixture asymptotic CS as GrowthBook uses it for sequential
+    testing and safe-rollout guardrails: half-width
+        sigma * sqrt( 2 (N rho^2 + 1) / (N^2 rho^2) * log( sqrt(N rho^2 + 1) / alpha ) ),
+    sigma^2 the per-unit variance of the difference, N = n_current + n_baseline, and rho chosen to be
+    tightest at the tuning sample size (GrowthBook's default 5000). Using alpha (not alpha/2) makes it
+    the one-sided bound; a guardrail fails when the lower end is above 0.
+    """
+    n_c, p_c, pv_c = _shares(n, n_negative)
+    n_b, p_b, pv_b = _shares(baseline_n, baseline_n_negative)
+    ok = (n_c > 0) & (n_b > 0)
+    n_c, n_b = np.where(ok, n_c, 1.0), np.where(ok, n_b, 1.0)
+    var_diff = pv_c * (1 - pv_c) / n_c + pv_b * (1 - pv_b) / n_b
+    total = n_c + n_b
+    sigma2 = var_diff * total
+    rho2 = (-2.0 * math.log(alpha) + math.log(-2.0 * math.log(alpha) + 1.0)) / tuning_n
+    half = np.sqrt(sigma2) * np.sqrt(2.0 * (total * rho2 + 1.0) / (total**2 * rho2) * np.log(np.sqrt(total * rho2 + 1.0) / alpha))
+    diff = np.nan_to_num(p_c) - np.nan_to_num(p_b)
+    return np.where(ok, diff - half, -np.inf), np.where(ok, diff, np.nan)
+
+
+# --------------------------------------------------------------------------- Kayenta-style judge
+
+def mann_whitney_hl(current, baseline, confidence: float = 0.98) -> dict:
+    """Mann-Whitney U test and Hodges-Lehmann shift with its confidence interval (Kayenta's judge).
+
+    Netflix's Kayenta (NetflixACAJudge) compares a canary metric's observations with the baseline's by
+    a rank test, and classifies the metric by the Hodges-Lehmann confidence interval of the shift
+    (canary - baseline): "High" when the whole interval is above 0. Distribution-free; no repeated-look
+    correction. The interval is the normal-approximation order-statistic interval of all pairwise
+    differences (as R's wilcox.test(conf.int=TRUE) for larger samples).
+    """
+    x = np.asarray(current, dtype=float)
+    y = np.asarray(baseline, dtype=float)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if len(x) == 0 or len(y) == 0:
+        return {"u": np.nan, "p_value": np.nan, "estimate": np.nan, "lower": np.nan, "upper": np.nan}
+    test = sps.mannwhitneyu(x, y, alternative="two-sided", method="asymptotic" if len(x) * len(y) > 400 else "auto")
+    diffs = np.sort(np.subtract.outer(x, y).ravel())
+    lower, upper = _hl_interval(diffs, len(x), len(y), confidence)
+    return {"u": float(test.statistic), "p_value": float(test.pvalue), "estimate": float(np.median(diffs)),
+            "lower": lower, "upper": upper}
+
+
+def _hl_rank(n: int, m: int, confidence: float) -> int:
+    z = sps.norm.ppf(1 - (1 - confidence) / 2)
+    k = int(math.floor(n * m / 2.0 - z * math.sqrt(n * m * (n + m + 1) / 12.0)))
+    return max(k, 0)
+
+
+def _hl_interval(sorted_diffs: np.ndarray, n: int, m: int, confidence: float) -> tuple[float, float]:
+    k = _hl_rank(n, m, confidence)
+    total = len(sorted_diffs)
+    if k >= total - k:
+        return float(sorted_diffs[0]), float(sorted_diffs[-1])
+    return float(sorted_diffs[k]), float(sorted_diffs[total - k - 1])
+
+
+def hl_lower_batch(current: np.ndarray, baseline: np.ndarray, confidence: float = 0.98) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised Hodges-Lehmann (estimate, lower bound) for many rows of NaN-padded samples.
+
+    current: (R, a), baseline: (R, b). Same interval as `mann_whitney_hl`; used by the benchmark,
+    where Python-level loops over a million judgements would dominate the runtime.
+    """
+    x = np.asarray(current, dtype=float)
+    y = np.asarray(baseline, dtype=float)
+    nx = (~np.isnan(x)).sum(1)
+    ny = (~np.isnan(y)).sum(1)
+    d = (x[:, :, None] - y[:, None, :]).reshape(len(x), -1)
+    d = np.sort(d, axis=1)  # NaNs sort last
+    total = nx * ny
+    z = sps.norm.ppf(1 - (1 - confidence) / 2)
+    k = np.floor(total / 2.0 - z * np.sqrt(total * (nx + ny + 1) / 12.0)).astype(int)
+    k = np.clip(k, 0, None)
+    rows = np.arange(len(x))
+    valid = total > 0
+    idx_lower = np.where(valid, np.minimum(k, np.maximum(total - 1, 0)), 0)
+    lower = np.where(valid & (k < total - k), d[rows, idx_lower], np.where(valid, d[rows, 0], np.nan))
+    mid_lo = np.maximum((total - 1) // 2, 0)
+    mid_hi = np.maximum(total // 2, 0)
+    estimate = np.where(valid, 0.5 * (d[rows, mid_lo] + d[rows, mid_hi]), np.nan)
+    return estimate, lower
+
+
+# --------------------------------------------------------------------------- business KPIs
+
+SEVERITIES = ("none", "low", "moderate", "severe")
+
+
+def kpi_moves_bad(current, baseline, higher_is_bad, min_relative_change: float = 0.05) -> np.ndarray:
+    """True where a business KPI moved in its bad direction by at least `min_relative_change`."""
+    cur = np.asarray(current, dtype=float)
+    base = np.asarray(baseline, dtype=float)
+    sign = np.where(np.asarray(higher_is_bad, dtype=bool), 1.0, -1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        change = sign * (cur - base) / np.where(base != 0, np.abs(base), np.nan)
+    return np.nan_to_num(change, nan=0.0) >= min_relative_change
+
+
+def raise_severity(severity: str) -> str:
+    if severity == "none":
+        return "none"
+    return SEVERITIES[min(SEVERITIES.index(severity) + 1, len(SEVERITIES) - 1)]
