@@ -98,7 +98,6 @@ def test_ladder_100_25_5_off_evaluated_by_openfeature(tmp_path, flag_file, clien
     assert wait_for(lambda: share_on(client), lambda s: s == 0.0) == 0.0
     details = client.get_boolean_details("new-checkout", False, EvaluationContext(targeting_key="user-1"))
     assert details.reason == "DISABLED" and details.flag_metadata.get("lastActionId") == "d-new-checkout-9"
-    # Stickiness: the 5% cohort is a subset of the 25% cohort (fractional hashing on flag key + user).
 
 
 def test_sticky_subset_and_severe_switches_variant(flag_file, client):

@@ -129,6 +129,14 @@ def test_standard_env_vars_configure_both_providers(server, monkeypatch):
     assert server.requests[-1]["query"]["api-version"] == ["2025-01-01-preview"]
 
 
+def test_json_object_mode_for_servers_without_strict_schemas(server):
+    out = openai_scorer(server, structured="json_object").score(REVIEWS[:3])
+    assert out["fallback_reason"].isna().all()
+    body = server.requests[0]["body"]
+    assert body["response_format"] == {"type": "json_object"}
+    assert '"issue_category":{"type":"string","enum":["checkout"' in body["messages"][0]["content"]
+
+
 def test_factory_kinds_and_config_errors(monkeypatch):
     assert isinstance(make_scorer("offline"), LexiconScorer)
     with pytest.raises(ValueError, match="kind"):
@@ -147,6 +155,11 @@ def test_score_frame_uses_llm_categories(server):
     assert out["issue_category"].tolist() == ["checkout", "search", "crashes"]
     assert out["high_risk"].tolist() == [True, True, False]
     assert out["scorer"].eq("llm-openai").all()
+
+
+def test_empty_input_returns_empty_frame_without_requests(server):
+    out = openai_scorer(server).score([])
+    assert len(out) == 0 and "sentiment_score" in out and server.stats()["requests"] == 0
 
 
 def test_score_works_when_called_inside_an_event_loop(server):
@@ -247,8 +260,10 @@ def test_unusable_answers_fall_back_after_one_reask(server, fault):
     assert out["scorer_version"].str.contains("fallback-from=openai:gpt-4o-mini:prompt-v1:schema-v1").all()
     assert out["sentiment_score"].tolist() == pytest.approx(lexicon(REVIEWS)["sentiment_score"].tolist())
     assert out["issue_category"].notna().all()
-    # bad_body is a transport fault (retried by the request loop); the rest are re-asked once.
-    assert server.stats()["requests"] == (2 if fault == "bad_body" else 2)
+    # bad_body is a transport fault (retried by the request loop, max_retries=1); the rest are re-asked once.
+    assert server.stats()["requests"] == 2
+    reason = "request_failed" if fault == "bad_body" else "invalid_output"
+    assert out["fallback_reason"].str.startswith(reason).all()
     assert scorer.last_stats["fallback_rows"] == len(REVIEWS)
 
 

@@ -134,6 +134,8 @@ def register_rule(name: str, rule: Rule) -> None:
 
 
 def rule_for(config: PolicyConfig) -> Rule:
+    if config.name not in RULES:
+        from . import sequential_policy  # noqa: F401  (registers "sequential" on import)
     try:
         return RULES[config.name]
     except KeyError:

@@ -46,7 +46,8 @@ def confidence_weight(mean_confidence, reference: float = 0.8, floor: float = 0.
     """
     c = np.asarray(mean_confidence, dtype=float)
     c = np.where(np.isnan(c), reference, c)
-    return np.clip((c - 0.5) / max(reference - 0.5, 1e-9), floor, 1.0)
+    ref = np.asarray(reference, dtype=float)
+    return np.clip((c - 0.5) / np.maximum(ref - 0.5, 1e-9), floor, 1.0)
 
 
 # --------------------------------------------------------------------------- the sequential test
@@ -169,7 +170,9 @@ def split_alpha(is_flag_level, n_cohorts, alpha=DEFAULT_ALPHA, flag_share: float
     not enlarge the family after the fact).
     """
     flag = np.asarray(is_flag_level, dtype=bool)
-    k = np.maximum(np.asarray(n_cohorts, dtype=float), float(min_cohorts))
+    k = np.maximum(np.asarray(n_cohorts, dtype=float), np.asarray(min_cohorts, dtype=float))
+    alpha = np.asarray(alpha, dtype=float)
+    flag_share = np.asarray(flag_share, dtype=float)
     return np.where(flag, alpha * flag_share, alpha * (1.0 - flag_share) / np.maximum(k, 1.0))
 
 

@@ -33,6 +33,8 @@ Config (keyword arguments of `make_scorer` / `LLMConfig`):
   max_chars        characters of a review sent, after redaction (default 4000); longer ones are cut and
                    the text says so; the `truncated` output column marks them.
   taxonomy         a Taxonomy (default Taxonomy.load()); its topic names are the issue_category enum.
+  structured       "json_schema" (strict structured outputs, default) or "json_object" (JSON mode with
+                   the schema in the system prompt, for compatible servers without strict schemas).
   temperature      default 0; None leaves it out (reasoning models reject it).
   max_completion_tokens_per_review
                    answer allowance per review (default 120); also the budget's output estimate.
@@ -142,8 +144,11 @@ class LLMConfig:
     max_chars: int = 4000
     temperature: float | None = 0.0
     max_completion_tokens_per_review: int = 120
+    structured: str = "json_schema"
 
     def __post_init__(self) -> None:
+        if self.structured not in ("json_schema", "json_object"):
+            raise ValueError("structured must be 'json_schema' or 'json_object'")
         if self.batch_size < 1 or self.concurrency < 1 or self.max_retries < 0:
             raise ValueError("batch_size and concurrency must be >= 1, max_retries >= 0")
 
@@ -284,6 +289,11 @@ class LLMScorer:
         self._system = SYSTEM_PROMPT.format(
             categories="\n".join(f"- {t.name} -> {t.surface}" for t in self.taxonomy.topics) + f"\n- {OTHER} -> {OTHER}"
         )
+        if self.config.structured == "json_object":
+            # For servers without strict structured outputs: JSON mode plus the schema in the prompt.
+            schema = json.dumps(self._format["json_schema"]["schema"], separators=(",", ":"))
+            self._system += f"\n\nAnswer with one JSON object matching this JSON schema:\n{schema}"
+            self._format = {"type": "json_object"}
         self._topics = frozenset(self.taxonomy.topic_names)
         self._surfaces = frozenset({t.surface for t in self.taxonomy.topics} | {OTHER})
         self.last_stats: dict[str, Any] = {}
@@ -376,38 +386,39 @@ class LLMScorer:
         return frame
 
     def _assemble(self, texts, prepared, keys, answers, failures, cached_keys) -> pd.DataFrame:
-        rows: list[dict | None] = [answers.get(k) for k in keys]
-        missing = [i for i, r in enumerate(rows) if r is None]
-        out = pd.DataFrame(
-            [r if r is not None else {} for r in rows], columns=list(OUTPUT_COLUMNS), index=range(len(texts))
-        )
-        out["scorer"] = self.name
-        out["scorer_version"] = self.version
-        out["fallback_reason"] = None
-        out["truncated"] = [p.truncated for p in prepared]
-        out["cached"] = [k in cached_keys for k in keys]
+        missing = [i for i, k in enumerate(keys) if k not in answers]
+        offline_rows: dict[int, dict] = {}
         if missing:
             # The offline scorer reads the redacted text too: same view of the review, no extra exposure.
             offline_texts = [prepared[i].text for i in missing]
             offline = self.fallback.score(offline_texts)
-            topics = self.taxonomy.classify(pd.Series(offline_texts))
-            idx = pd.Index(missing)
-            out.loc[idx, "sentiment_score"] = offline["sentiment_score"].to_numpy()
-            out.loc[idx, "sentiment_label"] = offline["sentiment_label"].to_numpy()
-            out.loc[idx, "confidence"] = offline["confidence"].to_numpy()
-            out.loc[idx, "issue_category"] = topics["issue_category"].to_numpy()
-            out.loc[idx, "affected_surface"] = topics["affected_surface"].fillna(OTHER).to_numpy()
-            out.loc[idx, ["urgency", "intent", "rationale"]] = None
-            out.loc[idx, "scorer"] = self.fallback.name
-            reasons = [failures.get(keys[i], "not scored") for i in missing]
-            out.loc[idx, "fallback_reason"] = reasons
-            out.loc[idx, "scorer_version"] = [
-                f"{self.fallback.version};fallback-from={self.version};reason={r.split(':')[0]}" for r in reasons
-            ]
+            topics = self.taxonomy.classify(pd.Series(offline_texts, dtype=object))
+            for j, i in enumerate(missing):
+                reason = failures.get(keys[i], "not_scored")
+                offline_rows[i] = {
+                    "sentiment_score": float(offline["sentiment_score"].iloc[j]),
+                    "sentiment_label": str(offline["sentiment_label"].iloc[j]),
+                    "confidence": float(offline["confidence"].iloc[j]),
+                    "issue_category": topics["issue_category"].iloc[j],
+                    "affected_surface": topics["affected_surface"].iloc[j] or OTHER,
+                    "urgency": None,
+                    "intent": None,
+                    "rationale": None,
+                    "scorer": self.fallback.name,
+                    "scorer_version": f"{self.fallback.version};fallback-from={self.version};reason={reason.split(':')[0]}",
+                    "fallback_reason": reason,
+                }
+        rows = []
+        for i, key in enumerate(keys):
+            row = offline_rows.get(i) or {
+                **answers[key], "scorer": self.name, "scorer_version": self.version, "fallback_reason": None
+            }
+            rows.append({**row, "truncated": prepared[i].truncated, "cached": key in cached_keys})
+        out = pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS), index=pd.RangeIndex(len(texts)))
         out["sentiment_score"] = out["sentiment_score"].astype("float64")
         out["confidence"] = out["confidence"].astype("float64")
-        out["cached"] = out["cached"].astype(bool)
         out["truncated"] = out["truncated"].astype(bool)
+        out["cached"] = out["cached"].astype(bool)
         return out
 
     async def _ask_all(self, items: dict[str, str]) -> tuple[dict[str, dict], dict[str, str]]:

@@ -25,7 +25,10 @@ _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2
 # C0/C1 controls except tab and newline (kept as whitespace), DEL.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+\s*(?:@|\(at\)|\[at\])\s*[A-Za-z0-9\-]+(?:\s*(?:\.|\(dot\)|\[dot\])\s*[A-Za-z0-9\-]+)+")
+_EMAIL = re.compile(
+    r"[A-Za-z0-9._%+\-]+(?:@|\s*(?:\(at\)|\[at\])\s*)[A-Za-z0-9\-]+(?:(?:\.|\s*(?:\(dot\)|\[dot\])\s*)[A-Za-z0-9\-]+)+",
+    re.IGNORECASE,
+)
 _URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"']+|\bwww\.[^\s<>\"']+", re.IGNORECASE)
 _CARD = re.compile(r"(?<![\w.])\d(?:[ \-]?\d){12,18}(?![\w])")
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d \-().]{6,}\d(?![\w])")

@@ -1,0 +1,239 @@
+"""Replay: run the decision pipeline over historical feedback on a simulated clock.
+
+The same core functions as the Dagster assets, in the same order: attribute -> score_frame (once)
+-> compute_baselines at every clock step -> the policy's rule -> make_decisions. What a replay says
+the policy would have done is therefore what the assets would have done, look by look, with only the
+feedback written before each look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from .attribution import DEFAULT_COHORT_DIMENSIONS, attribute
+from .baselines import compute_baselines
+from .policy import PolicyConfig, make_decisions
+from .releases import releases_from_first_appearance
+from .schemas import ALL_COHORTS
+from .scoring.base import score_frame
+from .taxonomy import Taxonomy
+
+REPLAY_COLUMNS = [
+    "decided_at", "flag_key", "release_version", "cohort", "baseline_kind", "state", "action", "severity",
+    "negative_share", "baseline_negative_share", "relative_rise", "n", "baseline_n", "mean_confidence",
+    "statistic", "bound", "reason", "policy_name", "policy_version", "decision_id",
+]
+
+
+def version_key(version: str) -> tuple:
+    """'8.114.0 build 19 50680' -> (8, 114, 0, 19, 50680): numbers in order, for comparing versions."""
+    return tuple(int(part) for part in re.findall(r"\d+", str(version)))
+
+
+def inferred_releases(feedback: pd.DataFrame, taxonomy: Taxonomy, flag_key: str | None = None) -> pd.DataFrame:
+    """Releases from first appearance when none are registered; flag = app (product).
+
+    A version first seen after a higher version is an old build still in the field (reviews of it
+    keep arriving for months), not a release: it is dropped so it cannot displace the live release.
+    Every topic that is not excluded counts as the release's surface: without release notes, any
+    relevant complaint may be the release's fault.
+    """
+    releases = releases_from_first_appearance(feedback, flag_key)
+    if releases.empty:
+        return releases
+    keep = []
+    for _, rows in releases.sort_values("released_at").groupby("flag_key", sort=False):
+        highest: tuple = ()
+        for idx, version in zip(rows.index, rows.version):
+            key = version_key(version)
+            if key >= highest:
+                keep.append(idx)
+                highest = key
+    releases = releases.loc[keep].reset_index(drop=True)
+    surfaces = [t for t in taxonomy.topic_names if t not in taxonomy.excluded_topics]
+    releases["surfaces"] = [list(surfaces) for _ in range(len(releases))]
+    return releases
+
+
+def prepare(feedback: pd.DataFrame, releases: pd.DataFrame | None, scorer, taxonomy: Taxonomy,
+            cohort_dimensions=DEFAULT_COHORT_DIMENSIONS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Attribute and score once: (scored rows attributed to a release, releases)."""
+    feedback = feedback.copy()
+    feedback["created_at"] = pd.to_datetime(feedback["created_at"], utc=True)
+    for column in set(cohort_dimensions) | {"product", "app_version"}:
+        if column not in feedback:
+            feedback[column] = None
+    if releases is None or releases.empty:
+        releases = inferred_releases(feedback, taxonomy)
+    attributed = attribute(feedback, releases, cohort_dimensions)
+    attributed = attributed[attributed.attribution != "none"]
+    scored = score_frame(scorer, taxonomy, attributed) if len(attributed) else attributed
+    return scored.sort_values("created_at").reset_index(drop=True), releases
+
+
+def clock(scored: pd.DataFrame, releases: pd.DataFrame, step: pd.Timedelta, start=None, end=None) -> pd.DatetimeIndex:
+    first = pd.Timestamp(start) if start is not None else max(scored.created_at.min(), releases.released_at.min())
+    last = pd.Timestamp(end) if end is not None else scored.created_at.max()
+    first = first.tz_localize("UTC") if first.tzinfo is None else first
+    last = last.tz_localize("UTC") if last.tzinfo is None else last
+    return pd.date_range(first.ceil(step), last.ceil(step), freq=step)
+
+
+def iter_baselines(scored: pd.DataFrame, releases: pd.DataFrame, config: PolicyConfig,
+                   steps: pd.DatetimeIndex) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
+    """compute_baselines at each clock step, fed only the rows it can read (a time slice, for speed).
+
+    Rows older than the live releases' rolling-baseline start cannot change the result, so each step
+    passes the slice from there to `as_of` instead of the whole history.
+    """
+    times = pd.DatetimeIndex(scored.created_at)
+    windows = config.windows
+    released = releases.sort_values("released_at")
+    for as_of in steps:
+        live = released[released.released_at <= as_of].groupby("flag_key").released_at.max()
+        if live.empty:
+            continue
+        earliest = min(live.min() - pd.Timedelta(days=windows.rolling_days), as_of - pd.Timedelta(days=windows.window_days))
+        lo = times.searchsorted(earliest, side="left")
+        hi = times.searchsorted(as_of, side="right")
+        if hi <= lo:
+            continue
+        baselines = compute_baselines(scored.iloc[lo:hi], releases, as_of, windows)
+        if baselines.empty:
+            continue
+        # Without cohort dimensions every row's cohort is 'all' and would be counted twice.
+        yield as_of, baselines.drop_duplicates(["flag_key", "release_version", "cohort", "baseline_kind"])
+
+
+def replay(feedback: pd.DataFrame, releases: pd.DataFrame | None, config: PolicyConfig, scorer, taxonomy: Taxonomy,
+           step: pd.Timedelta = pd.Timedelta(hours=6), cohort_dimensions=DEFAULT_COHORT_DIMENSIONS,
+           start=None, end=None, prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Decisions the policy would have made at every clock step (one row per flag x cohort x step).
+
+    `prepared`: the (scored, releases) pair from `prepare`, to replay several policies on one scoring.
+    """
+    scored, releases = prepared if prepared is not None else prepare(feedback, releases, scorer, taxonomy, cohort_dimensions)
+    if scored.empty:
+        return pd.DataFrame(columns=REPLAY_COLUMNS)
+    lineage = {"scorer_version": getattr(scorer, "version", None), "input_versions": {}, "run_id": "replay"}
+    frames = [
+        make_decisions(baselines, releases, config, lineage, as_of)
+        for as_of, baselines in iter_baselines(scored, releases, config, clock(scored, releases, step, start, end))
+    ]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=REPLAY_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[REPLAY_COLUMNS]
+
+
+def first_actions(decisions: pd.DataFrame) -> pd.DataFrame:
+    """The first act per flag x release x cohort: what an operator would have seen fire."""
+    acted = decisions[decisions.state == "act"]
+    return acted.sort_values("decided_at").drop_duplicates(["flag_key", "release_version", "cohort"])
+
+
+def plot_timeline(scored: pd.DataFrame, decisions: pd.DataFrame, path: str | Path, flag_key: str | None = None,
+                  freq: str = "7D", min_rows: int = 15, top_versions: int = 14) -> Path:
+    """PNG: weekly negative share per release version over time, first act/hold per version marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = scored[~scored.topic_excluded.astype(bool)]
+    if flag_key is None and len(rows):
+        flag_key = rows.attributed_flag.value_counts().index[0]
+    rows = rows[rows.attributed_flag == flag_key]
+    versions = rows.release_version.value_counts().head(top_versions).index
+    versions = sorted(versions, key=version_key)
+    fig, ax = plt.subplots(figsize=(12, 5.5))
+    colors = plt.cm.viridis(np.linspace(0, 0.95, max(len(versions), 1)))
+    for color, version in zip(colors, versions):
+        v = rows[rows.release_version == version].set_index("created_at")
+        weekly = v.sentiment_label.eq("negative").resample(freq).agg(["mean", "count"])
+        weekly = weekly[weekly["count"] >= min_rows]
+        if len(weekly):
+            ax.plot(weekly.index, weekly["mean"], "-o", ms=3, lw=1.2, color=color, label=str(version)[:18])
+    flagged = decisions[(decisions.flag_key == flag_key) & (decisions.cohort == ALL_COHORTS)] if len(decisions) else decisions
+    for state, marker, color in (("act", "v", "red"), ("hold", "D", "orange")):
+        first = flagged[flagged.state == state].sort_values("decided_at").drop_duplicates("release_version")
+        for r in first.itertuples():
+            ax.axvline(r.decided_at, color=color, alpha=0.35, lw=1)
+            ax.plot([r.decided_at], [r.negative_share], marker, color=color, ms=10)
+            ax.annotate(f"{state} {str(r.release_version)[:10]}", (r.decided_at, r.negative_share),
+                        textcoords="offset points", xytext=(4, 6), fontsize=7, color=color)
+    ax.set_ylabel("negative share (relevant topics)")
+    ax.set_title(f"{flag_key}: negative share per version, first act (red) / hold (orange) per version")
+    ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _read_feedback(path: str, mapping: str | None) -> pd.DataFrame:
+    from .ingest import load_mapping, read_file
+
+    if mapping is None:
+        suffix = Path(path).suffix.lower()
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        mapping = "google_play" if suffix == ".csv" else "feedback_jsonl"
+    return read_file(path, load_mapping(mapping)).valid
+
+
+def replay_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="rollback-assets replay", description=__doc__.splitlines()[0])
+    parser.add_argument("--feedback", required=True, help="feedback file (CSV/JSONL via a mapping, or canonical parquet)")
+    parser.add_argument("--mapping", default=None, help="mapping name or YAML path (default: google_play for .csv)")
+    parser.add_argument("--releases", default=None, help="releases YAML; default: each version at its first appearance")
+    parser.add_argument("--policy", default=None, help="policy YAML (default: the shipped policy.yaml)")
+    parser.add_argument("--step", default="6h", help="clock step, e.g. 6h, 1d")
+    parser.add_argument("--scorer", default="offline", help="scorer kind (offline = VADER lexicon)")
+    parser.add_argument("--cohorts", default=",".join(DEFAULT_COHORT_DIMENSIONS), help="cohort dimensions, comma-separated")
+    parser.add_argument("--out", required=True, help="output directory for decisions.csv and timeline.png")
+    return parser
+
+
+def run_replay_cli(args: argparse.Namespace | list[str] | None = None) -> dict:
+    """Entry point for `rollback-assets replay`: writes DIR/decisions.csv and DIR/timeline.png."""
+    if not isinstance(args, argparse.Namespace):
+        args = replay_arg_parser().parse_args(args)
+    from .releases import load_releases_yaml
+    from .scoring.llm import make_scorer
+
+    started = time.perf_counter()
+    taxonomy = Taxonomy.load()
+    config = PolicyConfig.load(args.policy)
+    feedback = _read_feedback(args.feedback, args.mapping)
+    releases = load_releases_yaml(args.releases) if args.releases else None
+    scorer = make_scorer(args.scorer, taxonomy)
+    dims = tuple(d for d in (args.cohorts or "").split(",") if d)
+    prepared = prepare(feedback, releases, scorer, taxonomy, dims)
+    decisions = replay(feedback, None, config, scorer, taxonomy, pd.Timedelta(args.step), dims, prepared=prepared)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    decisions.to_csv(out / "decisions.csv", index=False)
+    plot_timeline(prepared[0], decisions, out / "timeline.png")
+    acted = first_actions(decisions)
+    summary = {
+        "rows": len(feedback), "decisions": len(decisions), "policy": config.version,
+        "acted_on": sorted(set(acted.release_version), key=version_key),
+        "seconds": round(time.perf_counter() - started, 2), "out": str(out),
+    }
+    print(f"replayed {summary['rows']} feedback rows with {config.version}: {summary['decisions']} decisions, "
+          f"acted on {summary['acted_on'] or 'nothing'} in {summary['seconds']} s -> {out}")
+    return summary
+
+
+if __name__ == "__main__":
+    run_replay_cli()

@@ -1,0 +1,169 @@
+"""The "sequential" rule: an always-valid test per flag and cohort, so checking every few hours is safe.
+
+Registered as `sequential` (policy YAML `name: sequential`). Settings under `defaults:` / `flags:`:
+  alpha               0.05  family-wise false-rollback probability per release over all looks
+  margin              0.05  rises up to this relative size are treated as noise (H0: rise <= margin)
+  tau_rel             0.30  relative rise the test is tuned to find fastest (power only, not validity)
+  flag_alpha_share    0.50  share of alpha for the flag as a whole; the rest is split over cohorts
+  min_cohorts         1     floor on the number of cohorts alpha is split over
+  kpi_min_change      0.05  relative move of a business KPI in its bad direction that corroborates
+  min_sample / min_baseline_sample / min_mean_confidence / require_high_risk_topic /
+  severe_relative_rise    as in the fixed rule (min_mean_confidence is the full-weight confidence).
+
+States: act (test rejected, complaints on a high-risk surface), hold (test rejected, complaints
+elsewhere: a human decides), pass (the always-valid upper bound rules out a rise of
+min_relative_rise), insufficient_data (too few rows, or the evidence is not conclusive yet).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from .policy import VERDICT_COLUMNS, PolicyConfig, choose_baseline, register_rule
+from .schemas import ALL_COHORTS
+from .stats import (
+    DEFAULT_ALPHA, confidence_weight, kpi_moves_bad, raise_severity, sequential_rise_test, split_alpha,
+)
+
+RULE_NAME = "sequential"
+KPI_COLUMNS = ["flag_key", "cohort", "kpi", "current", "baseline", "higher_is_bad"]
+_DEFAULTS = {"alpha": DEFAULT_ALPHA, "margin": 0.05, "tau_rel": 0.30, "flag_alpha_share": 0.5,
+             "min_cohorts": 1, "kpi_min_change": 0.05}
+
+
+def _setting(config: PolicyConfig, flag: str, key: str) -> float:
+    return float(config.for_flag(flag).extra.get(key, _DEFAULTS[key]))
+
+
+def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Verdicts (VERDICT_COLUMNS) indexed by (flag_key, release_version, cohort).
+
+    `business_kpis` (optional): rows of KPI_COLUMNS. A KPI of the same flag and cohort (or cohort
+    'all') that moved in its bad direction corroborates the complaint signal and raises severity one
+    notch (moderate -> severe turns a step-down into a disable). It never creates an act on its own.
+    """
+    index_names = ["flag_key", "release_version", "cohort"]
+    if baselines.empty:
+        return pd.DataFrame(columns=index_names + VERDICT_COLUMNS).set_index(index_names)
+    chosen = choose_baseline(baselines, config).reset_index(drop=True)
+    flags = chosen.flag_key.to_numpy()
+
+    def per_flag(key):
+        values = {f: _setting(config, f, key) for f in set(flags)}
+        return np.array([values[f] for f in flags], dtype=float)
+
+    def per_flag_threshold(attr):
+        values = {f: getattr(config.for_flag(f), attr) for f in set(flags)}
+        return np.array([values[f] for f in flags])
+
+    alpha_total = per_flag("alpha")
+    is_flag = (chosen.cohort == ALL_COHORTS).to_numpy()
+    n_cohorts = chosen.groupby(["flag_key", "release_version"]).cohort.transform(lambda c: int((c != ALL_COHORTS).sum())).to_numpy()
+    alpha_row = split_alpha(is_flag, n_cohorts, alpha_total, per_flag("flag_alpha_share"), per_flag("min_cohorts"))
+
+    n = chosen.n.to_numpy(dtype=float)
+    weight = confidence_weight(chosen.mean_confidence.to_numpy(dtype=float), per_flag_threshold("min_mean_confidence").astype(float))
+    n_eff, x_eff = n * weight, chosen.n_negative.to_numpy(dtype=float) * weight
+    base_n = chosen.baseline_n.to_numpy(dtype=float)
+    base_x = chosen.baseline_n_negative.to_numpy(dtype=float)
+    min_rise = per_flag_threshold("min_relative_rise").astype(float)
+    margin = per_flag("margin")
+    tau = per_flag("tau_rel")
+    # Margin and tau are per flag; the test is vectorised, so run it once per distinct setting.
+    result = {k: np.empty(len(chosen)) for k in ("evalue", "p_anytime", "rise", "lower", "upper")}
+    result["reject"] = np.zeros(len(chosen), bool)
+    result["futile"] = np.zeros(len(chosen), bool)
+    for m, t_rel, fut in {(a, b, c) for a, b, c in zip(margin, tau, min_rise)}:
+        sel = (margin == m) & (tau == t_rel) & (min_rise == fut)
+        part = sequential_rise_test(n_eff[sel], x_eff[sel], base_n[sel], base_x[sel], alpha=alpha_row[sel],
+                                    margin=m, tau_rel=t_rel, futility_rise=fut)
+        for key in result:
+            result[key][sel] = part[key]
+
+    min_n = per_flag_threshold("min_sample").astype(float)
+    enough = (n >= min_n) & (base_n >= min_n)
+    on_surface = chosen.n_negative_high_risk.to_numpy(dtype=float) >= 0.5 * np.maximum(chosen.n_negative.to_numpy(dtype=float), 1)
+    needs_surface = per_flag_threshold("require_high_risk_topic").astype(bool)
+    severe_rise = per_flag_threshold("severe_relative_rise").astype(float)
+    urgency = chosen.mean_urgency_high.to_numpy(dtype=float) if "mean_urgency_high" in chosen else np.full(len(chosen), np.nan)
+
+    corroboration = _corroborating_kpis(chosen, business_kpis, per_flag("kpi_min_change"))
+    verdicts = []
+    for i, row in enumerate(chosen.itertuples(index=False)):
+        verdicts.append(_verdict(row, i, result, enough[i], min_n[i], on_surface[i] or not needs_surface[i], alpha_row[i], alpha_total[i],
+                                 weight[i], min_rise[i], severe_rise[i], urgency[i], margin[i], corroboration[i]))
+    out = pd.DataFrame(verdicts, columns=["state", "action", "severity", "statistic", "bound", "reason"])
+    out["baseline_kind"] = chosen.baseline_kind.to_numpy()
+    out[index_names] = chosen[index_names].to_numpy()
+    return out.set_index(index_names)[VERDICT_COLUMNS]
+
+
+def _verdict(row, i, r, enough, min_n, on_surface, alpha, alpha_total, weight, min_rise, severe_rise, urgency, margin, kpis) -> tuple:
+    evalue, rise, lower, upper = r["evalue"][i], r["rise"][i], r["lower"][i], r["upper"][i]
+    statistic = float(min(evalue, 1e12))
+    where = "the flag as a whole" if row.cohort == ALL_COHORTS else f"cohort {row.cohort}"
+    base = f"{row.baseline_kind} baseline ({row.baseline_versions or 'none'})"
+    share = f"{row.negative_share:.0%}" if row.negative_share is not None and not pd.isna(row.negative_share) else "n/a"
+    base_share = (f"{row.baseline_negative_share:.0%}" if row.baseline_negative_share is not None
+                  and not pd.isna(row.baseline_negative_share) else "n/a")
+    weighted = f", confidence-weighted n={row.n * weight:.0f}" if weight < 0.999 else ""
+    excluded = f"; {row.n_excluded} rows on excluded topics not counted" if row.n_excluded else ""
+    evidence = (f"evidence e={evalue:.3g} vs threshold 1/alpha={1 / alpha:.3g} (alpha share {alpha:.4f} of {alpha_total:.2f}, "
+                f"anytime p={r['p_anytime'][i]:.3g})")
+    counts = f"negative share {share} vs {base_share} on the {base}, n={row.n} vs {row.baseline_n}{weighted}{excluded}"
+    if not enough:
+        return ("insufficient_data", "none", "none", statistic, None,
+                f"Not enough feedback yet for {where}: {counts}; the test starts at {min_n:.0f} rows on each side.")
+    kpi_note = f"; corroborated by {kpis}" if kpis else ""
+    if r["reject"][i]:
+        top_topic = (json.loads(row.top_topics or "[]") or [[None]])[0][0]
+        bound_text = f"rise {rise:+.0%}, always-valid lower bound {lower:+.0%} (margin {margin:.0%})"
+        if not on_surface:
+            severity = raise_severity("low") if kpis else "low"
+            return ("hold", "hold_promotion", severity, statistic, float(lower),
+                    f"Complaints rose for {where} ({counts}; {bound_text}; {evidence}), but mostly about '{top_topic}', "
+                    f"which is not a high-risk surface of this release, so promotion is held for a human{kpi_note}.")
+        severe = (rise >= severe_rise and lower >= min_rise) or (not np.isnan(urgency) and urgency >= 0.5)
+        severity = "severe" if severe else "moderate"
+        if kpis:
+            severity = raise_severity(severity)
+        action = "disable" if severity == "severe" else "step_down"
+        return ("act", action, severity, statistic, float(lower),
+                f"Negative feedback rose for {where}, mostly about {top_topic}: {counts}; {bound_text}; {evidence}{kpi_note}.")
+    if r["futile"][i]:
+        return ("pass", "none", "none", statistic, float(lower),
+                f"No regression for {where}: {counts}; a rise of {min_rise:.0%} is ruled out "
+                f"(always-valid upper bound {upper:+.0%}; {evidence}).")
+    return ("insufficient_data", "none", "none", statistic, float(lower),
+            f"Not conclusive yet for {where}: {counts}; rise {rise:+.0%} with always-valid bounds "
+            f"[{lower:+.0%}, {upper:+.0%}]; {evidence}; still watching.")
+
+
+def _corroborating_kpis(chosen: pd.DataFrame, kpis: pd.DataFrame | None, min_change: np.ndarray) -> list[str]:
+    """Per verdict row: a readable list of KPIs of its flag and cohort (or 'all') that moved the bad way."""
+    if kpis is None or len(kpis) == 0:
+        return [""] * len(chosen)
+    missing = set(KPI_COLUMNS) - set(kpis.columns)
+    if missing:
+        raise ValueError(f"business_kpis lacks columns {sorted(missing)}; expected {KPI_COLUMNS}")
+    notes = []
+    for row, threshold in zip(chosen.itertuples(index=False), min_change):
+        mine = kpis[(kpis.flag_key == row.flag_key) & kpis.cohort.isin([row.cohort, ALL_COHORTS])]
+        bad = mine[kpi_moves_bad(mine.current, mine.baseline, mine.higher_is_bad, threshold)] if len(mine) else mine
+        notes.append(", ".join(
+            f"KPI {k.kpi} {k.baseline:.3g} -> {k.current:.3g}" for k in bad.itertuples(index=False)
+        ))
+    return notes
+
+
+def with_kpis(business_kpis: pd.DataFrame | None):
+    """A Rule with the KPI frame bound, for callers of the two-argument rule protocol (make_decisions)."""
+    def rule(baselines: pd.DataFrame, config: PolicyConfig) -> pd.DataFrame:
+        return sequential_rule(baselines, config, business_kpis=business_kpis)
+    return rule
+
+
+register_rule(RULE_NAME, sequential_rule)

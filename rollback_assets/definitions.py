@@ -1,0 +1,63 @@
+"""The code location: assets, checks, jobs, sensors and resources chosen per deployment.
+
+ROLLBACK_DEPLOYMENT=local (default) runs on embedded parts under the project folder; set the
+ROLLBACK_* variables to point at your lake, landing zone and policy elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from .core.lake import Lake
+from .core.schemas import RELEASE_ARTIFACTS
+from .defs.assets import FEEDBACK_ASSETS
+from .defs.checks import STATIC_CHECKS, guardrail_checks
+from .defs.resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, default_path
+from .defs.sensors import FEEDBACK_JOB_NAME, landing_zone_sensor
+
+
+def resources_for(deployment: str) -> dict:
+    lake = LakeResource(root=default_path("ROLLBACK_LAKE", "lake"))
+    landing = LandingZoneResource(
+        path=default_path("ROLLBACK_LANDING", "landing"),
+        mapping_dir=os.environ.get("ROLLBACK_MAPPINGS"),
+        author_salt=dg.EnvVar("ROLLBACK_AUTHOR_SALT") if os.environ.get("ROLLBACK_AUTHOR_SALT") else "",
+    )
+    settings = SettingsResource(
+        policy_path=os.environ.get("ROLLBACK_POLICY"),
+        taxonomy_path=os.environ.get("ROLLBACK_TAXONOMY"),
+        releases_path=os.environ.get("ROLLBACK_RELEASES"),
+    )
+    by_deployment = {
+        "local": {"lake": lake, "landing": landing, "settings": settings, "scorer": ScorerResource(kind="auto")},
+    }
+    if deployment not in by_deployment:
+        raise ValueError(f"ROLLBACK_DEPLOYMENT must be one of {sorted(by_deployment)}, got {deployment!r}")
+    return by_deployment[deployment]
+
+
+def registered_flags(lake_root: str) -> list[str]:
+    lake = Lake(lake_root)
+    return sorted(set(lake.read(RELEASE_ARTIFACTS, columns=["flag_key"]).flag_key)) if lake.exists(RELEASE_ARTIFACTS) else []
+
+
+def build_definitions(deployment: str | None = None) -> dg.Definitions:
+    resources = resources_for(deployment or os.environ.get("ROLLBACK_DEPLOYMENT", "local"))
+    checks = [*STATIC_CHECKS, guardrail_checks(registered_flags(resources["lake"].root))]
+    feedback_job = dg.define_asset_job(
+        FEEDBACK_JOB_NAME,
+        selection=dg.AssetSelection.assets(*FEEDBACK_ASSETS),
+        description="Landing zone to rollback decisions, with every check.",
+    )
+    return dg.Definitions(
+        assets=dg.with_source_code_references(FEEDBACK_ASSETS),
+        asset_checks=checks,
+        jobs=[feedback_job],
+        sensors=[landing_zone_sensor],
+        resources=resources,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,1 @@
+"""The thin Dagster shell: assets, checks, sensors and resources wiring the pure core."""

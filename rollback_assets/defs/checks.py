@@ -1,0 +1,172 @@
+"""Asset checks. Each carries its threshold and the actual value as metadata, so a failure explains itself."""
+
+import re
+
+import dagster as dg
+import numpy as np
+import pyarrow.dataset as ds
+from sklearn.metrics import f1_score
+
+from ..core.attribution import attribution_rate
+from ..core.schemas import ALL_COHORTS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT
+from .assets import cohort_baselines, enriched_feedback, raw_feedback, rollback_decisions, scored_sentiment, sentiment_model
+from .resources import LakeResource, SettingsResource, current_model
+
+MIN_ATTRIBUTION_RATE = 0.70
+MAX_QUARANTINE_SHARE = 0.05
+MIN_RATING_AGREEMENT_F1 = 0.60
+AGREEMENT_SAMPLE = 50_000
+
+
+@dg.asset_check(asset=raw_feedback, blocking=True, description="The Delta table has exactly the declared columns and types.")
+def raw_feedback_schema(lake: LakeResource) -> dg.AssetCheckResult:
+    data = lake.lake().dataset(RAW_FEEDBACK)
+    expected = RAW_FEEDBACK.arrow_schema
+    actual = data.schema if data is not None else None
+    if actual is None:
+        return dg.AssetCheckResult(passed=False, metadata={"problem": "table does not exist"})
+    differences = [
+        f"{f.name}: expected {f.type}, found {actual.field(f.name).type if f.name in actual.names else 'missing'}"
+        for f in expected
+        if f.name not in actual.names or not actual.field(f.name).type.equals(f.type)
+    ]
+    extra = sorted(set(actual.names) - set(expected.names))
+    return dg.AssetCheckResult(
+        passed=not differences and not extra,
+        metadata={"differences": dg.MetadataValue.json(differences), "unexpected_columns": dg.MetadataValue.json(extra)},
+    )
+
+
+@dg.asset_check(asset=raw_feedback, blocking=True, description="event_id is unique: reruns and re-deliveries never duplicate.")
+def raw_feedback_unique_event_id(lake: LakeResource) -> dg.AssetCheckResult:
+    ids = lake.lake().read_arrow(RAW_FEEDBACK, columns=["event_id"]).column("event_id").to_numpy(zero_copy_only=False)
+    duplicates = len(ids) - len(np.unique(ids))
+    return dg.AssetCheckResult(passed=duplicates == 0, metadata={"rows": len(ids), "duplicate_ids": duplicates})
+
+
+@dg.asset_check(asset=raw_feedback, description="Share of landed rows sent to quarantine stays small.")
+def raw_feedback_quarantine_share(lake: LakeResource) -> dg.AssetCheckResult:
+    the_lake = lake.lake()
+    valid = the_lake.read_arrow(RAW_FEEDBACK, columns=["event_id"]).num_rows
+    quarantined = the_lake.read_arrow(QUARANTINE, columns=["reason"]).num_rows
+    share = quarantined / (valid + quarantined) if valid + quarantined else 0.0
+    return dg.AssetCheckResult(
+        passed=share <= MAX_QUARANTINE_SHARE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantine_share": round(share, 4), "threshold": MAX_QUARANTINE_SHARE, "quarantined_rows": quarantined},
+    )
+
+
+@dg.asset_check(asset=enriched_feedback, description="Most feedback can be tied to a release cohort.")
+def attribution_rate_check(lake: LakeResource) -> dg.AssetCheckResult:
+    frame = lake.lake().read(ENRICHED_FEEDBACK, columns=["attribution"])
+    rate = attribution_rate(frame)
+    return dg.AssetCheckResult(
+        passed=rate >= MIN_ATTRIBUTION_RATE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"attribution_rate": round(rate, 4), "threshold": MIN_ATTRIBUTION_RATE,
+                  "unattributed_rows": int((frame.attribution == "none").sum())},
+    )
+
+
+@dg.asset_check(asset=sentiment_model, description="The calibrated model is used only when it beats the lexicon on held-out rows.")
+def calibrated_beats_lexicon(lake: LakeResource) -> dg.AssetCheckResult:
+    model = current_model(lake.model_dir())
+    pointer = lake.model_dir() / "current.json"
+    if not pointer.exists():
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"status": "no model trained (too few rated rows); lexicon in use"})
+    if model is None:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"status": "calibrated model lost to the lexicon; lexicon in use"})
+    v = model.validation
+    return dg.AssetCheckResult(
+        passed=v.calibrated_wins,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"calibrated_macro_f1": round(v.calibrated_macro_f1, 4), "lexicon_macro_f1": round(v.lexicon_macro_f1, 4),
+                  "holdout_rows": v.n_holdout, "model_version": model.version},
+    )
+
+
+@dg.asset_check(asset=scored_sentiment, description="Scores agree with star ratings where customers gave them (macro-F1, 1-2★ vs 4-5★).")
+def scorer_agrees_with_ratings(lake: LakeResource) -> dg.AssetCheckResult:
+    rated = lake.lake().read(SCORED_SENTIMENT, columns=["rating", "sentiment_label"], filter=~ds.field("rating").is_null())
+    rated = rated[rated.rating != 3].tail(AGREEMENT_SAMPLE)
+    if rated.empty:
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={"rated_rows": 0})
+    f1 = float(f1_score(rated.rating <= 2, rated.sentiment_label == "negative", average="macro"))
+    return dg.AssetCheckResult(
+        passed=f1 >= MIN_RATING_AGREEMENT_F1,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"macro_f1": round(f1, 4), "threshold": MIN_RATING_AGREEMENT_F1, "rated_rows": len(rated)},
+    )
+
+
+@dg.asset_check(asset=cohort_baselines, description="Each flag's live release has enough feedback to be judged as a whole.")
+def minimum_sample(lake: LakeResource, settings: SettingsResource) -> dg.AssetCheckResult:
+    frame = lake.lake().read(COHORT_BASELINES)
+    policy = settings.policy()
+    flag_level = frame[frame.cohort == ALL_COHORTS].drop_duplicates("flag_key")
+    short = {r.flag_key: int(r.n) for r in flag_level.itertuples() if r.n < policy.for_flag(r.flag_key).min_sample}
+    return dg.AssetCheckResult(
+        passed=not short,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"threshold": policy.defaults.min_sample, "flags_below_minimum": dg.MetadataValue.json(short),
+                  "cohorts_below_minimum": int((frame.n < policy.defaults.min_sample).sum())},
+    )
+
+
+def latest_decisions(decisions):
+    """Each flag's most recent evaluation (decisions accumulate across runs)."""
+    if decisions.empty:
+        return decisions
+    return decisions[decisions.window_end == decisions.groupby("flag_key").window_end.transform("max")]
+
+
+def guardrail_check_name(flag_key: str) -> str:
+    return "sentiment_guardrail_" + re.sub(r"[^A-Za-z0-9_]", "_", flag_key)
+
+
+def guardrail_checks(flag_keys: list[str]) -> dg.AssetChecksDefinition:
+    """One blocking ERROR check per flag: it fails while any cohort of the flag's live release says act."""
+    specs = [
+        dg.AssetCheckSpec(guardrail_check_name(flag), asset=rollback_decisions, blocking=True,
+                          description=f"Sentiment guardrail for flag {flag}")
+        for flag in sorted(flag_keys)
+    ] or [dg.AssetCheckSpec("sentiment_guardrail", asset=rollback_decisions, blocking=True,
+                            description="Sentiment guardrail (no flags registered when the code location loaded)")]
+
+    @dg.multi_asset_check(specs=specs, can_subset=True, name="sentiment_guardrails")
+    def sentiment_guardrails(context: dg.AssetCheckExecutionContext, lake: LakeResource, settings: SettingsResource):
+        the_lake = lake.lake()
+        decisions = the_lake.read(DECISIONS)
+        policy = settings.policy()
+        latest = latest_decisions(decisions[decisions.policy_version == policy.version])
+        for key in context.selected_asset_check_keys:
+            flags = [f for f in flag_keys if guardrail_check_name(f) == key.name] or sorted(set(latest.flag_key))
+            rows = latest[latest.flag_key.isin(flags)]
+            acting = rows[rows.state == "act"]
+            t = policy.for_flag(flags[0]) if flags else policy.defaults
+            yield dg.AssetCheckResult(
+                check_name=key.name,
+                passed=acting.empty,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={
+                    "threshold_min_relative_rise": t.min_relative_rise,
+                    "threshold_min_sample": t.min_sample,
+                    "threshold_min_mean_confidence": t.min_mean_confidence,
+                    "cohorts_evaluated": len(rows),
+                    "cohorts_acting": len(acting),
+                    "max_relative_rise": float(rows.relative_rise.replace(np.inf, np.nan).max()) if len(rows) and rows.relative_rise.notna().any() else 0.0,
+                    "acting": dg.MetadataValue.json(
+                        [{"cohort": r.cohort, "action": r.action, "relative_rise": r.relative_rise, "n": int(r.n),
+                          "mean_confidence": r.mean_confidence, "decision_id": r.decision_id} for r in acting.itertuples()]
+                    ),
+                },
+            )
+
+    return sentiment_guardrails
+
+
+STATIC_CHECKS = [raw_feedback_schema, raw_feedback_unique_event_id, raw_feedback_quarantine_share, attribution_rate_check,
+                 calibrated_beats_lexicon, scorer_agrees_with_ratings, minimum_sample]

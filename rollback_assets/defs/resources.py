@@ -1,0 +1,106 @@
+"""Swappable parts, one ConfigurableResource each; `definitions.py` picks them per deployment."""
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import dagster as dg
+
+from ..core.attribution import DEFAULT_COHORT_DIMENSIONS
+from ..core.ingest import Mapping, load_mapping
+from ..core.lake import Lake
+from ..core.policy import PolicyConfig
+from ..core.scoring.base import Scorer
+from ..core.scoring.calibrated import CalibratedScorer
+from ..core.scoring.lexicon import LexiconScorer
+from ..core.taxonomy import Taxonomy
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MODEL_POINTER = "models/current.json"
+
+
+def default_path(env: str, relative: str) -> str:
+    return os.environ.get(env) or str(PROJECT_ROOT / relative)
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Root of the Delta tables (a local folder by default; any path deltalake can write)."""
+
+    root: str
+
+    def lake(self) -> Lake:
+        return Lake(self.root)
+
+    def model_dir(self) -> Path:
+        return Path(self.root) / "models"
+
+
+class LandingZoneResource(dg.ConfigurableResource):
+    """Folder of incoming files: one subfolder per source, named after its mapping."""
+
+    path: str
+    mapping_dir: str | None = None  # your own mappings; shipped ones are found by name too
+    author_salt: str = ""
+
+    def candidates(self) -> list[tuple[Path, Mapping]]:
+        root = Path(self.path)
+        if not root.exists():
+            return []
+        search = [Path(self.mapping_dir)] if self.mapping_dir else []
+        out = []
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+            mapping = load_mapping(folder.name, search)
+            suffixes = {"csv": (".csv",), "jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}[mapping.format]
+            out.extend((f, mapping) for f in sorted(folder.iterdir()) if f.suffix in suffixes)
+        return out
+
+
+class SettingsResource(dg.ConfigurableResource):
+    """What a team tunes without code: cohort dimensions, policy and taxonomy files, releases file."""
+
+    cohort_dimensions: list[str] = list(DEFAULT_COHORT_DIMENSIONS)
+    policy_path: str | None = None
+    taxonomy_path: str | None = None
+    releases_path: str | None = None  # optional YAML synced into release_artifacts on each run
+
+    def policy(self) -> PolicyConfig:
+        return PolicyConfig.load(self.policy_path)
+
+    def taxonomy(self) -> Taxonomy:
+        return Taxonomy.load(self.taxonomy_path)
+
+
+class ScorerResource(dg.ConfigurableResource):
+    """Which scorer reads the text. `auto`: the calibrated model where it beat the lexicon, else the lexicon."""
+
+    kind: str = "auto"  # auto | lexicon
+
+    def scorer(self, lake: LakeResource) -> Scorer:
+        if self.kind == "lexicon":
+            return LexiconScorer()
+        if self.kind == "auto":
+            return current_model(lake.model_dir()) or LexiconScorer()
+        raise ValueError(f"unknown scorer kind {self.kind!r}")
+
+
+def current_model(model_dir: Path) -> CalibratedScorer | None:
+    pointer = model_dir / "current.json"
+    if not pointer.exists():
+        return None
+    chosen = json.loads(pointer.read_text())
+    if not chosen.get("use_calibrated"):
+        return None
+    with open(model_dir / chosen["file"], "rb") as handle:
+        return pickle.load(handle)
+
+
+def save_model(model_dir: Path, model: CalibratedScorer) -> Path:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / f"{model.version}.pkl"
+    with open(path, "wb") as handle:
+        pickle.dump(model, handle)
+    (model_dir / "current.json").write_text(
+        json.dumps({"file": path.name, "version": model.version, "use_calibrated": model.validation.calibrated_wins})
+    )
+    return path
