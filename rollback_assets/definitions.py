@@ -31,11 +31,25 @@ def resources_for(deployment: str) -> dict:
         releases_path=os.environ.get("ROLLBACK_RELEASES"),
     )
     by_deployment = {
+        # Embedded parts only: offline scorer, local Delta tables, flagd flag file.
         "local": {"lake": lake, "landing": landing, "settings": settings, "scorer": ScorerResource(kind="auto")},
+        # OpenAI (or any compatible server via OPENAI_BASE_URL), key from OPENAI_API_KEY.
+        "openai": {"lake": lake, "landing": landing, "settings": settings,
+                   "scorer": ScorerResource(kind="openai", model=os.environ.get("ROLLBACK_LLM_MODEL", "gpt-4o-mini"),
+                                            budget_usd=_float_env("ROLLBACK_LLM_BUDGET_USD"))},
+        # Azure OpenAI: AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_KEY, OPENAI_API_VERSION, deployment name.
+        "azure": {"lake": lake, "landing": landing, "settings": settings,
+                  "scorer": ScorerResource(kind="azure", deployment=os.environ.get("ROLLBACK_AZURE_DEPLOYMENT"),
+                                           budget_usd=_float_env("ROLLBACK_LLM_BUDGET_USD"))},
     }
     if deployment not in by_deployment:
         raise ValueError(f"ROLLBACK_DEPLOYMENT must be one of {sorted(by_deployment)}, got {deployment!r}")
     return by_deployment[deployment]
+
+
+def _float_env(name: str) -> float | None:
+    value = os.environ.get(name)
+    return float(value) if value else None
 
 
 def registered_flags(lake_root: str) -> list[str]:

@@ -162,8 +162,8 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
 )
 def scored_sentiment(lake: LakeResource, scorer: ScorerResource, settings: SettingsResource) -> dg.MaterializeResult:
     the_lake = lake.lake()
-    chosen = scorer.scorer(lake)
     taxonomy_ = settings.taxonomy()
+    chosen = scorer.scorer(lake, taxonomy_)
     result = pipeline.score(the_lake, chosen, taxonomy_)
     stats = result.stats
     extra = getattr(chosen, "last_stats", None)

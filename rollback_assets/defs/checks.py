@@ -102,6 +102,26 @@ def scorer_agrees_with_ratings(lake: LakeResource) -> dg.AssetCheckResult:
     )
 
 
+@dg.asset_check(asset=scored_sentiment, description="An LLM scorer stayed within its budget and rarely fell back to offline.")
+def llm_budget_respected(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    event = context.instance.get_latest_materialization_event(scored_sentiment.key)
+    stats = {}
+    if event is not None and event.asset_materialization is not None:
+        value = event.asset_materialization.metadata.get("scorer_stats")
+        stats = value.value if value is not None else {}
+    if not stats:
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={"scorer": "offline"})
+    rows = max(int(stats.get("rows", 0)), 1)
+    fallback_share = int(stats.get("fallback_rows", 0)) / rows
+    return dg.AssetCheckResult(
+        passed=not stats.get("budget_exhausted") and fallback_share <= 0.05,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"budget_exhausted": bool(stats.get("budget_exhausted")), "budget_usd": stats.get("budget_usd") or 0.0,
+                  "est_cost_usd": stats.get("est_cost_usd", 0.0), "fallback_share": round(fallback_share, 4),
+                  "fallback_threshold": 0.05, "tokens_in": stats.get("tokens_in", 0), "tokens_out": stats.get("tokens_out", 0)},
+    )
+
+
 @dg.asset_check(asset=cohort_baselines, description="Each flag's live release has enough feedback to be judged as a whole.")
 def minimum_sample(lake: LakeResource, settings: SettingsResource) -> dg.AssetCheckResult:
     frame = lake.lake().read(COHORT_BASELINES)
@@ -169,4 +189,4 @@ def guardrail_checks(flag_keys: list[str]) -> dg.AssetChecksDefinition:
 
 
 STATIC_CHECKS = [raw_feedback_schema, raw_feedback_unique_event_id, raw_feedback_quarantine_share, attribution_rate_check,
-                 calibrated_beats_lexicon, scorer_agrees_with_ratings, minimum_sample]
+                 calibrated_beats_lexicon, scorer_agrees_with_ratings, llm_budget_respected, minimum_sample]

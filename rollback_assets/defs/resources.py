@@ -14,6 +14,7 @@ from ..core.policy import PolicyConfig
 from ..core.scoring.base import Scorer
 from ..core.scoring.calibrated import CalibratedScorer
 from ..core.scoring.lexicon import LexiconScorer
+from ..core.scoring.llm import make_scorer
 from ..core.taxonomy import Taxonomy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -72,16 +73,39 @@ class SettingsResource(dg.ConfigurableResource):
 
 
 class ScorerResource(dg.ConfigurableResource):
-    """Which scorer reads the text. `auto`: the calibrated model where it beat the lexicon, else the lexicon."""
+    """Which scorer reads the text.
 
-    kind: str = "auto"  # auto | lexicon
+    auto: the calibrated model where it beat the lexicon on held-out rows, else the lexicon.
+    lexicon: always the lexicon. openai | azure: the LLM scorer (see core/scoring/llm.py); its key comes
+    from the environment (OPENAI_API_KEY / AZURE_OPENAI_API_KEY, or an EnvVar given as api_key).
+    """
 
-    def scorer(self, lake: LakeResource) -> Scorer:
+    kind: str = "auto"
+    model: str = "gpt-4o-mini"
+    deployment: str | None = None
+    base_url: str | None = None
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+    api_key: str | None = None
+    batch_size: int = 20
+    concurrency: int = 8
+    budget_usd: float | None = None
+    prompt_version: str | None = None
+
+    def scorer(self, lake: LakeResource, taxonomy: Taxonomy) -> Scorer:
         if self.kind == "lexicon":
             return LexiconScorer()
         if self.kind == "auto":
             return current_model(lake.model_dir()) or LexiconScorer()
-        raise ValueError(f"unknown scorer kind {self.kind!r}")
+        if self.kind in ("openai", "azure"):
+            options = {
+                "model": self.model, "deployment": self.deployment, "base_url": self.base_url,
+                "azure_endpoint": self.azure_endpoint, "api_version": self.api_version, "api_key": self.api_key,
+                "batch_size": self.batch_size, "concurrency": self.concurrency, "budget_usd": self.budget_usd,
+                "prompt_version": self.prompt_version, "cache_root": lake.root,
+            }
+            return make_scorer(self.kind, taxonomy=taxonomy, **{k: v for k, v in options.items() if v is not None})
+        raise ValueError(f"unknown scorer kind {self.kind!r}: auto, lexicon, openai or azure")
 
 
 def current_model(model_dir: Path) -> CalibratedScorer | None:

@@ -1,0 +1,27 @@
+# The two commands a new user needs: `make demo` and `make test`. Both set everything up themselves.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+
+.PHONY: demo test ui bench
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/rollback-assets demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+ui: $(VENV)/.installed
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: $(VENV)/.installed
+	$(PY) bench/pipeline.py
+	$(PY) bench/accuracy.py
+	$(PY) bench/llm.py
+	$(PY) bench/flag_latency.py
