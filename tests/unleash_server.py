@@ -1,7 +1,8 @@
 """A real Unleash server for tests: npm-installed once into .cache/unleash, its own PostgreSQL database.
 
 `unleash_server` is a session-scoped pytest fixture (import it into a test module or conftest).
-The same code runs standalone: `python tests/unleash_server.py` starts a server and prints its URL.
+The same code runs standalone: `python tests/unleash_server.py` starts a server and prints its URL;
+`python tests/unleash_server.py install` only installs (idempotent).
 
 Facts this relies on (checked on the CI machines): unleash-server@7.5.1 is the newest release that
 runs on Node 20; it is ESM-only, so it is started from a small .mjs file; tokens are seeded through
@@ -184,6 +185,9 @@ except ImportError:  # pragma: no cover - standalone use without pytest
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["install"]:  # `python tests/unleash_server.py install`: for CI / Makefile warm-up
+        print(install())
+        sys.exit(0)
     srv = start()
     print(f"Unleash at {srv.url} (database {srv.database}); Ctrl-C stops it")
     try:

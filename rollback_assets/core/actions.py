@@ -329,7 +329,7 @@ def guard(plan: ActionPlan, history, current: FlagState, policy: FlagPolicy, now
         if r.get("flag_key") == plan.flag_key and r.get("kind") in AUTOMATIC_KINDS + ("force",)
         and r.get("status") == "applied" and r.get("action_id") != plan.action_id
     ]
-    if False:
+    if changes and policy.cooldown:
         last = max(changes, key=lambda r: pd.Timestamp(r["updated_at"]))
         ends = pd.Timestamp(last["updated_at"]).to_pydatetime() + policy.cooldown
         if now < ends:

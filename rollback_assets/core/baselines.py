@@ -17,8 +17,9 @@ from .releases import live_release, previous_releases
 from .schemas import ALL_COHORTS, COHORT_BASELINES
 
 # Columns of scored_sentiment that baselines read; reading only these keeps the scan narrow.
+# `text` is needed only for evidence quotes: callers may supply it for negative rows in the window only.
 BASELINE_INPUT_COLUMNS = [
-    "attributed_flag", "release_version", "cohort", "created_at", "text", "sentiment_label",
+    "event_id", "attributed_flag", "release_version", "cohort", "created_at", "sentiment_label",
     "sentiment_score", "confidence", "issue_category", "affected_surface", "topic_excluded",
     "high_risk", "urgency",
 ]

@@ -194,8 +194,10 @@ def _texts(topics: np.ndarray, negative: np.ndarray, rng) -> np.ndarray:
     return texts
 
 
-def write_landing_zone(frame: pd.DataFrame, landing: Path, releases_path: Path | None = None) -> list[Path]:
-    """Weekly files as real sources would deliver them: JSONL feedback and a helpdesk ticket CSV.
+def write_landing_zone(
+    frame: pd.DataFrame, landing: Path, releases_path: Path | None = None, period_days: int = 7, malformed: bool = True
+) -> list[Path]:
+    """Files as real sources would deliver them (one per period): JSONL feedback and a helpdesk ticket CSV.
 
     One extra file carries malformed rows so the quarantine has something to show.
     """
@@ -204,23 +206,25 @@ def write_landing_zone(frame: pd.DataFrame, landing: Path, releases_path: Path |
     (landing / "support_tickets").mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     frame = frame.drop(columns="_truth")
-    week = ((frame.created_at - frame.created_at.min()).dt.days // 7).astype(int)
-    for w, rows in frame.groupby(week):
+    unit = "week" if period_days == 7 else "day" if period_days == 1 else f"{period_days}d"
+    period = ((frame.created_at - START).dt.days // period_days).astype(int)
+    for w, rows in frame.groupby(period):
         tickets = rows[rows.source_kind == "ticket"]
         others = rows[rows.source_kind != "ticket"]
-        path = landing / "feedback_jsonl" / f"feedback_week{w:02d}.jsonl"
+        path = landing / "feedback_jsonl" / f"feedback_{unit}{w:02d}.jsonl"
         with open(path, "w") as handle:
             for record in others.to_dict("records"):
                 record["created_at"] = record["created_at"].isoformat()
                 record["rating"] = None if pd.isna(record["rating"]) else int(record["rating"])
                 handle.write(json.dumps(record) + "\n")
         written.append(path)
-        path = landing / "support_tickets" / f"tickets_week{w:02d}.csv"
+        path = landing / "support_tickets" / f"tickets_{unit}{w:02d}.csv"
         _write_tickets(tickets, path)
         written.append(path)
-    path = landing / "feedback_jsonl" / "feedback_malformed.jsonl"
-    path.write_bytes(_malformed_lines())
-    written.append(path)
+    if malformed:
+        path = landing / "feedback_jsonl" / "feedback_malformed.jsonl"
+        path.write_bytes(_malformed_lines())
+        written.append(path)
     if releases_path:
         Path(releases_path).write_text(yaml.safe_dump({"releases": releases()}, sort_keys=False))
     return written

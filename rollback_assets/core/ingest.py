@@ -204,7 +204,7 @@ def _canonical(records: pd.DataFrame, mapping: Mapping, author_salt: str) -> tup
     reasons.append((created.isna(), f"unparsable time (expected {mapping.time_format})"))
     out["created_at"] = created
 
-    rating_text = out.rating.replace("", np.nan)
+    rating_text = out.rating.mask(out.rating == "")
     rating = pd.to_numeric(rating_text, errors="coerce")
     bad_rating = rating_text.notna() & (rating.isna() | (rating % 1 != 0) | (rating < 1) | (rating > 5))
     reasons.append((bad_rating, "rating out of range (1-5)"))

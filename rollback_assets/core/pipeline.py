@@ -160,6 +160,15 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
         columns=BASELINE_INPUT_COLUMNS,
         filter=(ds.field("created_date") >= start.date()) & (ds.field("created_at") <= as_of),
     )
+    # Text only where evidence can come from: negatives inside the judged window.
+    window_start = as_of - pd.Timedelta(days=config.windows.window_days)
+    quotes = lake.read(
+        SCORED_SENTIMENT,
+        columns=["event_id", "text"],
+        filter=(ds.field("created_date") >= window_start.date()) & (ds.field("created_at") >= window_start)
+        & (ds.field("created_at") <= as_of) & (ds.field("sentiment_label") == "negative"),
+    )
+    scored = scored.merge(quotes, on="event_id", how="left")
     frame = compute_baselines(scored, releases, as_of, config.windows)
     version = lake.overwrite(COHORT_BASELINES, frame, metadata={"as_of": as_of.isoformat()})
     return StepResult(version, {"cohorts": int(frame.cohort.nunique()) if len(frame) else 0, "rows": len(frame),

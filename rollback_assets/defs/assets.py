@@ -20,9 +20,10 @@ from ..core.schemas import (
 )
 from ..core.scoring import base as scoring_base, calibrated, lexicon
 from .metadata import code_version, data_version, markdown_table, table_metadata
-from .resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, save_model
+from .resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, model_pointer, save_model
 
 TRAINING_ROWS = 60_000  # the newest rated rows; more adds fit time but little accuracy
+RETRAIN_GROWTH = 0.2  # retrain once rated feedback has grown by this share since the last fit
 
 
 class IngestConfig(dg.Config):
@@ -127,8 +128,17 @@ def enriched_feedback(lake: LakeResource, settings: SettingsResource) -> dg.Mate
 )
 def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     the_lake = lake.lake()
-    rated = the_lake.read(ENRICHED_FEEDBACK, columns=["text", "rating", "created_at"],
-                          filter=~ds.field("rating").is_null())
+    rated_filter = ~ds.field("rating").is_null()
+    rated_count = the_lake.read_arrow(ENRICHED_FEEDBACK, columns=["rating"], filter=rated_filter).num_rows
+    previous = model_pointer(lake.model_dir())
+    if previous and rated_count < previous.get("rated_rows", 0) * (1 + RETRAIN_GROWTH):
+        context.log.info(f"{rated_count} rated rows, {previous['rated_rows']} at the last fit: model kept")
+        return dg.MaterializeResult(
+            metadata={"trained": False, "model_version": previous["version"], "rated_rows": rated_count,
+                      "retrain_at_rows": int(previous["rated_rows"] * (1 + RETRAIN_GROWTH))},
+            data_version=dg.DataVersion(previous["version"]),
+        )
+    rated = the_lake.read(ENRICHED_FEEDBACK, columns=["text", "rating", "created_at"], filter=rated_filter)
     rated = rated.sort_values("created_at").tail(TRAINING_ROWS)
     data_version_key = f"enriched_feedback@{the_lake.version(ENRICHED_FEEDBACK)}"
     model = calibrated.CalibratedScorer.train(rated.text, rated.rating, data_version=data_version_key)
@@ -136,7 +146,7 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         context.log.info(f"only {len(rated)} rated rows: keeping the lexicon scorer")
         return dg.MaterializeResult(metadata={"trained": False, "rated_rows": len(rated)},
                                     data_version=dg.DataVersion("lexicon"))
-    path = save_model(lake.model_dir(), model)
+    path = save_model(lake.model_dir(), model, rated_rows=rated_count)
     v = model.validation
     return dg.MaterializeResult(
         metadata={

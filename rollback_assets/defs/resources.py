@@ -18,7 +18,6 @@ from ..core.scoring.llm import make_scorer
 from ..core.taxonomy import Taxonomy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MODEL_POINTER = "models/current.json"
 
 
 def default_path(env: str, relative: str) -> str:
@@ -108,23 +107,26 @@ class ScorerResource(dg.ConfigurableResource):
         raise ValueError(f"unknown scorer kind {self.kind!r}: auto, lexicon, openai or azure")
 
 
-def current_model(model_dir: Path) -> CalibratedScorer | None:
+def model_pointer(model_dir: Path) -> dict | None:
     pointer = model_dir / "current.json"
-    if not pointer.exists():
-        return None
-    chosen = json.loads(pointer.read_text())
-    if not chosen.get("use_calibrated"):
+    return json.loads(pointer.read_text()) if pointer.exists() else None
+
+
+def current_model(model_dir: Path) -> CalibratedScorer | None:
+    chosen = model_pointer(model_dir)
+    if not chosen or not chosen.get("use_calibrated"):
         return None
     with open(model_dir / chosen["file"], "rb") as handle:
         return pickle.load(handle)
 
 
-def save_model(model_dir: Path, model: CalibratedScorer) -> Path:
+def save_model(model_dir: Path, model: CalibratedScorer, rated_rows: int) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / f"{model.version}.pkl"
     with open(path, "wb") as handle:
         pickle.dump(model, handle)
     (model_dir / "current.json").write_text(
-        json.dumps({"file": path.name, "version": model.version, "use_calibrated": model.validation.calibrated_wins})
+        json.dumps({"file": path.name, "version": model.version, "rated_rows": rated_rows,
+                    "use_calibrated": model.validation.calibrated_wins})
     )
     return path

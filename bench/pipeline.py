@@ -1,0 +1,126 @@
+"""Pipeline benchmark: the whole graph through Dagster against the scorer alone, in one process.
+
+    python bench/pipeline.py [--rows 1000000] [--days 30]
+
+Prints per-asset seconds and rows/s, the ratio full graph / scorer only (target <= 1.5), peak RSS
+(target <= 2 GB), and the cost of one new day at `--days` of history against the first day
+(target <= 1.2). Writes bench/results/pipeline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def run_job(files: list[Path] | None):
+    import dagster as dg
+
+    from rollback_assets.definitions import build_definitions
+
+    defs = build_definitions()
+    config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    if files is not None:
+        config["ops"] = {"raw_feedback": {"config": {"files": [str(f) for f in files]}}}
+    started = time.perf_counter()
+    result = defs.resolve_job_def("feedback_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), run_config=config, raise_on_error=False
+    )
+    wall = time.perf_counter() - started
+    # A failing guardrail check (the bad release) fails its own step by design; time the others.
+    steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    return wall, steps
+
+
+def point_at(root: Path) -> None:
+    os.environ["ROLLBACK_LAKE"] = str(root / "lake")
+    os.environ["ROLLBACK_LANDING"] = str(root / "landing")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "pipeline.json"))
+    args = parser.parse_args()
+
+    from rollback_assets.core import demo_data, pipeline
+    from rollback_assets.core.lake import Lake
+    from rollback_assets.core.releases import load_releases_yaml
+    from rollback_assets.defs.resources import current_model
+    from rollback_assets.core.scoring.lexicon import LexiconScorer
+
+    work = Path(tempfile.mkdtemp(prefix="rollback-bench-"))
+    rows_per_day = args.rows // args.days
+    frame = demo_data.generate(demo_data.DemoSpec(rows_per_day=rows_per_day, days=args.days + 1))
+    history = frame[frame.created_at < demo_data.START + pd.Timedelta(days=args.days)]
+    new_day = frame[frame.created_at >= demo_data.START + pd.Timedelta(days=args.days)]
+
+    def landing_for(root: Path, rows: pd.DataFrame) -> list[Path]:
+        point_at(root)
+        files = demo_data.write_landing_zone(rows, root / "landing", root / "releases.yaml", period_days=1, malformed=False)
+        pipeline.register_releases(Lake(root / "lake"), load_releases_yaml(root / "releases.yaml"))
+        return files
+
+    # 1. The whole history at once, through Dagster.
+    full_root = work / "full"
+    landing_for(full_root, history)
+    full_wall, full_steps = run_job(None)
+    rss_after_full = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    # 2. The scorer alone on the same texts, same process.
+    scorer = current_model(Path(os.environ["ROLLBACK_LAKE"]) / "models") or LexiconScorer()
+    texts = history.text.tolist()
+    started = time.perf_counter()
+    scorer.score(texts)
+    scorer_only = time.perf_counter() - started
+
+    # 3. One new day on top of that history.
+    new_files = demo_data.write_landing_zone(new_day, full_root / "landing", period_days=1, malformed=False)
+    new_wall, new_steps = run_job(new_files)
+
+    # 4. The first day alone on an empty lake.
+    first_root = work / "first"
+    first_rows = history[history.created_at < demo_data.START + pd.Timedelta(days=1)]
+    landing_for(first_root, first_rows)
+    first_wall, first_steps = run_job(None)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    n = len(history)
+    assets = ["raw_feedback", "release_artifacts", "enriched_feedback", "sentiment_model", "scored_sentiment",
+              "cohort_baselines", "rollback_decisions"]
+    print(f"\nrows {n:,} over {args.days} days; scorer {scorer.name} ({scorer.version})")
+    print(f"{'step':34s} {'seconds':>9s} {'rows/s':>12s}")
+    for step in sorted(full_steps, key=lambda s: (s not in assets, assets.index(s) if s in assets else 0, s)):
+        seconds = full_steps[step]
+        rate = f"{n / seconds:,.0f}" if step in assets and seconds > 0 else ""
+        print(f"{step:34s} {seconds:9.2f} {rate:>12s}")
+    print(f"{'full graph (wall, in Dagster)':34s} {full_wall:9.2f} {n / full_wall:12,.0f}")
+    print(f"{'scorer only':34s} {scorer_only:9.2f} {n / scorer_only:12,.0f}")
+    ratio = full_wall / scorer_only
+    day_ratio = new_wall / first_wall
+    print(f"\nfull graph / scorer only: {ratio:.2f} (target <= 1.5)")
+    print(f"peak RSS: {peak_rss_mb:,.0f} MB (after the full run {rss_after_full:,.0f} MB; target <= 2048)")
+    print(f"new day at {args.days} days of history: {new_wall:.2f} s; first day: {first_wall:.2f} s; "
+          f"ratio {day_ratio:.2f} (target <= 1.2)")
+    results = {
+        "rows": n, "days": args.days, "scorer": scorer.version, "full_graph_s": full_wall, "steps_s": full_steps,
+        "scorer_only_s": scorer_only, "ratio_full_to_scorer": ratio, "peak_rss_mb": peak_rss_mb,
+        "new_day_s": new_wall, "new_day_steps_s": new_steps, "first_day_s": first_wall, "first_day_steps_s": first_steps,
+        "new_day_to_first_day": day_ratio,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
