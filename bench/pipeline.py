@@ -56,7 +56,9 @@ def main() -> int:
     from rollback_assets.core.lake import Lake
     from rollback_assets.core.releases import load_releases_yaml
     from rollback_assets.defs.resources import current_model
+    from rollback_assets.core.scoring.base import score_frame
     from rollback_assets.core.scoring.lexicon import LexiconScorer
+    from rollback_assets.core.taxonomy import Taxonomy
 
     work = Path(tempfile.mkdtemp(prefix="rollback-bench-"))
     rows_per_day = args.rows // args.days
@@ -76,11 +78,10 @@ def main() -> int:
     full_wall, full_steps = run_job(None)
     rss_after_full = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    # 2. The scorer alone on the same texts, same process.
+    # 2. The scorer alone on the same rows, same process: sentiment, label, confidence, topic, surface.
     scorer = current_model(Path(os.environ["ROLLBACK_LAKE"]) / "models") or LexiconScorer()
-    texts = history.text.tolist()
     started = time.perf_counter()
-    scorer.score(texts)
+    score_frame(scorer, Taxonomy.load(), history[["text"]])
     scorer_only = time.perf_counter() - started
 
     # 3. One new day on top of that history.

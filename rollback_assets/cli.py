@@ -22,9 +22,11 @@ def cmd_demo(args) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     lake_root = Path(os.environ.setdefault("ROLLBACK_LAKE", str(PROJECT_ROOT / "lake")))
     landing = Path(os.environ.setdefault("ROLLBACK_LANDING", str(PROJECT_ROOT / "landing")))
+    flag_file = Path(os.environ.setdefault("ROLLBACK_FLAGD_FILE", str(PROJECT_ROOT / "flags" / "flags.json")))
     releases_file = landing / "_releases.yaml"
-    for folder in (lake_root, landing):
+    for folder in (lake_root, landing, flag_file.parent):
         shutil.rmtree(folder, ignore_errors=True)
+    reset_instance(Path(os.environ["DAGSTER_HOME"]))
 
     import dagster as dg
 
@@ -38,13 +40,18 @@ def cmd_demo(args) -> int:
     pipeline.register_releases(Lake(lake_root), load_releases_yaml(releases_file))
     print(f"registered releases from {releases_file}")
 
+    from .core.flags import FlagTarget, make_flag_backend
     from .definitions import build_definitions
+
+    flagd = make_flag_backend("flagd", path=flag_file)
+    for flag in sorted({r["flag_key"] for r in demo_data.releases()}):
+        flagd.apply(flag, FlagTarget(enabled=True, rollout=100), idempotency_key=f"demo-seed-{flag}")
+    print(f"flagd flag file {flag_file}: every flag on at 100 %")
 
     defs = build_definitions()
     instance = dg.DagsterInstance.get()
-    result = defs.resolve_job_def("feedback_job").execute_in_process(
-        instance=instance, raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    )
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    result = defs.resolve_job_def("feedback_job").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
     failed_checks = [
         e.asset_check_evaluation_data.check_name
         for e in result.all_events
@@ -53,7 +60,47 @@ def cmd_demo(args) -> int:
     print(f"dagster run {result.run_id} in {os.environ['DAGSTER_HOME']}: "
           f"{'success' if result.success else 'stopped by a blocking check'}; failed checks: {', '.join(failed_checks) or 'none'}")
     print_decisions(Lake(lake_root))
+    apply_decisions_like_the_daemon(defs, instance, quiet)
+    print("\nflags now:")
+    for flag in sorted({r["flag_key"] for r in demo_data.releases()}):
+        state = flagd.get_state(flag)
+        print(f"  {flag}: {'on' if state.enabled else 'off'} at {state.rollout} %" + (f", variant {state.variant}" if state.variant else ""))
+    print(f"\nOpen the UI on the same instance: make ui  (then http://127.0.0.1:3000)")
     return 0
+
+
+def reset_instance(dagster_home: Path) -> None:
+    """The demo starts from an empty lake, so its Dagster history starts empty too (config files stay)."""
+    if not dagster_home.exists():
+        return
+    for entry in dagster_home.iterdir():
+        if entry.suffix in (".yaml", ".md"):
+            continue
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def apply_decisions_like_the_daemon(defs, instance, run_config) -> None:
+    """One tick of the decision sensor, and the runs it asks for, as the Dagster daemon would do:
+    a run key that already has a run is not run again."""
+    import dagster as dg
+
+    sensor = defs.get_sensor_def("rollback_decision_sensor")
+    with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as context:
+        result = sensor(context)
+    requests = [r for r in (result if isinstance(result, list) else []) if isinstance(r, dg.RunRequest)]
+    job = defs.resolve_job_def("flag_action_job")
+    for request in requests:
+        if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1):
+            continue
+        config = {**run_config, **request.run_config}
+        run = job.execute_in_process(instance=instance, run_config=config, tags={**request.tags, "dagster/run_key": request.run_key})
+        print(f"\nflag action run {run.run_id} (run key {request.run_key}): {'success' if run.success else 'failed'}")
+    from .core.lake import Lake
+    from .core.schemas import FLAG_ACTIONS
+
+    audit = Lake(os.environ["ROLLBACK_LAKE"]).read(FLAG_ACTIONS)
+    for row in audit.itertuples():
+        print(f"  {row.flag_key}: {row.kind} {row.status}, {row.before_rollout} % -> {row.after_rollout} % by {row.actor}: {row.reason}")
 
 
 def print_decisions(lake) -> None:

@@ -15,6 +15,9 @@ from .core.schemas import RELEASE_ARTIFACTS
 from .defs.assets import FEEDBACK_ASSETS
 from .defs.checks import STATIC_CHECKS, guardrail_checks
 from .defs.resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, default_path
+from .defs.flags import (
+    FLAG_ACTION_JOB_NAME, FlagControlResource, flag_actions, rollback_decision_sensor, run_failure_alert,
+)
 from .defs.sensors import FEEDBACK_JOB_NAME, landing_zone_sensor
 
 
@@ -30,21 +33,48 @@ def resources_for(deployment: str) -> dict:
         taxonomy_path=os.environ.get("ROLLBACK_TAXONOMY"),
         releases_path=os.environ.get("ROLLBACK_RELEASES"),
     )
+    flags = flag_control_from_env()
     by_deployment = {
         # Embedded parts only: offline scorer, local Delta tables, flagd flag file.
-        "local": {"lake": lake, "landing": landing, "settings": settings, "scorer": ScorerResource(kind="auto")},
+        "local": {"lake": lake, "landing": landing, "settings": settings, "scorer": ScorerResource(kind="auto"),
+                  "flags": flags},
         # OpenAI (or any compatible server via OPENAI_BASE_URL), key from OPENAI_API_KEY.
         "openai": {"lake": lake, "landing": landing, "settings": settings,
                    "scorer": ScorerResource(kind="openai", model=os.environ.get("ROLLBACK_LLM_MODEL", "gpt-4o-mini"),
-                                            budget_usd=_float_env("ROLLBACK_LLM_BUDGET_USD"))},
+                                            budget_usd=_float_env("ROLLBACK_LLM_BUDGET_USD")),
+                   "flags": flags},
         # Azure OpenAI: AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_KEY, OPENAI_API_VERSION, deployment name.
         "azure": {"lake": lake, "landing": landing, "settings": settings,
                   "scorer": ScorerResource(kind="azure", deployment=os.environ.get("ROLLBACK_AZURE_DEPLOYMENT"),
-                                           budget_usd=_float_env("ROLLBACK_LLM_BUDGET_USD"))},
+                                           budget_usd=_float_env("ROLLBACK_LLM_BUDGET_USD")),
+                  "flags": flags},
     }
     if deployment not in by_deployment:
         raise ValueError(f"ROLLBACK_DEPLOYMENT must be one of {sorted(by_deployment)}, got {deployment!r}")
     return by_deployment[deployment]
+
+
+def flag_control_from_env() -> FlagControlResource:
+    """ROLLBACK_FLAG_BACKEND picks the backend (flagd file by default); tokens only via dg.EnvVar."""
+    def secret(name: str):
+        return dg.EnvVar(name) if os.environ.get(name) else None
+
+    options = {
+        "backend": os.environ.get("ROLLBACK_FLAG_BACKEND", "flagd"),
+        "flagd_path": os.environ.get("ROLLBACK_FLAGD_FILE"),
+        "unleash_url": os.environ.get("UNLEASH_URL"),
+        "unleash_environment": os.environ.get("UNLEASH_ENVIRONMENT"),
+        "unleash_admin_token": secret("UNLEASH_ADMIN_TOKEN"),
+        "launchdarkly_base_url": os.environ.get("LAUNCHDARKLY_BASE_URL"),
+        "launchdarkly_project": os.environ.get("LAUNCHDARKLY_PROJECT"),
+        "launchdarkly_environment": os.environ.get("LAUNCHDARKLY_ENVIRONMENT"),
+        "launchdarkly_api_token": secret("LAUNCHDARKLY_API_TOKEN"),
+        "webhook_url": os.environ.get("ROLLBACK_FLAG_WEBHOOK_URL"),
+        "webhook_secret": secret("ROLLBACK_WEBHOOK_SECRET"),
+        "notify_url": os.environ.get("ROLLBACK_NOTIFY_URL"),
+        "notify_secret": secret("ROLLBACK_WEBHOOK_SECRET"),
+    }
+    return FlagControlResource(**{k: v for k, v in options.items() if v is not None})
 
 
 def _float_env(name: str) -> float | None:
@@ -65,11 +95,16 @@ def build_definitions(deployment: str | None = None) -> dg.Definitions:
         selection=dg.AssetSelection.assets(*FEEDBACK_ASSETS),
         description="Landing zone to rollback decisions, with every check.",
     )
+    flag_action_job = dg.define_asset_job(
+        FLAG_ACTION_JOB_NAME,
+        selection=dg.AssetSelection.assets(flag_actions),
+        description="Apply rollback decisions to the flag backend, exactly once each, and audit it.",
+    )
     return dg.Definitions(
-        assets=dg.with_source_code_references(FEEDBACK_ASSETS),
+        assets=dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions]),
         asset_checks=checks,
-        jobs=[feedback_job],
-        sensors=[landing_zone_sensor],
+        jobs=[feedback_job, flag_action_job],
+        sensors=[landing_zone_sensor, rollback_decision_sensor, run_failure_alert],
         resources=resources,
     )
 

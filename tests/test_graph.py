@@ -89,7 +89,10 @@ def test_every_materialization_has_version_counts_and_data_version(first_run):
         assert "delta_version" in meta, f"{name} has no delta_version"
         version = meta["delta_version"].value
         assert version == first_run.versions[name], f"{name}: metadata {version} vs table {first_run.versions[name]}"
-        assert mat.tags["dagster/data_version"] == f"{name}@{version}"
+        if name == "rollback_decisions":  # by design: a hash of the decision ids, so reruns share it
+            assert len(mat.tags["dagster/data_version"]) == 16
+        else:
+            assert mat.tags["dagster/data_version"] == f"{name}@{version}"
         count_key = COUNT_KEYS.get(name, "dagster/row_count")
         assert count_key in meta, f"{name} has no {count_key}"
         assert meta[count_key].value > 0
@@ -148,7 +151,8 @@ def test_time_travel_reproduces_baseline_counts(first_run, demo_env):
     assert len(joined) == len(d)
     assert (joined.n == joined.n_b).all() and (joined.baseline_n == joined.baseline_n_b).all()
     # Recomputing from the scored table and releases as they were reproduces the stored baselines exactly.
-    scored = lake.read(SCORED_SENTIMENT, columns=BASELINE_INPUT_COLUMNS, version=versions["scored_sentiment"])
+    columns = list(dict.fromkeys([*BASELINE_INPUT_COLUMNS, "text"]))
+    scored = lake.read(SCORED_SENTIMENT, columns=columns, version=versions["scored_sentiment"])
     releases = lake.read(RELEASE_ARTIFACTS, version=versions["release_artifacts"])
     as_of = pd.Timestamp(stored.as_of.iloc[0])
     again = compute_baselines(scored, releases, as_of, PolicyConfig.load().windows)

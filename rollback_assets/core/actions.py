@@ -243,7 +243,7 @@ def plan_action(
         unclear.append(f"mean confidence {conf} below {policy.min_confidence}")
 
     step = _describe_step(current_state, target)
-    reason = f"{d.get('reason') or action}. {step} ({severity}; ladder {ladder} then {fb_kind})"
+    reason = f"{(d.get('reason') or action).rstrip('.')}. {step} ({severity}; ladder {ladder} then {fb_kind})"
     plan = ActionPlan(kind=kind, status="ready", target=target, reason=reason, **base)
 
     if current == 0:

@@ -6,6 +6,7 @@ its time format. A row that cannot become feedback is never dropped: it is retur
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import yaml
 
@@ -126,14 +131,22 @@ def read_file(path: str | Path, mapping: Mapping, *, author_salt: str = "", now:
 
 
 def _read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
-    """All source columns as strings plus `source_row`; lines that cannot be parsed at all are listed."""
+    """All source columns as strings plus `source_row`; lines that cannot be parsed at all are listed.
+
+    Arrow reads a well-formed file in one pass; a file with a malformed line is read again line by
+    line so that only that line is quarantined.
+    """
+    table = _read_arrow(path, mapping)
+    if table is not None:
+        return _string_frame(table, first_row=2 if mapping.format == "csv" else 1), []
     unreadable: list[tuple[int, str]] = []
     if mapping.format == "csv":
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="surrogateescape")
         frame.insert(0, "source_row", np.arange(2, len(frame) + 2))  # line 1 is the header
-    elif mapping.format == "parquet":
-        frame = pq.read_table(path).to_pandas().astype(object).where(lambda f: f.notna(), "").astype(str)
-        frame.insert(0, "source_row", np.arange(1, len(frame) + 1))
+        values = [c for c in frame.columns if c != "source_row"]
+        undecodable = frame[values].apply(lambda col: col.str.contains(_SURROGATES, regex=True)).any(axis=1)
+        unreadable = [(int(r), "undecodable bytes (not UTF-8)") for r in frame.source_row[undecodable]]
+        frame.loc[undecodable, values] = ""
     else:
         rows = []
         with open(path, "rb") as handle:
@@ -151,25 +164,80 @@ def _read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[tupl
                 if not isinstance(obj, dict):
                     unreadable.append((number, "line is not a JSON object"))
                     continue
-                rows.append({"source_row": number, **{k: "" if v is None else str(v) for k, v in obj.items()}})
+                rows.append({"source_row": number, **{k: "" if v is None else _json_text(v) for k, v in obj.items()}})
         frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
-        frame = frame.fillna("")
+    values = [c for c in frame.columns if c != "source_row"]
+    frame[values] = frame[values].fillna("").astype(ARROW_STRING)
     return frame, unreadable
+
+
+ARROW_STRING = pd.StringDtype("pyarrow")
+
+
+def _json_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _read_arrow(path: Path, mapping: Mapping) -> pa.Table | None:
+    """The whole file through Arrow, or None when it has a line Arrow rejects (then: line by line)."""
+    try:
+        if mapping.format == "parquet":
+            return pq.read_table(path)
+        if mapping.format == "csv":
+            with open(path, newline="", encoding="utf-8") as handle:
+                header = next(csv.reader(handle), [])
+            return pa_csv.read_csv(
+                path,
+                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+                convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                                      strings_can_be_null=False),
+            )
+        time_column = mapping.columns["created_at"]
+        table = pa_json.read_json(
+            path,
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=pa.schema([(time_column, pa.string())]), unexpected_field_behavior="infer"
+            ),
+        )
+        if table.num_rows != _line_count(path) or any(pa.types.is_nested(f.type) for f in table.schema):
+            return None  # blank lines shift row numbers, nested values need the careful path
+        return table
+    except (pa.ArrowInvalid, UnicodeDecodeError, StopIteration):
+        return None
+
+
+def _line_count(path: Path) -> int:
+    data = path.read_bytes()
+    return data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+
+
+def _string_frame(table: pa.Table, first_row: int) -> pd.DataFrame:
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_boolean(column.type):
+            column = pc.if_else(column, "true", "false")
+        columns[name] = pc.fill_null(column.cast(pa.string()), "")
+    frame = pa.table(columns).to_pandas(types_mapper={pa.string(): ARROW_STRING}.get)
+    frame.insert(0, "source_row", np.arange(first_row, first_row + len(frame)))
+    return frame
 
 
 def _canonical(records: pd.DataFrame, mapping: Mapping, author_salt: str) -> tuple[pd.DataFrame, list]:
     reasons: list[tuple[pd.Series, str]] = []
     out = pd.DataFrame({"source_row": records["source_row"]})
-    blank = pd.Series("", index=records.index)
+    blank = pd.Series("", index=records.index, dtype=ARROW_STRING)
 
     def source(name):
         if isinstance(name, list):
-            parts = [records.get(n, blank).astype(str).str.strip() for n in name]
+            parts = [records.get(n, blank).str.strip() for n in name]
             joined = parts[0]
             for part in parts[1:]:
                 joined = joined.where(part == "", joined.where(joined == "", joined + ". ") + part)
             return joined
-        return records.get(name, blank).astype(str)
+        return records.get(name, blank)
 
     for canonical in FEEDBACK_FIELDS:
         if canonical in mapping.columns:
@@ -184,17 +252,14 @@ def _canonical(records: pd.DataFrame, mapping: Mapping, author_salt: str) -> tup
         out["channel"] = mapping.channel or mapping.name
     for target, column in mapping.hash_columns.items():
         if column in records:
-            names = records[column].astype(str)
-            out[target] = names.map(lambda v: hashlib.sha256((author_salt + v).encode()).hexdigest()[:16] if v else "")
+            out[target] = records[column].map(
+                lambda v: hashlib.sha256((author_salt + v).encode()).hexdigest()[:16] if v else ""
+            ).astype(ARROW_STRING)
 
-    text_cols = [c for c in records.columns if c != "source_row"]
-    if text_cols:
-        undecodable = records[text_cols].apply(lambda col: col.astype(str).str.contains(_SURROGATES, regex=True)).any(axis=1)
-        reasons.append((undecodable, "undecodable bytes (not UTF-8)"))
     if mapping.strict:
-        unknown = [c for c in text_cols if c not in mapping.source_columns]
+        unknown = [c for c in records.columns if c != "source_row" and c not in mapping.source_columns]
         if unknown:
-            has_value = records[unknown].astype(str).ne("").any(axis=1)
+            has_value = records[unknown].ne("").any(axis=1)
             reasons.append((has_value, f"unknown columns in strict mode: {', '.join(sorted(unknown))}"))
 
     reasons.append((out.event_id == "", "missing event id"))
@@ -212,7 +277,7 @@ def _canonical(records: pd.DataFrame, mapping: Mapping, author_salt: str) -> tup
     bad_kind = ~out.source_kind.isin(SOURCE_KINDS)
     reasons.append((bad_kind, f"source_kind must be one of {', '.join(SOURCE_KINDS)}"))
 
-    verified = out.verified_buyer.str.lower()
+    verified = out.verified_buyer.str.lower().astype(object)
     out["verified_buyer"] = verified.map({"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False})
     for column in FEEDBACK_FIELDS:
         if column not in ("created_at", "rating", "verified_buyer"):
@@ -277,5 +342,5 @@ def _raw_json(record: dict | None) -> str | None:
 
 
 def _content_hash(frame: pd.DataFrame) -> pd.Series:
-    hashed = pd.util.hash_pandas_object(frame[list(FEEDBACK_FIELDS)].astype(str), index=False)
+    hashed = pd.util.hash_pandas_object(frame[list(FEEDBACK_FIELDS)], index=False)
     return pd.Series([f"{h:016x}" for h in hashed.to_numpy()], index=frame.index, dtype=object)

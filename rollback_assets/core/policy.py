@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from .baselines import WindowConfig, relative_rise
-from .schemas import ALL_COHORTS, DECISIONS
+from .schemas import DECISIONS
 
 STATES = ("act", "hold", "pass", "insufficient_data")
 VERDICT_COLUMNS = ["baseline_kind", "state", "action", "severity", "statistic", "bound", "reason"]
@@ -197,9 +197,18 @@ def _target(action: str, ladder) -> int | None:
     return None
 
 
-def actionable(decisions: pd.DataFrame) -> pd.DataFrame:
-    return decisions[decisions.state == "act"]
+def latest_decisions(decisions: pd.DataFrame) -> pd.DataFrame:
+    """Each flag's most recent evaluation (decisions accumulate across runs)."""
+    if decisions.empty:
+        return decisions
+    return decisions[decisions.window_end == decisions.groupby("flag_key").window_end.transform("max")]
 
 
-def flag_level(decisions: pd.DataFrame) -> pd.DataFrame:
-    return decisions[decisions.cohort == ALL_COHORTS]
+def guardrail_status(decisions: pd.DataFrame, flag_key: str) -> tuple[bool, str]:
+    """(passing, why) for one flag: it fails while its latest evaluation acts on any cohort."""
+    latest = latest_decisions(decisions[decisions.flag_key == flag_key])
+    acting = latest[latest.state == "act"]
+    if acting.empty:
+        return True, f"no cohort of {flag_key} calls for action"
+    worst = acting.sort_values("relative_rise", ascending=False).iloc[0]
+    return False, f"{len(acting)} cohort(s) of {flag_key} call for action, e.g. {worst.cohort}: {worst.reason}"

@@ -40,23 +40,30 @@ def version_key(version: str) -> tuple:
 def inferred_releases(feedback: pd.DataFrame, taxonomy: Taxonomy, flag_key: str | None = None) -> pd.DataFrame:
     """Releases from first appearance when none are registered; flag = app (product).
 
-    A version first seen after a higher version is an old build still in the field (reviews of it
-    keep arriving for months), not a release: it is dropped so it cannot displace the live release.
-    Every topic that is not excluded counts as the release's surface: without release notes, any
-    relevant complaint may be the release's fault.
+    Old builds keep being reviewed for months, and an old build may be reviewed for the first time
+    long after newer ones shipped. First appearance alone would then make it the "live" release and
+    compare the real live release against nothing. A version cannot have shipped after a higher one,
+    so each version's release time is capped just below the release time of every higher version:
+    old builds become earlier releases (and feed the rolling baseline) instead of displacing the live
+    one. Every topic that is not excluded counts as the release's surface: without release notes,
+    any relevant complaint may be the release's fault.
     """
     releases = releases_from_first_appearance(feedback, flag_key)
     if releases.empty:
         return releases
-    keep = []
-    for _, rows in releases.sort_values("released_at").groupby("flag_key", sort=False):
-        highest: tuple = ()
-        for idx, version in zip(rows.index, rows.version):
-            key = version_key(version)
-            if key >= highest:
-                keep.append(idx)
-                highest = key
-    releases = releases.loc[keep].reset_index(drop=True)
+    fixed = []
+    for _, rows in releases.groupby("flag_key", sort=False):
+        rows = rows.iloc[sorted(range(len(rows)), key=lambda i: version_key(rows.version.iloc[i]), reverse=True)].copy()
+        cap = None
+        times = []
+        for released_at in rows.released_at:
+            if cap is not None and released_at >= cap:
+                released_at = cap - pd.Timedelta(seconds=1)
+            times.append(released_at)
+            cap = released_at
+        rows["released_at"] = times
+        fixed.append(rows)
+    releases = pd.concat(fixed).sort_values(["flag_key", "released_at"]).reset_index(drop=True)
     surfaces = [t for t in taxonomy.topic_names if t not in taxonomy.excluded_topics]
     releases["surfaces"] = [list(surfaces) for _ in range(len(releases))]
     return releases

@@ -61,7 +61,9 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
 
     alpha_total = per_flag("alpha")
     is_flag = (chosen.cohort == ALL_COHORTS).to_numpy()
-    n_cohorts = chosen.groupby(["flag_key", "release_version"]).cohort.transform(lambda c: int((c != ALL_COHORTS).sum())).to_numpy()
+    release_key = chosen.flag_key.astype(str) + "\x00" + chosen.release_version.astype(str)
+    cohort_counts = release_key[~is_flag].value_counts()
+    n_cohorts = release_key.map(cohort_counts).fillna(0).to_numpy(dtype=float)
     alpha_row = split_alpha(is_flag, n_cohorts, alpha_total, per_flag("flag_alpha_share"), per_flag("min_cohorts"))
 
     n = chosen.n.to_numpy(dtype=float)
@@ -92,7 +94,9 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
 
     corroboration = _corroborating_kpis(chosen, business_kpis, per_flag("kpi_min_change"))
     verdicts = []
-    for i, row in enumerate(chosen.itertuples(index=False)):
+    narrow = chosen[["cohort", "baseline_kind", "baseline_versions", "negative_share", "baseline_negative_share", "n",
+                     "baseline_n", "n_excluded", "top_topics"]]
+    for i, row in enumerate(narrow.itertuples(index=False)):
         verdicts.append(_verdict(row, i, result, enough[i], min_n[i], on_surface[i] or not needs_surface[i], alpha_row[i], alpha_total[i],
                                  weight[i], min_rise[i], severe_rise[i], urgency[i], margin[i], corroboration[i]))
     out = pd.DataFrame(verdicts, columns=["state", "action", "severity", "statistic", "bound", "reason"])

@@ -8,6 +8,7 @@ import pyarrow.dataset as ds
 from sklearn.metrics import f1_score
 
 from ..core.attribution import attribution_rate
+from ..core.policy import latest_decisions
 from ..core.schemas import ALL_COHORTS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT
 from .assets import cohort_baselines, enriched_feedback, raw_feedback, rollback_decisions, scored_sentiment, sentiment_model
 from .resources import LakeResource, SettingsResource, current_model
@@ -134,13 +135,6 @@ def minimum_sample(lake: LakeResource, settings: SettingsResource) -> dg.AssetCh
         metadata={"threshold": policy.defaults.min_sample, "flags_below_minimum": dg.MetadataValue.json(short),
                   "cohorts_below_minimum": int((frame.n < policy.defaults.min_sample).sum())},
     )
-
-
-def latest_decisions(decisions):
-    """Each flag's most recent evaluation (decisions accumulate across runs)."""
-    if decisions.empty:
-        return decisions
-    return decisions[decisions.window_end == decisions.groupby("flag_key").window_end.transform("max")]
 
 
 def guardrail_check_name(flag_key: str) -> str:

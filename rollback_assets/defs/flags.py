@@ -1,0 +1,183 @@
+"""Decisions become flag changes: the flag_actions asset, the sensor that starts it, failure alerts.
+
+The core (`core/actions.py`) guarantees at most one backend change per decision; this module only
+decides when to ask and shows what happened.
+"""
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pandas as pd
+import pyarrow.dataset as ds
+
+from ..core import actions
+from ..core.flags import FlagBackend, make_flag_backend
+from ..core.notify import WebhookNotifier
+from ..core.policy import PolicyConfig
+from ..core.schemas import DECISIONS, FLAG_ACTIONS, RELEASE_ARTIFACTS
+from .assets import rollback_decisions
+from .metadata import code_version, markdown_table, table_metadata
+from .resources import PROJECT_ROOT, LakeResource, SettingsResource
+
+FLAG_ACTION_JOB_NAME = "flag_action_job"
+
+
+class FlagControlResource(dg.ConfigurableResource):
+    """The flag backend and where notifications go. Secrets come from the environment (dg.EnvVar)."""
+
+    backend: str = "flagd"  # flagd | unleash | launchdarkly | webhook
+    flagd_path: str = str(PROJECT_ROOT / "flags" / "flags.json")
+    unleash_url: str | None = None
+    unleash_environment: str = "development"
+    unleash_project: str = "default"
+    unleash_admin_token: str | None = None
+    launchdarkly_base_url: str = "https://app.launchdarkly.com"
+    launchdarkly_project: str = "default"
+    launchdarkly_environment: str = "production"
+    launchdarkly_api_token: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    notify_url: str | None = None
+    notify_secret: str | None = None
+
+    def client(self) -> FlagBackend:
+        if self.backend == "flagd":
+            return make_flag_backend("flagd", path=self.flagd_path)
+        if self.backend == "unleash":
+            return make_flag_backend("unleash", url=self.unleash_url, admin_token=self.unleash_admin_token,
+                                     environment=self.unleash_environment, project=self.unleash_project)
+        if self.backend == "launchdarkly":
+            return make_flag_backend("launchdarkly", api_token=self.launchdarkly_api_token, project=self.launchdarkly_project,
+                                     environment=self.launchdarkly_environment, base_url=self.launchdarkly_base_url)
+        if self.backend == "webhook":
+            return make_flag_backend("webhook", url=self.webhook_url, secret=self.webhook_secret)
+        raise ValueError(f"unknown flag backend {self.backend!r}")
+
+    def notifier(self) -> WebhookNotifier | None:
+        return WebhookNotifier(self.notify_url, self.notify_secret) if self.notify_url and self.notify_secret else None
+
+
+def flag_policy(config: PolicyConfig, flag_key: str) -> actions.FlagPolicy:
+    thresholds = config.for_flag(flag_key)
+    return actions.FlagPolicy(approval_mode=thresholds.approval, cooldown=timedelta(hours=thresholds.cooldown_hours))
+
+
+class FlagActionConfig(dg.Config):
+    decision_ids: list[str] = []  # decisions to act on; empty = only retry open actions
+    retry_pending: bool = True
+
+
+@dg.asset(
+    group_name="flags",
+    deps=[rollback_decisions],
+    kinds={"deltalake"},
+    code_version=code_version(actions),
+    description="Audit trail of flag changes: before/after state, actor, approver, reason, decision, lineage.",
+)
+def flag_actions(
+    context: dg.AssetExecutionContext, config: FlagActionConfig, lake: LakeResource, flags: FlagControlResource,
+    settings: SettingsResource,
+) -> dg.MaterializeResult:
+    the_lake = lake.lake()
+    policy = settings.policy()
+    backend = flags.client()
+    notifier = flags.notifier()
+    decisions = the_lake.read(DECISIONS, filter=ds.field("decision_id").isin(config.decision_ids)) if config.decision_ids else DECISIONS.empty_frame()
+    releases = the_lake.read(RELEASE_ARTIFACTS)
+    results = []
+    for decision in decisions.to_dict("records"):
+        release = releases[(releases.flag_key == decision["flag_key"]) & (releases.version == decision["release_version"])]
+        per_flag = flag_policy(policy, decision["flag_key"])
+        plan = actions.plan_action(decision, release.iloc[0] if len(release) else None, backend.get_state(decision["flag_key"]),
+                                   backend=backend.name, policy=per_flag)
+        results.append(actions.execute_action(the_lake, backend, plan, policy=per_flag, notifier=notifier,
+                                              decision=decision, run_id=context.run_id))
+    if config.retry_pending:
+        results += actions.retry_open_actions(
+            the_lake, lambda name, flag: backend, policy_for=lambda flag: flag_policy(policy, flag), notifier=notifier,
+            run_id=context.run_id,
+        )
+    rows = pd.DataFrame([r.row for r in results if r.row])
+    for r in results:
+        context.log.info(f"{r.status}: {r.message}")
+    shown = rows[["flag_key", "kind", "status", "before_rollout", "after_rollout", "after_variant", "actor", "reason",
+                  "decision_id"]] if len(rows) else rows
+    decision_runs = {d["decision_id"]: d.get("run_id") for d in decisions.to_dict("records")}
+    version = the_lake.version(FLAG_ACTIONS)
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(FLAG_ACTIONS, the_lake.uri(FLAG_ACTIONS), version),
+            "backend": backend.name,
+            "backend_calls": sum(r.called_backend for r in results),
+            "by_status": dg.MetadataValue.json(rows.status.value_counts().to_dict() if len(rows) else {}),
+            "actions": markdown_table(shown),
+            **{f"decision_run_{i}": dg.MetadataValue.dagster_run(run) for i, run in enumerate(decision_runs.values()) if run},
+        },
+        data_version=dg.DataVersion(f"flag_actions@{version}"),
+    )
+
+
+@dg.sensor(job_name=FLAG_ACTION_JOB_NAME, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def rollback_decision_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, settings: SettingsResource):
+    """One run per actionable decision (run key = decision id, so a decision is acted on once however
+    often it is re-materialized), plus a retry run for each pending action and a re-check of actions a
+    hold or cooldown skipped once that block has ended. Cursor: the last materialization's storage id."""
+    after = int(context.cursor) if context.cursor else None
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=rollback_decisions.key, after_storage_id=after), limit=100, ascending=True
+    ).records
+    requests = []
+    for record in records:
+        metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+        ids = metadata.get("actionable_decision_ids")
+        for decision_id in (ids.value if ids is not None else []):
+            requests.append(_action_request(decision_id, [decision_id]))
+    the_lake = lake.lake()
+    for row in actions.open_actions(the_lake, statuses=("pending",)):
+        requests.append(_action_request(f"retry:{row['action_id']}:{row['attempts']}", []))
+    requests += _rechecks(the_lake, settings.policy())
+    if records:
+        context.update_cursor(str(records[-1].storage_id))
+    unique = list({r.run_key: r for r in requests}.values())
+    return unique or dg.SkipReason("no new decisions or open actions")
+
+
+def _action_request(run_key: str, decision_ids: list[str]) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=run_key,
+        run_config={"ops": {"flag_actions": {"config": {"decision_ids": decision_ids}}}},
+        tags={"rollback/decisions": ",".join(decision_ids)[:200]},
+    )
+
+
+def _rechecks(the_lake, policy: PolicyConfig) -> list[dg.RunRequest]:
+    """Skipped automatic actions get one more look when the hold or cooldown that blocked them ends."""
+    now = datetime.now(timezone.utc)
+    out = []
+    for row in actions.open_actions(the_lake, statuses=("skipped",)):
+        history = actions.flag_history(the_lake, row["flag_key"])
+        hold = actions.active_hold(history, row["flag_key"], now)
+        if hold is not None:
+            continue
+        changes = [r for r in history if r.get("kind") in actions.CHANGE_KINDS and r.get("status") == "applied"]
+        blocked_until = max((pd.Timestamp(r["updated_at"]) for r in changes), default=pd.Timestamp(0, tz="UTC")) + \
+            timedelta(hours=policy.for_flag(row["flag_key"]).cooldown_hours)
+        if blocked_until <= now and row.get("decision_id"):
+            out.append(_action_request(f"recheck:{row['action_id']}:{blocked_until.isoformat()}", [row["decision_id"]]))
+    return out
+
+
+@dg.run_failure_sensor(monitor_all_code_locations=False, default_status=dg.DefaultSensorStatus.RUNNING)
+def run_failure_alert(context: dg.RunFailureSensorContext, flags: FlagControlResource):
+    """A failed run (including a blocking guardrail check) is announced, not only logged."""
+    message = context.failure_event.message or "run failed"
+    payload = {
+        "text": f"rollback-assets run {context.dagster_run.run_id} of {context.dagster_run.job_name} failed: {message}",
+        "summary": f"{context.dagster_run.job_name} failed", "severity": "error", "source": "rollback-assets",
+        "dedup_key": f"run-failure:{context.dagster_run.run_id}",
+    }
+    notifier = flags.notifier()
+    if notifier is not None:
+        notifier.notify(payload)
+    context.log.error(json.dumps(payload))
