@@ -143,6 +143,89 @@ def cmd_release_register(args) -> int:
     return 0
 
 
+def _control(args):
+    """The lake, the configured flag backend and per-flag settings, as the Dagster resources see them."""
+    from .core.policy import PolicyConfig
+    from .defs.flags import flag_control_from_env, flag_policy
+
+    flags = flag_control_from_env()
+    policy = PolicyConfig.load(os.environ.get("ROLLBACK_POLICY"))
+    return _lake(args), flags.client(), flags.notifier(), lambda flag: flag_policy(policy, flag)
+
+
+def _actor(args) -> str:
+    return args.actor or os.environ.get("ROLLBACK_ACTOR") or os.environ.get("USER") or "unknown"
+
+
+def _report(result) -> int:
+    row = result.row or {}
+    print(f"{result.status}: {result.message or row.get('reason', '')}")
+    if row:
+        print(f"  audit row {row['action_id']}: {row.get('before_rollout')} % -> {row.get('after_rollout')} % "
+              f"(enabled {row.get('after_enabled')}, variant {row.get('after_variant')}), actor {row['actor']}")
+    return 0 if result.status in ("applied", "noop", "skipped", "awaiting_approval") else 1
+
+
+def cmd_override(args) -> int:
+    from datetime import datetime, timezone
+
+    from .core import actions
+
+    lake = _lake(args)
+    if args.override_command == "hold":
+        until = datetime.fromisoformat(args.until).astimezone(timezone.utc) if args.until else None
+        row = actions.hold(lake, args.flag, until=until, actor=_actor(args), reason=args.reason)
+        print(f"hold on {args.flag} until {until or 'released'} by {row['actor']}: {args.reason}")
+    else:
+        row = actions.release_hold(lake, args.flag, actor=_actor(args), reason=args.reason or "")
+        print(f"hold on {args.flag} released by {row['actor']}")
+    return 0
+
+
+def cmd_approve(args) -> int:
+    from .core import actions
+
+    lake, backend, notifier, policy_for = _control(args)
+    existing = actions.read_action(lake, args.decision)
+    if existing is None:
+        print(f"no action awaiting approval for decision {args.decision}", file=sys.stderr)
+        return 2
+    return _report(actions.approve(lake, backend, args.decision, approver=_actor(args), reason=args.reason or "",
+                                   policy=policy_for(existing["flag_key"]), notifier=notifier))
+
+
+def cmd_reject(args) -> int:
+    from .core import actions
+
+    row = actions.reject(_lake(args), args.decision, approver=_actor(args), reason=args.reason)
+    print(f"rejected {args.decision} by {row.get('approver') or row.get('actor')}: {args.reason}")
+    return 0
+
+
+def cmd_force(args) -> int:
+    from .core import actions
+
+    lake, backend, notifier, policy_for = _control(args)
+    return _report(actions.force(lake, backend, args.flag, actor=_actor(args), reason=args.reason, rollout=args.rollout,
+                                 enabled=not args.disable, variant=args.variant, notifier=notifier,
+                                 policy=policy_for(args.flag)))
+
+
+def cmd_promote(args) -> int:
+    from .core import actions
+    from .core.policy import guardrail_status
+    from .core.schemas import DECISIONS
+
+    lake, backend, notifier, policy_for = _control(args)
+    passing, why = guardrail_status(lake.read(DECISIONS), args.flag)
+    allowed, reason = actions.can_promote(args.flag, lake, guardrail_ok=passing, guardrail_reason=why, policy=policy_for(args.flag))
+    if not allowed:
+        print(f"refused: promotion of {args.flag} to {args.to} % is blocked: {reason}", file=sys.stderr)
+        return 3
+    return _report(actions.promote(lake, backend, args.flag, to=args.to, actor=_actor(args), reason=args.reason or "",
+                                   guardrail_ok=passing, guardrail_reason=why, policy=policy_for(args.flag), notifier=notifier))
+
+
 def _utc_now() -> str:
     from datetime import datetime, timezone
 
@@ -175,6 +258,43 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--owner")
     register.add_argument("--expires-at")
     register.set_defaults(func=cmd_release_register)
+
+    override = sub.add_parser("override", help="human holds on automatic actions").add_subparsers(dest="override_command", required=True)
+    hold = override.add_parser("hold", help="block automatic flag changes until a time")
+    hold.add_argument("flag")
+    hold.add_argument("--until", help="ISO time; omit to hold until released")
+    hold.add_argument("--reason", required=True)
+    release_hold = override.add_parser("release", help="lift a hold")
+    release_hold.add_argument("flag")
+    release_hold.add_argument("--reason")
+    for p in (hold, release_hold):
+        p.add_argument("--actor")
+        p.set_defaults(func=cmd_override)
+
+    approve = sub.add_parser("approve", help="approve a decision that waits for a human, and apply it")
+    approve.add_argument("decision")
+    approve.add_argument("--reason")
+    approve.add_argument("--actor")
+    approve.set_defaults(func=cmd_approve)
+    reject = sub.add_parser("reject", help="reject a decision: no flag change")
+    reject.add_argument("decision")
+    reject.add_argument("--reason", required=True)
+    reject.add_argument("--actor")
+    reject.set_defaults(func=cmd_reject)
+    force = sub.add_parser("force", help="set a flag by hand (audited)")
+    force.add_argument("flag")
+    force.add_argument("--rollout", type=int)
+    force.add_argument("--variant")
+    force.add_argument("--disable", action="store_true")
+    force.add_argument("--reason", required=True)
+    force.add_argument("--actor")
+    force.set_defaults(func=cmd_force)
+    promote = sub.add_parser("promote", help="ramp a flag up; refused while its guardrail fails or a decision is open")
+    promote.add_argument("flag")
+    promote.add_argument("--to", type=int, required=True)
+    promote.add_argument("--reason")
+    promote.add_argument("--actor")
+    promote.set_defaults(func=cmd_promote)
     return parser
 
 

@@ -7,6 +7,7 @@ ROLLBACK_* variables to point at your lake, landing zone and policy elsewhere.
 from __future__ import annotations
 
 import os
+import warnings
 
 import dagster as dg
 
@@ -15,9 +16,7 @@ from .core.schemas import RELEASE_ARTIFACTS
 from .defs.assets import FEEDBACK_ASSETS
 from .defs.checks import STATIC_CHECKS, guardrail_checks
 from .defs.resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, default_path
-from .defs.flags import (
-    FLAG_ACTION_JOB_NAME, FlagControlResource, flag_actions, rollback_decision_sensor, run_failure_alert,
-)
+from .defs.flags import FLAG_ACTION_JOB_NAME, flag_actions, flag_control_from_env, rollback_decision_sensor, run_failure_alert
 from .defs.sensors import FEEDBACK_JOB_NAME, landing_zone_sensor
 
 
@@ -54,29 +53,6 @@ def resources_for(deployment: str) -> dict:
     return by_deployment[deployment]
 
 
-def flag_control_from_env() -> FlagControlResource:
-    """ROLLBACK_FLAG_BACKEND picks the backend (flagd file by default); tokens only via dg.EnvVar."""
-    def secret(name: str):
-        return dg.EnvVar(name) if os.environ.get(name) else None
-
-    options = {
-        "backend": os.environ.get("ROLLBACK_FLAG_BACKEND", "flagd"),
-        "flagd_path": os.environ.get("ROLLBACK_FLAGD_FILE"),
-        "unleash_url": os.environ.get("UNLEASH_URL"),
-        "unleash_environment": os.environ.get("UNLEASH_ENVIRONMENT"),
-        "unleash_admin_token": secret("UNLEASH_ADMIN_TOKEN"),
-        "launchdarkly_base_url": os.environ.get("LAUNCHDARKLY_BASE_URL"),
-        "launchdarkly_project": os.environ.get("LAUNCHDARKLY_PROJECT"),
-        "launchdarkly_environment": os.environ.get("LAUNCHDARKLY_ENVIRONMENT"),
-        "launchdarkly_api_token": secret("LAUNCHDARKLY_API_TOKEN"),
-        "webhook_url": os.environ.get("ROLLBACK_FLAG_WEBHOOK_URL"),
-        "webhook_secret": secret("ROLLBACK_WEBHOOK_SECRET"),
-        "notify_url": os.environ.get("ROLLBACK_NOTIFY_URL"),
-        "notify_secret": secret("ROLLBACK_WEBHOOK_SECRET"),
-    }
-    return FlagControlResource(**{k: v for k, v in options.items() if v is not None})
-
-
 def _float_env(name: str) -> float | None:
     value = os.environ.get(name)
     return float(value) if value else None
@@ -100,8 +76,11 @@ def build_definitions(deployment: str | None = None) -> dg.Definitions:
         selection=dg.AssetSelection.assets(flag_actions),
         description="Apply rollback decisions to the flag backend, exactly once each, and audit it.",
     )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # code references: stable in practice, labelled beta
+        assets = dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions])
     return dg.Definitions(
-        assets=dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions]),
+        assets=assets,
         asset_checks=checks,
         jobs=[feedback_job, flag_action_job],
         sensors=[landing_zone_sensor, rollback_decision_sensor, run_failure_alert],

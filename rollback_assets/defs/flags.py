@@ -5,6 +5,7 @@ decides when to ask and shows what happened.
 """
 
 import json
+import os
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -56,6 +57,29 @@ class FlagControlResource(dg.ConfigurableResource):
 
     def notifier(self) -> WebhookNotifier | None:
         return WebhookNotifier(self.notify_url, self.notify_secret) if self.notify_url and self.notify_secret else None
+
+
+def flag_control_from_env() -> FlagControlResource:
+    """ROLLBACK_FLAG_BACKEND picks the backend (flagd file by default); tokens only via dg.EnvVar."""
+    def secret(name: str):
+        return dg.EnvVar(name) if os.environ.get(name) else None
+
+    options = {
+        "backend": os.environ.get("ROLLBACK_FLAG_BACKEND", "flagd"),
+        "flagd_path": os.environ.get("ROLLBACK_FLAGD_FILE"),
+        "unleash_url": os.environ.get("UNLEASH_URL"),
+        "unleash_environment": os.environ.get("UNLEASH_ENVIRONMENT"),
+        "unleash_admin_token": secret("UNLEASH_ADMIN_TOKEN"),
+        "launchdarkly_base_url": os.environ.get("LAUNCHDARKLY_BASE_URL"),
+        "launchdarkly_project": os.environ.get("LAUNCHDARKLY_PROJECT"),
+        "launchdarkly_environment": os.environ.get("LAUNCHDARKLY_ENVIRONMENT"),
+        "launchdarkly_api_token": secret("LAUNCHDARKLY_API_TOKEN"),
+        "webhook_url": os.environ.get("ROLLBACK_FLAG_WEBHOOK_URL"),
+        "webhook_secret": secret("ROLLBACK_WEBHOOK_SECRET"),
+        "notify_url": os.environ.get("ROLLBACK_NOTIFY_URL"),
+        "notify_secret": secret("ROLLBACK_WEBHOOK_SECRET"),
+    }
+    return FlagControlResource(**{k: v for k, v in options.items() if v is not None})
 
 
 def flag_policy(config: PolicyConfig, flag_key: str) -> actions.FlagPolicy:
