@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -117,11 +118,12 @@ def read_file(path: str | Path, mapping: Mapping, *, author_salt: str = "", now:
     now = now or datetime.now(timezone.utc)
     records, unreadable = _read_records(Path(path), mapping)
     frame, reasons = _canonical(records, mapping, author_salt)
-    for row_number, reason in unreadable:
+    for row_number, reason, _ in unreadable:
         reasons.append((row_number, reason))
     bad_rows = _reasons_by_row(reasons)
     bad_rows.update(_in_file_duplicates(frame[~frame["source_row"].isin(bad_rows)]))
-    quarantine = _quarantine_rows(records, bad_rows, str(path), mapping, now)
+    raw_lines = {number: line for number, _, line in unreadable}
+    quarantine = _quarantine_rows(records, bad_rows, raw_lines, str(path), mapping, now)
     good = frame[~frame["source_row"].isin(bad_rows)].copy()
     good["source_file"] = str(path)
     good["created_date"] = good["created_at"].dt.date
@@ -130,7 +132,7 @@ def read_file(path: str | Path, mapping: Mapping, *, author_salt: str = "", now:
     return IngestResult(good[RAW_FEEDBACK.names].reset_index(drop=True), quarantine)
 
 
-def _read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+def _read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[tuple[int, str, str | None]]]:
     """All source columns as strings plus `source_row`; lines that cannot be parsed at all are listed.
 
     Arrow reads a well-formed file in one pass; a file with a malformed line is read again line by
@@ -139,30 +141,26 @@ def _read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[tupl
     table = _read_arrow(path, mapping)
     if table is not None:
         return _string_frame(table, first_row=2 if mapping.format == "csv" else 1), []
-    unreadable: list[tuple[int, str]] = []
+    unreadable: list[tuple[int, str, str | None]] = []
     if mapping.format == "csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="surrogateescape")
-        frame.insert(0, "source_row", np.arange(2, len(frame) + 2))  # line 1 is the header
-        values = [c for c in frame.columns if c != "source_row"]
-        undecodable = frame[values].apply(lambda col: col.str.contains(_SURROGATES, regex=True)).any(axis=1)
-        unreadable = [(int(r), "undecodable bytes (not UTF-8)") for r in frame.source_row[undecodable]]
-        frame.loc[undecodable, values] = ""
+        frame, unreadable = _read_csv_rows(path)
     else:
         rows = []
         with open(path, "rb") as handle:
             for number, raw in enumerate(handle, start=1):
                 if not raw.strip():
                     continue
+                line = raw.decode("utf-8", errors="replace")[:4096]
                 try:
                     obj = json.loads(raw.decode("utf-8"))
                 except UnicodeDecodeError:
-                    unreadable.append((number, "undecodable bytes (not UTF-8)"))
+                    unreadable.append((number, "undecodable bytes (not UTF-8)", line))
                     continue
                 except json.JSONDecodeError as error:
-                    unreadable.append((number, f"invalid JSON: {error.msg}"))
+                    unreadable.append((number, f"invalid JSON: {error.msg}", line))
                     continue
                 if not isinstance(obj, dict):
-                    unreadable.append((number, "line is not a JSON object"))
+                    unreadable.append((number, "line is not a JSON object", line))
                     continue
                 rows.append({"source_row": number, **{k: "" if v is None else _json_text(v) for k, v in obj.items()}})
         frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
@@ -172,6 +170,29 @@ def _read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[tupl
 
 
 ARROW_STRING = pd.StringDtype("pyarrow")
+
+
+def _read_csv_rows(path: Path) -> tuple[pd.DataFrame, list[tuple[int, str, str | None]]]:
+    """Record by record: a row with the wrong number of fields or bytes that are not UTF-8 is
+    quarantined on its own, numbered by the line it starts on."""
+    unreadable, rows, numbers = [], [], []
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        start = reader.line_num + 1
+        for record in reader:
+            line, start = start, reader.line_num + 1
+            raw = ",".join(record).encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:4096]
+            if len(record) != len(header):
+                unreadable.append((line, f"wrong number of fields (expected {len(header)}, got {len(record)})", raw))
+            elif any(re.search(_SURROGATES, value) for value in record):
+                unreadable.append((line, "undecodable bytes (not UTF-8)", raw))
+            else:
+                rows.append(record)
+                numbers.append(line)
+    frame = pd.DataFrame(rows, columns=header)
+    frame.insert(0, "source_row", np.array(numbers, dtype=np.int64))
+    return frame, unreadable
 
 
 def _json_text(value) -> str:
@@ -190,7 +211,7 @@ def _read_arrow(path: Path, mapping: Mapping) -> pa.Table | None:
                 header = next(csv.reader(handle), [])
             return pa_csv.read_csv(
                 path,
-                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+                parse_options=pa_csv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False),
                 convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header},
                                                       strings_can_be_null=False),
             )
@@ -302,7 +323,9 @@ def _reasons_by_row(reasons: list) -> dict[int, str]:
     return {row: "; ".join(dict.fromkeys(rs)) for row, rs in by_row.items()}
 
 
-def _quarantine_rows(records: pd.DataFrame, bad_rows: dict[int, str], path: str, mapping: Mapping, now) -> pd.DataFrame:
+def _quarantine_rows(
+    records: pd.DataFrame, bad_rows: dict[int, str], raw_lines: dict[int, str | None], path: str, mapping: Mapping, now
+) -> pd.DataFrame:
     if not bad_rows:
         return QUARANTINE.empty_frame()
     raw = records.set_index("source_row")
@@ -316,7 +339,7 @@ def _quarantine_rows(records: pd.DataFrame, bad_rows: dict[int, str], path: str,
                 "mapping": mapping.name,
                 "reason": reason,
                 "event_id": (record or {}).get(_id_column(mapping)) or None,
-                "raw_record": _raw_json(record),
+                "raw_record": _raw_json(record) if record is not None else raw_lines.get(row),
                 "quarantined_at": now,
             }
         )

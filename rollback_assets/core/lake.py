@@ -92,6 +92,7 @@ class Lake:
             return self.version(table), {"num_target_rows_inserted": data.num_rows, "num_target_rows_updated": 0}
         if data.num_rows == 0:
             return self.version(table), {"num_target_rows_inserted": 0, "num_target_rows_updated": 0}
+        self._drop_moved_rows(table, data)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         for part in table.partition_by:
             # Pruning: only partitions present in the batch are scanned for matches.
@@ -106,6 +107,23 @@ class Lake:
             builder = builder.when_matched_update_all()
         metrics = builder.when_not_matched_insert_all().execute()
         return self.version(table), metrics
+
+    def _drop_moved_rows(self, table: Table, data: pa.Table) -> None:
+        """A key that comes back in another partition (a corrected day) would escape the pruned MERGE
+        and be inserted twice: delete its old row first."""
+        moving = [p for p in table.partition_by if p not in table.key]
+        if not moving or len(table.key) != 1:
+            return
+        key = table.key[0]
+        existing = self.read_arrow(table, columns=[key, *moving], filter=ds.field(key).isin(data.column(key)))
+        if existing.num_rows == 0:
+            return
+        incoming = data.select([key, *moving]).to_pandas()
+        joined = existing.to_pandas().merge(incoming, on=key, suffixes=("", "_new"))
+        moved = joined[(joined[moving].astype(str).to_numpy() != joined[[f"{m}_new" for m in moving]].astype(str).to_numpy()).any(axis=1)]
+        if len(moved):
+            keys = ", ".join(repr(str(k)) for k in moved[key].unique())
+            DeltaTable(self.uri(table)).delete(f"{key} IN ({keys})")
 
     @staticmethod
     def _arrow(table: Table, frame: pd.DataFrame | pa.Table) -> pa.Table:

@@ -65,11 +65,11 @@ def ingest(lake: Lake, files: list[tuple[Path, Mapping, str]], author_salt: str 
     stats = {"files": len(files), "rows_valid": 0, "rows_quarantined": 0, "rows_inserted": 0, "rows_updated": 0, "reasons": {}}
     if not files:
         return StepResult(lake.version(RAW_FEEDBACK), stats)
-    batch = pd.concat(valid, ignore_index=True)
+    batch = pd.concat([v for v in valid if len(v)] or valid[:1], ignore_index=True)
     # The same event in two files of one batch: the later file wins, as it would in two batches.
     batch = batch.drop_duplicates("event_id", keep="last")
     version, metrics = lake.merge(RAW_FEEDBACK, batch, update_when="s.content_hash != t.content_hash")
-    rejected = pd.concat(quarantined, ignore_index=True)
+    rejected = pd.concat([q for q in quarantined if len(q)] or quarantined[:1], ignore_index=True)
     if len(rejected):
         lake.append(QUARANTINE, rejected)
     for row in ledger:
@@ -87,8 +87,26 @@ def ingest(lake: Lake, files: list[tuple[Path, Mapping, str]], author_salt: str 
 
 # ---------------------------------------------------------------- release artifacts
 def register_releases(lake: Lake, releases: pd.DataFrame) -> StepResult:
-    version, metrics = lake.merge(RELEASE_ARTIFACTS, releases)
+    """Merge releases that are new or changed; re-registering the same release writes nothing
+    (a new table version would re-attribute every feedback row)."""
+    existing = lake.read(RELEASE_ARTIFACTS)
+    compared = [c for c in RELEASE_ARTIFACTS.names if c != "registered_at"]
+    if len(existing):
+        seen = {_release_fingerprint(r) for r in existing[compared].to_dict("records")}
+        releases = releases[[_release_fingerprint(r) not in seen for r in releases[compared].to_dict("records")]]
+    if releases.empty:
+        return StepResult(lake.version(RELEASE_ARTIFACTS), {"releases_registered": 0})
+    version, _ = lake.merge(RELEASE_ARTIFACTS, releases)
     return StepResult(version, {"releases_registered": len(releases)})
+
+
+def _release_fingerprint(record: dict) -> str:
+    def plain(value):
+        if hasattr(value, "tolist"):  # numpy arrays and scalars read back from Delta
+            return value.tolist()
+        return list(value) if isinstance(value, (list, tuple)) else value
+
+    return json.dumps({k: plain(v) for k, v in record.items()}, sort_keys=True, default=str)
 
 
 def read_releases(lake: Lake) -> pd.DataFrame:

@@ -107,9 +107,10 @@ def fixed_rule(baselines: pd.DataFrame, config: PolicyConfig) -> pd.DataFrame:
 
 def _fixed_verdict(row, t: Thresholds) -> tuple:
     rise = relative_rise(row.negative_share, row.baseline_negative_share)
-    if row.n < t.min_sample or row.baseline_n == 0:
+    if row.n < t.min_sample or row.baseline_n < t.min_baseline_sample:
         return ("insufficient_data", "none", "none", rise, None,
-                f"Not enough feedback yet: {row.n} rows against a minimum of {t.min_sample}.")
+                f"Not enough feedback yet: {row.n} rows (minimum {t.min_sample}) against a baseline of "
+                f"{row.baseline_n} (minimum {t.min_baseline_sample}).")
     if rise is None or rise < t.min_relative_rise:
         return ("pass", "none", "none", rise, None,
                 f"Negative share {row.negative_share:.0%} is within {t.min_relative_rise:.0%} of the baseline {row.baseline_negative_share:.0%}.")

@@ -13,8 +13,17 @@ from .schemas import RELEASE_ARTIFACTS
 DEFAULT_LADDER = (100, 25, 5, 0)
 
 
+def _utc(value) -> pd.Timestamp:
+    """Naive times are UTC; aware ones (YAML parses unquoted ISO times to aware datetimes) are converted."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def parse_ladder(value) -> list[int]:
-    steps = [int(s) for s in (value.split(",") if isinstance(value, str) else value)]
+    try:
+        steps = [int(s) for s in (value.split(",") if isinstance(value, str) else value)]
+    except (TypeError, ValueError):
+        raise ValueError(f"a rollout ladder is a list of whole percentages like 100,25,5,0, got {value!r}") from None
     if not steps or steps != sorted(steps, reverse=True) or steps[0] > 100 or steps[-1] < 0:
         raise ValueError(f"a rollout ladder runs from high to low within 0..100, got {steps}")
     return steps
@@ -44,7 +53,7 @@ def release_record(
         "flag_key": flag_key,
         "version": str(version),
         "product": product,
-        "released_at": pd.Timestamp(released_at, tz="UTC") if pd.Timestamp(released_at).tzinfo is None else pd.Timestamp(released_at).tz_convert("UTC"),
+        "released_at": _utc(released_at),
         "code_commit": code_commit,
         "notebook_commit": notebook_commit,
         "model_name": model_name,
@@ -53,7 +62,7 @@ def release_record(
         "ladder": parse_ladder(ladder),
         "fallback_variant": fallback_variant,
         "owner": owner,
-        "expires_at": pd.Timestamp(expires_at, tz="UTC") if expires_at else None,
+        "expires_at": _utc(expires_at) if expires_at else None,
         "registered_at": datetime.now(timezone.utc),
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -139,7 +140,9 @@ def replay(feedback: pd.DataFrame, releases: pd.DataFrame | None, config: Policy
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=REPLAY_COLUMNS)
-    return pd.concat(frames, ignore_index=True)[REPLAY_COLUMNS]
+    with warnings.catch_warnings():  # all-None columns (e.g. bound) in some steps: the dtype is object either way
+        warnings.simplefilter("ignore", FutureWarning)
+        return pd.concat(frames, ignore_index=True)[REPLAY_COLUMNS]
 
 
 def first_actions(decisions: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,444 @@
+"""Decisions to flag changes at the Dagster level: feedback_job on demo data, the decision sensor, the
+flag_action_job, the CLI overrides, against a real flagd file (read with the OpenFeature flagd provider in
+FILE mode) and a real Unleash server (read with the Unleash Python SDK).
+
+Backend calls are COUNTED at the backend: `CountingFlagControl` is the production FlagControlResource
+whose client wraps the real backend and appends one JSON line per `apply` call to a log file. It is
+swapped in for the class `flag_control_from_env()` builds, so the Dagster resources and the CLI both
+use it, configured from the same environment variables as in production.
+
+One feedback_job run (module fixture) produces the decisions; every test acts on its own copy of that
+lake and its own flag file. The Dagster instance is shared, so a sensor context without a cursor sees
+the decision materializations, as the daemon does after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+import rollback_assets.defs.flags as flags_module
+from rollback_assets.cli import main
+from rollback_assets.core import demo_data, pipeline
+from rollback_assets.core.flags import FlagTarget, TransientBackendError, make_flag_backend
+from rollback_assets.core.lake import Lake
+from rollback_assets.core.releases import load_releases_yaml
+from rollback_assets.core.schemas import DECISIONS, FLAG_ACTIONS
+
+from unleash_server import unleash_server  # noqa: F401  (session fixture: a real unleash-server)
+
+of_api = pytest.importorskip("openfeature.api")
+from openfeature.contrib.provider.flagd import FlagdProvider  # noqa: E402
+from openfeature.contrib.provider.flagd.config import ResolverType  # noqa: E402
+from openfeature.evaluation_context import EvaluationContext  # noqa: E402
+
+BAD_FLAG, BAD_VERSION, BAD_COHORT = "checkout-redesign", "5.2", "device=mobile|locale=de-DE"
+FLAGS = sorted({r["flag_key"] for r in demo_data.releases()})
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+USERS = [f"user-{i}" for i in range(2000)]
+LOG_ENV, FAIL_ENV = "ROLLBACK_TEST_APPLY_LOG", "ROLLBACK_TEST_FAIL_APPLIES"
+ENV_CLEARED = ("ROLLBACK_RELEASES", "ROLLBACK_POLICY", "ROLLBACK_TAXONOMY", "ROLLBACK_MAPPINGS", "ROLLBACK_AUTHOR_SALT",
+               "ROLLBACK_DEPLOYMENT", "ROLLBACK_FLAG_BACKEND", "ROLLBACK_NOTIFY_URL", "ROLLBACK_ACTOR", "UNLEASH_URL",
+               "UNLEASH_ADMIN_TOKEN", "UNLEASH_ENVIRONMENT")
+
+
+# ------------------------------------------------------------------------------------------ counting backend
+class CountingBackend:
+    """The real backend, with every apply() call logged; the first `fail` calls raise a transient error."""
+
+    def __init__(self, inner, log: Path, fail: int):
+        self.inner, self.log, self.fail = inner, log, fail
+        self.name = inner.name
+
+    def get_state(self, flag_key):
+        return self.inner.get_state(flag_key)
+
+    def secrets(self):
+        return self.inner.secrets()
+
+    def apply(self, flag_key, target, *, idempotency_key, comment=""):
+        failed_so_far = sum(1 for c in read_calls(self.log) if not c["ok"])
+        entry = {"flag": flag_key, "key": idempotency_key, "enabled": target.enabled, "rollout": target.rollout,
+                 "variant": target.variant}
+        if failed_so_far < self.fail:
+            _append(self.log, {**entry, "ok": False})
+            raise TransientBackendError(f"{self.name}: injected outage {failed_so_far + 1}/{self.fail} (503)", 503)
+        state = self.inner.apply(flag_key, target, idempotency_key=idempotency_key, comment=comment)
+        _append(self.log, {**entry, "ok": True})
+        return state
+
+
+class CountingFlagControl(flags_module.FlagControlResource):
+    def client(self):
+        return CountingBackend(super().client(), Path(os.environ[LOG_ENV]), int(os.environ.get(FAIL_ENV, "0")))
+
+
+def _append(log: Path, entry: dict) -> None:
+    with open(log, "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
+def read_calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def applied_calls(log: Path) -> list[dict]:
+    return [c for c in read_calls(log) if c["ok"]]
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, instance):
+    """Demo data, releases registered, feedback_job run once; a pristine copy of the lake it left."""
+    root = tmp_path_factory.mktemp("flag_pipeline")
+    landing, lake_root, releases_file = root / "landing", root / "lake", root / "releases.yaml"
+    demo_data.write_landing_zone(demo_data.generate(demo_data.DemoSpec()), landing, releases_file)
+    pipeline.register_releases(Lake(lake_root), load_releases_yaml(releases_file))
+    with pytest.MonkeyPatch.context() as mp:
+        _set_env(mp, lake_root, landing, root / "unused-flags.json", root / "unused.log")
+        from rollback_assets.definitions import build_definitions
+
+        defs = build_definitions()
+        result = defs.resolve_job_def("feedback_job").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
+    decisions = Lake(lake_root).read(DECISIONS)
+    acting = decisions[decisions.state == "act"]
+    assert list(zip(acting.flag_key, acting.release_version, acting.cohort)) == [(BAD_FLAG, BAD_VERSION, BAD_COHORT)]
+    snapshot = root / "lake-after-feedback"
+    shutil.copytree(lake_root, snapshot)
+    return {"root": root, "landing": landing, "snapshot": snapshot, "decision_id": acting.decision_id.iloc[0],
+            "feedback_run_id": result.run_id}
+
+
+def _set_env(mp, lake_root, landing, flag_file, log, **extra):
+    for name in ENV_CLEARED:
+        mp.delenv(name, raising=False)
+    mp.setenv("ROLLBACK_LAKE", str(lake_root))
+    mp.setenv("ROLLBACK_LANDING", str(landing))
+    mp.setenv("ROLLBACK_FLAGD_FILE", str(flag_file))
+    mp.setenv(LOG_ENV, str(log))
+    mp.setenv(FAIL_ENV, "0")
+    for k, v in extra.items():
+        mp.setenv(k, str(v))
+    mp.setattr(flags_module, "FlagControlResource", CountingFlagControl)
+
+
+class World:
+    """One scenario: its own lake copy, flag file and apply log; definitions built from the environment."""
+
+    def __init__(self, base, instance, tmp_path, mp, **env):
+        self.instance, self.decision_id, self.base = instance, base["decision_id"], base
+        self.lake_root = tmp_path / "lake"
+        shutil.copytree(base["snapshot"], self.lake_root)
+        self.flag_file, self.log = tmp_path / "flags.json", tmp_path / "apply.log"
+        seed = make_flag_backend("flagd", path=self.flag_file)
+        for flag in FLAGS:
+            seed.apply(flag, FlagTarget(True, 100), idempotency_key=f"seed-{flag}")
+        _set_env(mp, self.lake_root, base["landing"], self.flag_file, self.log, **env)
+        self.defs = self.build()
+        self.cursor = None
+
+    @staticmethod
+    def build():
+        from rollback_assets.definitions import build_definitions
+
+        return build_definitions()
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.lake_root)
+
+    def tick(self, fresh: bool = False) -> tuple[list[dg.RunRequest], object]:
+        """One sensor evaluation as the daemon does it; `fresh` = a restarted daemon without a cursor."""
+        sensor = self.defs.resolve_sensor_def("rollback_decision_sensor")
+        with dg.build_sensor_context(instance=self.instance, cursor=None if fresh else self.cursor,
+                                     resources=self.defs.resources, definitions=self.defs) as context:
+            raw = sensor(context)
+            if not fresh:
+                self.cursor = context.cursor
+        requests = [r for r in (raw if isinstance(raw, list) else [raw]) if isinstance(r, dg.RunRequest)]
+        return requests, raw
+
+    def run(self, request: dg.RunRequest):
+        """Run the request's flag_action_job even if its run key already ran (stronger than the daemon)."""
+        result = self.defs.resolve_job_def("flag_action_job").execute_in_process(
+            instance=self.instance, run_config={**QUIET, **request.run_config},
+            tags={**request.tags, "dagster/run_key": request.run_key}, raise_on_error=False,
+        )
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        return result
+
+    def action(self, action_id=None) -> dict:
+        rows = self.lake.read(FLAG_ACTIONS)
+        rows = rows[rows.action_id == (action_id or self.decision_id)]
+        assert len(rows) == 1, rows
+        return rows.iloc[0].to_dict()
+
+    def state(self, flag=BAD_FLAG):
+        return make_flag_backend("flagd", path=self.flag_file).get_state(flag)
+
+
+@pytest.fixture
+def world(base, instance, tmp_path, monkeypatch):
+    return World(base, instance, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def openfeature(world):
+    of_api.set_provider(FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(world.flag_file)))
+    client = of_api.get_client()
+    deadline = time.monotonic() + 10
+    while client.get_boolean_details(BAD_FLAG, False, EvaluationContext(targeting_key="probe")).reason != "STATIC":
+        assert time.monotonic() < deadline, "flagd provider did not load the flag file"
+        time.sleep(0.05)
+    yield client
+    of_api.shutdown()
+
+
+def share_on(client) -> float:
+    return sum(client.get_boolean_value(BAD_FLAG, False, EvaluationContext(targeting_key=u)) for u in USERS) / len(USERS)
+
+
+def poll(fn, ok, timeout=10.0, every=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if ok(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
+def flag_actions_metadata(result) -> dict:
+    mats = result.asset_materializations_for_node("flag_actions")
+    assert len(mats) == 1
+    return {k: v.value for k, v in mats[0].metadata.items()}
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# ------------------------------------------------------------------------------------------ flagd end to end
+def test_decision_to_flagd_exactly_once(world, openfeature, base):
+    assert share_on(openfeature) == 1.0
+    requests, _ = world.tick()
+    assert [r.run_key for r in requests] == [world.decision_id], "exactly one run, keyed by the decision id"
+    assert requests[0].run_config == {"ops": {"flag_actions": {"config": {"decision_ids": [world.decision_id]}}}}
+
+    result = world.run(requests[0])
+    assert [c["rollout"] for c in applied_calls(world.log)] == [25] and applied_calls(world.log)[0]["key"] == world.decision_id
+    row = world.action()
+    assert (row["status"], row["kind"], row["before_rollout"], row["after_rollout"], row["actor"]) == ("applied", "step_down", 100, 25, "auto")
+    assert (row["cohort"], row["release_version"], row["backend"]) == (BAD_COHORT, BAD_VERSION, "flagd")
+    assert json.loads(row["lineage"])["action_run_id"] == result.run_id
+    got = poll(lambda: share_on(openfeature), lambda s: abs(s - 0.25) < 0.03)
+    assert abs(got - 0.25) < 0.03, f"OpenFeature sees {got:.3f} of users on, expected ~0.25"
+
+    # The materialization shows backend, the number of backend calls and who / why / which decision.
+    meta = flag_actions_metadata(result)
+    assert meta["backend"] == "flagd" and meta["backend_calls"] == 1 and meta["by_status"] == {"applied": 1}
+    table = meta["actions"]
+    assert all(col in table.splitlines()[0] for col in ("actor", "reason", "decision_id", "before_rollout", "after_rollout"))
+    assert world.decision_id in table and "| auto |" in table and "checkout" in table and "100% -> 25%" in table
+    assert meta["decision_run_0"] == base["feedback_run_id"]
+
+    # decisions re-materialized (same inputs: the same decision id), a new tick, the job run again
+    rerun = world.defs.resolve_job_def("feedback_job").execute_in_process(instance=world.instance, raise_on_error=False, run_config=QUIET)
+    mat = rerun.asset_materializations_for_node("rollback_decisions")[0]
+    assert mat.metadata["actionable_decision_ids"].value == [world.decision_id]
+    requests, _ = world.tick()
+    assert [r.run_key for r in requests] == [world.decision_id]
+    again = world.run(requests[0])
+    assert flag_actions_metadata(again)["backend_calls"] == 0
+
+    # a daemon restart: no cursor, every decision materialization in the instance is seen again
+    requests, _ = world.tick(fresh=True)
+    assert {r.run_key for r in requests} == {world.decision_id}
+    for request in requests:
+        world.run(request)
+    _, raw = world.tick()
+    assert isinstance(raw, dg.SkipReason), "nothing new, nothing pending"
+
+    assert len(read_calls(world.log)) == 1, read_calls(world.log)  # the backend was called once, ever
+    assert world.state().rollout == 25 and world.action()["status"] == "applied"
+    assert share_on(openfeature) == pytest.approx(0.25, abs=0.03)
+
+
+# ------------------------------------------------------------------------------------------ failing backend
+def test_transient_backend_failures_stay_pending_then_apply_once(world, monkeypatch):
+    monkeypatch.setenv(FAIL_ENV, "1000")  # the backend is down
+    (request,), _ = world.tick()
+    first = world.run(request)
+    row = world.action()
+    first_attempts = row["attempts"]
+    assert row["status"] == "pending" and first_attempts >= 3, "FlagPolicy.max_attempts (3) tries before leaving it pending"
+    assert first_attempts == len(read_calls(world.log)), "the audit counts every backend attempt"
+    assert f"injected outage {first_attempts}/1000 (503)" in row["last_error"]
+    assert world.state().rollout == 100 and flag_actions_metadata(first)["by_status"] == {"pending": 1}
+
+    requests, _ = world.tick()
+    assert [r.run_key for r in requests] == [f"retry:{world.decision_id}:{first_attempts}"]
+    assert requests[0].run_config["ops"]["flag_actions"]["config"]["decision_ids"] == []
+    world.run(requests[0])  # still down
+    row = world.action()
+    second_attempts = row["attempts"]
+    assert row["status"] == "pending" and second_attempts > first_attempts == len(read_calls(world.log)) - (second_attempts - first_attempts)
+
+    requests, _ = world.tick()  # a new attempt count: a new run key, so the daemon runs it
+    assert [r.run_key for r in requests] == [f"retry:{world.decision_id}:{second_attempts}"]
+    monkeypatch.setenv(FAIL_ENV, str(second_attempts))  # the backend has recovered
+    world.run(requests[0])
+    row = world.action()
+    assert (row["status"], row["attempts"], row["last_error"], row["after_rollout"]) == ("applied", second_attempts + 1, None, 25)
+    assert [c["key"] for c in applied_calls(world.log)] == [world.decision_id]
+    assert len(read_calls(world.log)) == second_attempts + 1 and world.state().rollout == 25
+
+    _, raw = world.tick()
+    assert isinstance(raw, dg.SkipReason)
+    for request in world.tick(fresh=True)[0]:
+        world.run(request)
+    assert len(applied_calls(world.log)) == 1 and len(read_calls(world.log)) == second_attempts + 1
+
+
+# ------------------------------------------------------------------------------------------ humans
+def test_hold_skips_then_release_rechecks_and_promote_is_refused(world, capsys):
+    until = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+    code, out, _ = cli(capsys, "override", "hold", BAD_FLAG, "--until", until, "--reason", "launch week freeze", "--actor", "alice")
+    assert code == 0 and "hold on checkout-redesign" in out
+
+    (request,), _ = world.tick()
+    result = world.run(request)
+    row = world.action()
+    assert row["status"] == "skipped" and "flag held by human:alice" in row["reason"] and "launch week freeze" in row["reason"]
+    assert read_calls(world.log) == [] and world.state().rollout == 100
+    meta = flag_actions_metadata(result)
+    assert meta["backend_calls"] == 0 and meta["by_status"] == {"skipped": 1} and "held by human:alice" in meta["actions"]
+    requests, _ = world.tick()
+    assert requests == [], "no re-check while the hold is active"
+
+    code, _, err = cli(capsys, "promote", BAD_FLAG, "--to", "100", "--actor", "bob")
+    assert code == 3
+    assert f"refused: promotion of {BAD_FLAG} to 100 % is blocked: guardrail check failing" in err
+    assert BAD_COHORT in err  # says which cohort keeps the guardrail red
+    assert read_calls(world.log) == []
+
+    code, out, _ = cli(capsys, "override", "release", BAD_FLAG, "--actor", "alice", "--reason", "freeze over")
+    assert code == 0
+    requests, _ = world.tick()
+    assert len(requests) == 1 and requests[0].run_key.startswith(f"recheck:{world.decision_id}:")
+    world.run(requests[0])
+    row = world.action()
+    assert (row["status"], row["before_rollout"], row["after_rollout"]) == ("applied", 100, 25)
+    assert len(applied_calls(world.log)) == 1 and world.state().rollout == 25
+    assert world.tick()[0] == [], "an applied action is not re-checked"
+
+    code, _, err = cli(capsys, "promote", BAD_FLAG, "--to", "100", "--actor", "bob")
+    assert code == 3 and "guardrail check failing" in err and world.state().rollout == 25
+
+
+def test_refused_promotion_is_audited(world, capsys):
+    """core.actions.promote audits a refused promotion as a `rejected` promote row; the CLI must not lose it."""
+    code, _, _ = cli(capsys, "promote", BAD_FLAG, "--to", "100", "--actor", "bob", "--reason", "looks fine to me")
+    assert code == 3
+    rows = world.lake.read(FLAG_ACTIONS)
+    promotes = rows[rows.kind == "promote"]
+    assert list(zip(promotes.status, promotes.actor)) == [("rejected", "human:bob")], "refused promotion left no audit row"
+
+
+@pytest.fixture
+def approve_world(base, instance, tmp_path, monkeypatch):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((Path(flags_module.__file__).parents[1] / "config" / "policy.yaml").read_text().replace(
+        "flags: {}", f"flags:\n  {BAD_FLAG}:\n    approval: approve"))
+    return World(base, instance, tmp_path, monkeypatch, ROLLBACK_POLICY=policy)
+
+
+def test_approval_mode_waits_then_approve_applies_once(approve_world, capsys):
+    world = approve_world
+    (request,), _ = world.tick()
+    result = world.run(request)
+    row = world.action()
+    assert row["status"] == "awaiting_approval" and "Approval mode" in row["reason"]
+    assert read_calls(world.log) == [] and world.state().rollout == 100
+    assert flag_actions_metadata(result)["by_status"] == {"awaiting_approval": 1}
+    assert world.tick()[0] == [], "awaiting approval is neither retried nor re-checked"
+
+    code, out, _ = cli(capsys, "approve", world.decision_id, "--actor", "carol", "--reason", "confirmed with support")
+    assert code == 0 and out.startswith("applied")
+    row = world.action()
+    assert (row["status"], row["approver"], row["after_rollout"]) == ("applied", "human:carol", 25)
+    approvals = world.lake.read(FLAG_ACTIONS)
+    approvals = approvals[approvals.kind == "approve"]
+    assert list(zip(approvals.actor, approvals.decision_id, approvals.reason)) == [("human:carol", world.decision_id, "confirmed with support")]
+    assert world.state().rollout == 25
+
+    for request in world.tick(fresh=True)[0]:
+        world.run(request)
+    assert len(read_calls(world.log)) == 1
+
+
+def test_approval_mode_reject_never_changes_the_flag(approve_world, capsys):
+    world = approve_world
+    (request,), _ = world.tick()
+    world.run(request)
+    code, out, _ = cli(capsys, "reject", world.decision_id, "--reason", "false alarm: translation bug", "--actor", "dave")
+    assert code == 0 and "rejected" in out
+    row = world.action()
+    assert row["status"] == "rejected" and row["approver"] == "human:dave" and "false alarm" in row["reason"]
+    for request in world.tick(fresh=True)[0]:
+        world.run(request)
+    assert world.action()["status"] == "rejected"
+    assert read_calls(world.log) == [] and world.state().rollout == 100
+
+
+# ------------------------------------------------------------------------------------------ Unleash
+def test_decision_to_unleash_exactly_once(base, instance, tmp_path, monkeypatch, unleash_server):  # noqa: F811
+    UnleashClient = pytest.importorskip("UnleashClient").UnleashClient
+    seed = make_flag_backend("unleash", url=unleash_server.url, admin_token=unleash_server.admin_token,
+                             environment=unleash_server.environment, create_missing=True)
+    seed.apply(BAD_FLAG, FlagTarget(True, 100), idempotency_key="seed")
+    sdk = UnleashClient(url=unleash_server.api_url, app_name="flag-pipeline-test", environment=unleash_server.environment,
+                        custom_headers={"Authorization": unleash_server.client_token}, refresh_interval=1,
+                        disable_metrics=True, disable_registration=True, cache_directory=str(tmp_path / "unleash-cache"))
+    sdk.initialize_client()
+    try:
+        users = USERS[:1000]
+
+        def share():
+            return sum(sdk.is_enabled(BAD_FLAG, {"userId": u}) for u in users) / len(users)
+
+        assert poll(share, lambda s: s == 1.0, timeout=15, every=0.25) == 1.0
+        world = World(base, instance, tmp_path, monkeypatch, ROLLBACK_FLAG_BACKEND="unleash", UNLEASH_URL=unleash_server.url,
+                      UNLEASH_ADMIN_TOKEN=unleash_server.admin_token, UNLEASH_ENVIRONMENT=unleash_server.environment)
+        requests, _ = world.tick()
+        assert [r.run_key for r in requests] == [world.decision_id]
+        result = world.run(requests[0])
+        row = world.action()
+        assert (row["status"], row["backend"], row["before_rollout"], row["after_rollout"]) == ("applied", "unleash", 100, 25)
+        meta = flag_actions_metadata(result)
+        assert meta["backend"] == "unleash" and meta["backend_calls"] == 1
+        assert unleash_server.admin_token not in json.dumps({k: str(v) for k, v in meta.items()}) + json.dumps(row, default=str)
+        assert seed.get_state(BAD_FLAG).rollout == 25
+        got = poll(share, lambda s: abs(s - 0.25) < 0.05, timeout=15, every=0.25)
+        assert abs(got - 0.25) < 0.05, f"the Unleash SDK sees {got:.3f} of users on, expected ~0.25"
+
+        for request in world.tick(fresh=True)[0]:
+            world.run(request)
+        assert len(read_calls(world.log)) == 1 and seed.get_state(BAD_FLAG).rollout == 25
+    finally:
+        sdk.destroy()

@@ -1,0 +1,86 @@
+"""Replay on generated reviews: the planted bad version is acted on, the good ones are not."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rollback_assets.core.policy import PolicyConfig
+from rollback_assets.core.replay import REPLAY_COLUMNS, first_actions, inferred_releases, replay, run_replay_cli
+from rollback_assets.core.scoring.lexicon import LexiconScorer
+from rollback_assets.core.taxonomy import Taxonomy
+
+START = pd.Timestamp("2026-01-01", tz="UTC")
+VERSIONS = [("1.0", 0), ("1.1", 10), ("1.2", 20), ("1.3", 30)]  # 1.2 is the bad one
+BAD = "1.2"
+NEGATIVE = ["the checkout is terrible and broken, I hate it", "awful update, search is useless and slow",
+            "horrible, the app crashes constantly"]
+POSITIVE = ["great app, I love the new checkout", "works well, search is fast and helpful", "excellent, very happy with it"]
+SHIPPING = "the parcel delivery was terrible and the courier was awful"
+
+
+def generated_feedback(seed=11, days=40, per_day=70):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for day in range(days):
+        live = [v for v, d in VERSIONS if d <= day]
+        for i in range(per_day):
+            # most reviews on the live version, old versions keep being reviewed
+            version = live[-1] if rng.random() < 0.7 or len(live) == 1 else live[-2]
+            bad = version == BAD
+            text = (rng.choice(NEGATIVE) if rng.random() < (0.5 if bad else 0.15) else rng.choice(POSITIVE))
+            if 31 <= day <= 34 and rng.random() < 0.5:  # off-topic incident on the newest version
+                text, version = SHIPPING, live[-1]
+            rows.append({
+                "event_id": f"e{day}-{i}", "created_at": START + pd.Timedelta(days=day, minutes=int(rng.integers(0, 1440))),
+                "text": text, "product": "app", "app_version": version if rng.random() > 0.1 else None,
+                "rating": 1 if text in NEGATIVE else 5, "device": rng.choice(["mobile", "desktop"]), "locale": "en-US",
+            })
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def feedback():
+    return generated_feedback()
+
+
+@pytest.mark.parametrize("policy", ["policy.yaml", "policy_sequential.yaml"])
+def test_replay_acts_on_the_bad_version_only(feedback, policy):
+    from importlib import resources
+
+    config = PolicyConfig.from_dict(__import__("yaml").safe_load(
+        resources.files("rollback_assets.config").joinpath(policy).read_text()))
+    decisions = replay(feedback, None, config, LexiconScorer(), Taxonomy.load(), step=pd.Timedelta("12h"))
+    assert list(decisions.columns) == REPLAY_COLUMNS
+    acted = first_actions(decisions)
+    assert set(acted.release_version) == {BAD}
+    first = acted.decided_at.min()
+    assert START + pd.Timedelta(days=20) < first < START + pd.Timedelta(days=30)  # while 1.2 was live
+    # the shipping incident in days 31-34 lands on 1.3 and must not act
+    assert not ((decisions.release_version == "1.3") & (decisions.state == "act")).any()
+    assert decisions.decided_at.is_monotonic_increasing
+
+
+def test_inferred_releases_keep_old_builds_behind_the_live_one():
+    feedback = pd.DataFrame({
+        "product": "app", "created_at": pd.to_datetime(["2026-01-01", "2026-01-05", "2026-01-09"], utc=True),
+        "app_version": ["2.0 build 7", "2.1 build 2", "1.9 build 99"],  # 1.9 first seen after 2.1
+    })
+    releases = inferred_releases(feedback, Taxonomy.load())
+    ordered = releases.sort_values("released_at").version.tolist()
+    assert ordered == ["1.9 build 99", "2.0 build 7", "2.1 build 2"]
+    assert "other" in releases.surfaces.iloc[0] and "shipping" not in releases.surfaces.iloc[0]
+
+
+def test_cli_writes_decisions_and_timeline(feedback, tmp_path):
+    path = tmp_path / "feedback.parquet"
+    feedback.to_parquet(path)
+    out = tmp_path / "out"
+    summary = run_replay_cli(["--feedback", str(path), "--step", "1d", "--out", str(out),
+                              "--policy", str(__import__("pathlib").Path(__file__).resolve().parents[1]
+                                              / "rollback_assets" / "config" / "policy_sequential.yaml")])
+    decisions = pd.read_csv(out / "decisions.csv")
+    assert set(REPLAY_COLUMNS) <= set(decisions.columns)
+    assert summary["acted_on"] == [BAD]
+    assert set(decisions.state) <= {"act", "hold", "pass", "insufficient_data"}
+    png = (out / "timeline.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
