@@ -1,13 +1,13 @@
 """Accuracy benchmark: four rollback rules on simulated release streams with known truth, and on real reviews.
 
 Methods, side by side on the same streams and looks (every 6 h for 21 days after each release):
-  fixed-rule   the seed article's rule (rollback_assets.core.policy.fixed_rule, shipped policy.yaml)
+  fixed-rule   the seed article's rule (rollback_assets.core.policy.fixed_rule, policy_fixed_rule.yaml)
   kayenta      Kayenta-style judge: Mann-Whitney U / Hodges-Lehmann 98 % interval on 12-hour negative
                shares of the release vs the previous version, last 7 days, flag level; acts when the
                interval lies above 0
   growthbook   GrowthBook-style one-sided always-valid CS (alpha 0.05) on the flag-level difference of
                negative shares since release; acts when its lower end is above 0
-  sequential   this project's policy (rollback_assets.core.sequential_policy, policy_sequential.yaml)
+  sequential   this project's policy (rollback_assets.core.sequential_policy, the default policy.yaml)
 
 Simulated streams (at the level of scored-row counts per 6-hour bucket, so thousands of streams run in
 seconds): 4 cohorts (device x locale) at ~400 relevant reviews per cohort-week once the release is
@@ -285,8 +285,8 @@ def _kayenta_netflix(frame: pd.DataFrame, row) -> bool:
 # ----------------------------------------------------------------------------------- main
 
 CONFIGS = {
-    "fixed-rule": PolicyConfig.load(CONFIG_DIR / "policy.yaml"),
-    "sequential": PolicyConfig.load(CONFIG_DIR / "policy_sequential.yaml"),
+    "fixed-rule": PolicyConfig.load(CONFIG_DIR / "policy_fixed_rule.yaml"),
+    "sequential": PolicyConfig.load(CONFIG_DIR / "policy.yaml"),
 }
 
 

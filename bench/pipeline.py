@@ -35,8 +35,11 @@ def run_job(files: list[Path] | None):
         instance=dg.DagsterInstance.ephemeral(), run_config=config, raise_on_error=False
     )
     wall = time.perf_counter() - started
-    # A failing guardrail check (the bad release) fails its own step by design; time the others.
+    # A failing guardrail check (the bad release) fails its own step by design; anything else is a bug.
     steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE" and e.step_key != "sentiment_guardrails"]
+    if failed:
+        raise SystemExit(f"step {failed[0].step_key} failed: {failed[0].event_specific_data.error.to_string()}")
     return wall, steps
 
 

@@ -166,6 +166,15 @@ def _report(result) -> int:
     return 0 if result.status in ("applied", "noop", "skipped", "awaiting_approval") else 1
 
 
+def cmd_replay(args) -> int:
+    from .core.replay import run_replay_cli
+
+    summary = run_replay_cli(args)
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0
+
+
 def cmd_override(args) -> int:
     from datetime import datetime, timezone
 
@@ -258,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--owner")
     register.add_argument("--expires-at")
     register.set_defaults(func=cmd_release_register)
+
+    from .core.replay import replay_arg_parser
+
+    replay = sub.add_parser("replay", help="what the policy would have done on your history (no Dagster)")
+    replay_arg_parser(replay)
+    replay.set_defaults(func=cmd_replay)
 
     override = sub.add_parser("override", help="human holds on automatic actions").add_subparsers(dest="override_command", required=True)
     hold = override.add_parser("hold", help="block automatic flag changes until a time")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,8 @@ from rollback_assets.core.scoring.lexicon import LexiconScorer
 from rollback_assets.core.taxonomy import Taxonomy
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
+
+FIXED_RULE = PolicyConfig.load(Path(__file__).parents[1] / "rollback_assets" / "config" / "policy_fixed_rule.yaml")
 
 
 def day(d: float) -> pd.Timestamp:
@@ -249,7 +252,7 @@ POLICY_CASES = {
 
 def test_fixed_rule_verdicts():
     baselines = pd.DataFrame([row for row, _ in POLICY_CASES.values()])
-    verdicts = fixed_rule(baselines, PolicyConfig.load())
+    verdicts = fixed_rule(baselines, FIXED_RULE)
     for cohort, (_, expected) in POLICY_CASES.items():
         got = verdicts.loc[("checkout-redesign", "5.2", cohort)]
         assert (got.state, got.action, got.severity) == expected, cohort
@@ -262,9 +265,9 @@ def test_thin_concurrent_baseline_falls_back_to_rolling():
         _baseline_row("A", baseline_n=50, baseline_n_negative=10, baseline_negative_share=0.2),
         _baseline_row("A", baseline_kind="rolling", baseline_n=500, baseline_n_negative=190, baseline_negative_share=0.38),
     ])
-    chosen = choose_baseline(rows, PolicyConfig.load())
+    chosen = choose_baseline(rows, FIXED_RULE)
     assert chosen.baseline_kind.tolist() == ["rolling"]
-    verdict = fixed_rule(rows, PolicyConfig.load()).iloc[0]
+    verdict = fixed_rule(rows, FIXED_RULE).iloc[0]
     assert verdict.baseline_kind == "rolling" and verdict.state == "pass"
 
 
@@ -272,7 +275,7 @@ def test_per_flag_override():
     config = PolicyConfig.from_dict({"name": "fixed-rule", "version": 2, "flags": {"checkout-redesign": {"min_sample": 100}}})
     verdicts = fixed_rule(pd.DataFrame([_baseline_row("thin", n=150, n_negative=60)]), config)
     assert verdicts.iloc[0].state == "act"
-    assert config.version.startswith("fixed-rule-v2-") and config.version != PolicyConfig.load().version
+    assert config.version.startswith("fixed-rule-v2-") and config.version != FIXED_RULE.version
 
 
 def _decide(config=None, run_id="run-1", decided_at=day(15), fallback=None, baselines=None):
@@ -280,7 +283,7 @@ def _decide(config=None, run_id="run-1", decided_at=day(15), fallback=None, base
     releases.loc[releases.version == "5.2", "fallback_variant"] = fallback
     baselines = baselines if baselines is not None else pd.DataFrame([row for row, _ in POLICY_CASES.values()])
     lineage = {"scorer_version": "s1", "input_versions": {"scored_sentiment": 4}, "run_id": run_id}
-    return make_decisions(baselines, releases, config or PolicyConfig.load(), lineage, decided_at)
+    return make_decisions(baselines, releases, config or FIXED_RULE, lineage, decided_at)
 
 
 def test_make_decisions_targets_lineage_and_deterministic_ids():

@@ -129,7 +129,7 @@ def test_malformed_file_lands_in_quarantine_and_metadata(first_run):
 def test_decisions_carry_lineage(first_run):
     d = _decisions(first_run)
     assert (d.run_id == first_run.run_id).all()
-    assert d.policy_version.str.startswith("fixed-rule-v1-").all()
+    assert d.policy_version.str.startswith("sequential-v1-").all()
     assert d.scorer_version.notna().all() and d.scorer_version.str.len().gt(0).all()
     assert d.scorer_version.iloc[0] == first_run.materializations["sentiment_model"].metadata["model_version"].value
     act = d[d.state == "act"].iloc[0]

@@ -43,7 +43,7 @@ def feedback():
     return generated_feedback()
 
 
-@pytest.mark.parametrize("policy", ["policy.yaml", "policy_sequential.yaml"])
+@pytest.mark.parametrize("policy", ["policy_fixed_rule.yaml", "policy.yaml"])
 def test_replay_acts_on_the_bad_version_only(feedback, policy):
     from importlib import resources
 
@@ -77,7 +77,7 @@ def test_cli_writes_decisions_and_timeline(feedback, tmp_path):
     out = tmp_path / "out"
     summary = run_replay_cli(["--feedback", str(path), "--step", "1d", "--out", str(out),
                               "--policy", str(__import__("pathlib").Path(__file__).resolve().parents[1]
-                                              / "rollback_assets" / "config" / "policy_sequential.yaml")])
+                                              / "rollback_assets" / "config" / "policy.yaml")])
     decisions = pd.read_csv(out / "decisions.csv")
     assert set(REPLAY_COLUMNS) <= set(decisions.columns)
     assert summary["acted_on"] == [BAD]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
@@ -47,7 +48,20 @@ class Lake:
             if columns:
                 schema = pa.schema([schema.field(c) for c in columns])
             return schema.empty_table()
-        return data.to_table(columns=columns, filter=filter)
+        try:
+            return data.to_table(columns=columns, filter=filter)
+        except pa.ArrowNotImplementedError:
+            # Files written by MERGE store strings as string_view and pyarrow cannot push a string
+            # comparison into them: read, then filter in memory (hot paths filter strings themselves).
+            table = data.to_table().filter(filter)
+            return table.select(columns) if columns else table
+
+    def read_keys_in(self, table: Table, column: str, values, columns: list[str], filter: ds.Expression | None = None) -> pa.Table:
+        """Rows whose `column` is one of `values`: pushdown only for `filter` (dates, numbers), the
+        string match in memory, because MERGE-written files defeat string pushdown."""
+        data = self.read_arrow(table, columns=list(dict.fromkeys([column, *columns])), filter=filter)
+        wanted = pa.array(list(values), type=pa.string())
+        return data.filter(pc.is_in(data.column(column).cast(pa.string()), value_set=wanted)).select(columns)
 
     def read(self, table: Table, columns=None, filter=None, version=None) -> pd.DataFrame:
         return self.read_arrow(table, columns, filter, version).to_pandas()
@@ -115,7 +129,7 @@ class Lake:
         if not moving or len(table.key) != 1:
             return
         key = table.key[0]
-        existing = self.read_arrow(table, columns=[key, *moving], filter=ds.field(key).isin(data.column(key)))
+        existing = self.read_keys_in(table, key, data.column(key).to_pylist(), [key, *moving])
         if existing.num_rows == 0:
             return
         incoming = data.select([key, *moving]).to_pandas()

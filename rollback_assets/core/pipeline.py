@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
@@ -65,9 +66,10 @@ def ingest(lake: Lake, files: list[tuple[Path, Mapping, str]], author_salt: str 
     stats = {"files": len(files), "rows_valid": 0, "rows_quarantined": 0, "rows_inserted": 0, "rows_updated": 0, "reasons": {}}
     if not files:
         return StepResult(lake.version(RAW_FEEDBACK), stats)
-    batch = pd.concat([v for v in valid if len(v)] or valid[:1], ignore_index=True)
+    batch = pa.concat_tables([RAW_FEEDBACK.to_arrow(v) for v in valid])
     # The same event in two files of one batch: the later file wins, as it would in two batches.
-    batch = batch.drop_duplicates("event_id", keep="last")
+    later_wins = ~batch.column("event_id").to_pandas().duplicated(keep="last").to_numpy()
+    batch = batch.filter(later_wins)
     version, metrics = lake.merge(RAW_FEEDBACK, batch, update_when="s.content_hash != t.content_hash")
     rejected = pd.concat([q for q in quarantined if len(q)] or quarantined[:1], ignore_index=True)
     if len(rejected):
@@ -165,11 +167,10 @@ def _reusable_scores(lake: Lake, changed: pd.DataFrame) -> pd.DataFrame:
     if not lake.exists(SCORED_SENTIMENT):
         return pd.DataFrame(columns=["event_id", "content_hash", *SCORE_FIELDS])
     dates = sorted(set(changed.created_date))
-    existing = lake.read(
-        SCORED_SENTIMENT,
-        columns=["event_id", "content_hash", *SCORE_FIELDS],
-        filter=ds.field("created_date").isin(dates) & ds.field("event_id").isin(changed.event_id.tolist()),
-    )
+    existing = lake.read_keys_in(
+        SCORED_SENTIMENT, "event_id", changed.event_id.tolist(), ["event_id", "content_hash", *SCORE_FIELDS],
+        filter=ds.field("created_date").isin(dates),
+    ).to_pandas()
     return existing.merge(changed[["event_id", "content_hash"]], on=["event_id", "content_hash"], how="inner")
 
 
@@ -189,12 +190,11 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
     )
     # Text only where evidence can come from: negatives inside the judged window.
     window_start = as_of - pd.Timedelta(days=config.windows.window_days)
-    quotes = lake.read(
-        SCORED_SENTIMENT,
-        columns=["event_id", "text"],
-        filter=(ds.field("created_date") >= window_start.date()) & (ds.field("created_at") >= window_start)
-        & (ds.field("created_at") <= as_of) & (ds.field("sentiment_label") == "negative"),
-    )
+    negative_ids = scored.event_id[(scored.sentiment_label == "negative") & (scored.created_at >= window_start)]
+    quotes = lake.read_keys_in(
+        SCORED_SENTIMENT, "event_id", negative_ids, ["event_id", "text"],
+        filter=(ds.field("created_date") >= window_start.date()) & (ds.field("created_at") >= window_start),
+    ).to_pandas()
     scored = scored.merge(quotes, on="event_id", how="left")
     frame = compute_baselines(scored, releases, as_of, config.windows)
     version = lake.overwrite(COHORT_BASELINES, frame, metadata={"as_of": as_of.isoformat()})

@@ -76,9 +76,7 @@ class ScoreCache:
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing and self.lake is not None and self.lake.exists(LLM_SCORE_CACHE):
             try:
-                frame = self.lake.read(
-                    LLM_SCORE_CACHE, columns=["cache_key", *CACHED_FIELDS], filter=ds.field("cache_key").isin(missing)
-                )
+                frame = self.lake.read_keys_in(LLM_SCORE_CACHE, "cache_key", missing, ["cache_key", *CACHED_FIELDS]).to_pandas()
             except Exception as exc:  # a corrupt cache must not stop scoring
                 log.warning("LLM score cache unreadable, scoring without it: %s", type(exc).__name__)
                 return found
