@@ -16,6 +16,9 @@ import pandas as pd
 from .releases import live_release, previous_releases
 from .schemas import ALL_COHORTS, COHORT_BASELINES
 
+# Columns with few distinct values: read as categoricals, comparisons and group-bys are 10x cheaper.
+CATEGORICAL_COLUMNS = ["attributed_flag", "release_version", "cohort", "sentiment_label", "issue_category",
+                       "affected_surface", "urgency"]
 # Columns of scored_sentiment that baselines read; reading only these keeps the scan narrow.
 # `text` is needed only for evidence quotes: callers may supply it for negative rows in the window only.
 BASELINE_INPUT_COLUMNS = [
@@ -38,7 +41,7 @@ def compute_baselines(
 ) -> pd.DataFrame:
     rows: list[dict] = []
     scored = scored[scored.created_at <= as_of]
-    for flag_key, flag_rows in scored.groupby("attributed_flag"):
+    for flag_key, flag_rows in scored.groupby("attributed_flag", observed=True):
         release = live_release(releases, flag_key, as_of)
         if release is None:
             continue
@@ -62,7 +65,7 @@ def compute_baselines(
             baselines["rolling"] = (rolling, list(earlier.version))
         else:
             baselines["rolling"] = (flag_rows.iloc[0:0], [])
-        for cohort, cohort_rows in [(ALL_COHORTS, current), *current.groupby("cohort")]:
+        for cohort, cohort_rows in [(ALL_COHORTS, current), *current.groupby("cohort", observed=True)]:
             stats = _cohort_stats(cohort_rows, high_risk.loc[cohort_rows.index], config.evidence_quotes)
             for kind, (base_rows, versions) in baselines.items():
                 base = base_rows if cohort == ALL_COHORTS else base_rows[base_rows.cohort == cohort]
@@ -100,7 +103,8 @@ def _cohort_stats(rows: pd.DataFrame, high_risk: pd.Series, quotes: int) -> dict
     excluded = rows.topic_excluded.astype(bool)
     relevant = rows[~excluded]
     negative = relevant[relevant.sentiment_label == "negative"]
-    topics = negative.issue_category.value_counts().head(3)
+    topics = negative.issue_category.value_counts()
+    topics = topics[topics > 0].head(3)
     top_topic = topics.index[0] if len(topics) else None
     urgency = negative.urgency.dropna() if "urgency" in negative else pd.Series(dtype=object)
     return {

@@ -145,4 +145,7 @@ class Lake:
 
 
 def _commit(metadata: dict | None) -> CommitProperties | None:
-    return CommitProperties(custom_metadata={k: str(v) for k, v in metadata.items()}) if metadata else None
+    def text(value) -> str:
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+    return CommitProperties(custom_metadata={k: text(v) for k, v in metadata.items()}) if metadata else None

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from .attribution import attribute, attribution_rate
-from .baselines import BASELINE_INPUT_COLUMNS, compute_baselines
+from .attribution import attribute
+from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS, compute_baselines
 from .ingest import Mapping, file_digest, read_file
 from .lake import Lake
 from .policy import PolicyConfig, make_decisions
@@ -116,51 +116,102 @@ def read_releases(lake: Lake) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- raw -> enriched
+CHUNK_ROWS = 200_000  # rows per read-process-write round: bounds memory whatever the backlog
+
+
 def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
-    """Attribute new raw rows; when the releases or the cohort dimensions changed, re-attribute all."""
+    """Attribute new raw rows; when the releases or the cohort dimensions changed, re-attribute all.
+
+    The watermark (newest `ingested_at` handled) is written with the last chunk only, so a run that
+    dies half-way is redone from the old watermark, and the MERGEs make that harmless.
+    """
     releases = read_releases(lake)
     signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS), "cohort": list(cohort_dimensions)})
     full = lake.commit_metadata(ENRICHED_FEEDBACK, "attribution_signature") != signature
-    watermark = None if full else _max(lake, ENRICHED_FEEDBACK, "ingested_at")
-    new_raw = lake.read(RAW_FEEDBACK, filter=None if watermark is None else ds.field("ingested_at") > watermark)
-    if new_raw.empty:
-        return StepResult(lake.version(ENRICHED_FEEDBACK), {"rows_attributed": 0, "full_reattribution": full})
-    enriched = attribute(new_raw, releases, cohort_dimensions)
-    enriched["enriched_at"] = _now()
-    metadata = {"attribution_signature": signature}
-    if full:
-        version = lake.overwrite(ENRICHED_FEEDBACK, enriched, metadata=metadata)
-    else:
-        version, _ = lake.merge(ENRICHED_FEEDBACK, enriched, metadata=metadata)
-    return StepResult(
-        version,
-        {
-            "rows_attributed": len(enriched),
-            "full_reattribution": full,
-            "attribution_rate": round(attribution_rate(enriched), 4),
-            "by_method": enriched.attribution.value_counts().to_dict(),
-        },
-    )
+    watermark = None if full else _watermark(lake, ENRICHED_FEEDBACK, "raw_watermark")
+    pending = None if watermark is None else ds.field("ingested_at") > watermark
+    chunks = _date_chunks(lake, RAW_FEEDBACK, pending)
+    stats = {"rows_attributed": 0, "full_reattribution": full, "by_method": {}}
+    version, now = lake.version(ENRICHED_FEEDBACK), _now()
+    for i, days in enumerate(chunks):
+        in_chunk = ds.field("created_date").isin(days)
+        raw = lake.read(RAW_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk)
+        enriched = attribute(raw, releases, cohort_dimensions)
+        enriched["enriched_at"] = now
+        last = i == len(chunks) - 1
+        metadata = {"attribution_signature": signature, "raw_watermark": _max_of(raw.ingested_at, watermark)} if last else None
+        if full and i == 0:
+            version = lake.overwrite(ENRICHED_FEEDBACK, enriched, metadata=metadata)
+        elif full:
+            version = lake.append(ENRICHED_FEEDBACK, enriched, metadata=metadata)
+        else:
+            version, _ = lake.merge(ENRICHED_FEEDBACK, enriched, metadata=metadata)
+        watermark = _max_of(raw.ingested_at, watermark)
+        stats["rows_attributed"] += len(enriched)
+        for method, count in enriched.attribution.value_counts().items():
+            stats["by_method"][method] = stats["by_method"].get(method, 0) + int(count)
+    if stats["rows_attributed"]:
+        stats["attribution_rate"] = round(1 - stats["by_method"].get("none", 0) / stats["rows_attributed"], 4)
+    return StepResult(version, stats)
 
 
 # ---------------------------------------------------------------- enriched -> scored
 def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
-    """Score rows attributed since the last run. A row whose text did not change keeps its score."""
-    watermark = _max(lake, SCORED_SENTIMENT, "enriched_at")
-    changed = lake.read(ENRICHED_FEEDBACK, filter=None if watermark is None else ds.field("enriched_at") > watermark)
-    if changed.empty:
-        return StepResult(lake.version(SCORED_SENTIMENT), {"rows_scored": 0, "rows_reused": 0})
-    reuse = _reusable_scores(lake, changed)
-    fresh = changed[~changed.event_id.isin(reuse.event_id)]
-    scored_fresh = score_frame(scorer, taxonomy, fresh) if len(fresh) else fresh.assign(**{c: None for c in SCORE_FIELDS})
-    reused = changed.merge(reuse, on=["event_id", "content_hash"], how="inner")
-    combined = pd.concat([scored_fresh, reused], ignore_index=True) if len(reused) else scored_fresh
-    version, _ = lake.merge(SCORED_SENTIMENT, combined)
-    stats = {"rows_scored": len(fresh), "rows_reused": len(reused), "scorer": scorer.name, "scorer_version": scorer.version}
-    if len(scored_fresh):
-        stats["negative_share"] = round(float((scored_fresh.sentiment_label == "negative").mean()), 4)
-        stats["mean_confidence"] = round(float(scored_fresh.confidence.mean()), 4)
+    """Score rows attributed since the last run, a chunk of days at a time. A row whose text did not
+    change keeps its score (re-attribution never re-scores)."""
+    watermark = _watermark(lake, SCORED_SENTIMENT, "enriched_watermark")
+    pending = None if watermark is None else ds.field("enriched_at") > watermark
+    chunks = _date_chunks(lake, ENRICHED_FEEDBACK, pending)
+    stats = {"rows_scored": 0, "rows_reused": 0, "scorer": scorer.name, "scorer_version": scorer.version}
+    negatives, confidence = 0, 0.0
+    version = lake.version(SCORED_SENTIMENT)
+    for i, days in enumerate(chunks):
+        in_chunk = ds.field("created_date").isin(days)
+        changed = lake.read(ENRICHED_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk)
+        reuse = _reusable_scores(lake, changed)
+        fresh = changed[~changed.event_id.isin(reuse.event_id)]
+        scored_fresh = score_frame(scorer, taxonomy, fresh) if len(fresh) else None
+        reused = changed.merge(reuse, on=["event_id", "content_hash"], how="inner")
+        combined = pd.concat([f for f in (scored_fresh, reused) if f is not None and len(f)], ignore_index=True)
+        watermark = _max_of(changed.enriched_at, watermark)
+        metadata = {"enriched_watermark": watermark} if i == len(chunks) - 1 else None
+        version, _ = lake.merge(SCORED_SENTIMENT, combined, metadata=metadata)
+        stats["rows_scored"] += len(fresh)
+        stats["rows_reused"] += len(reused)
+        if scored_fresh is not None:
+            negatives += int((scored_fresh.sentiment_label == "negative").sum())
+            confidence += float(scored_fresh.confidence.sum())
+    if stats["rows_scored"]:
+        stats["negative_share"] = round(negatives / stats["rows_scored"], 4)
+        stats["mean_confidence"] = round(confidence / stats["rows_scored"], 4)
     return StepResult(version, stats)
+
+
+def _date_chunks(lake: Lake, table, filter: ds.Expression | None) -> list[list]:
+    """Consecutive days holding at most CHUNK_ROWS matching rows each (a bigger single day is one chunk)."""
+    days = lake.read_arrow(table, columns=["created_date"], filter=filter).column("created_date")
+    if len(days) == 0:
+        return []
+    counts = pc.value_counts(days).to_pylist()
+    chunks, current, size = [], [], 0
+    for entry in sorted(counts, key=lambda e: e["values"]):
+        if current and size + entry["counts"] > CHUNK_ROWS:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(entry["values"])
+        size += entry["counts"]
+    return chunks + [current]
+
+
+def _watermark(lake: Lake, table, key: str) -> pd.Timestamp | None:
+    value = lake.commit_metadata(table, key)
+    return pd.Timestamp(value) if value else None
+
+
+def _max_of(times: pd.Series, current: pd.Timestamp | None) -> pd.Timestamp | None:
+    newest = times.max() if len(times) else None
+    candidates = [t for t in (newest, current) if t is not None and not pd.isna(t)]
+    return max(candidates) if candidates else None
 
 
 def _reusable_scores(lake: Lake, changed: pd.DataFrame) -> pd.DataFrame:
@@ -183,11 +234,15 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
     as_of = pd.Timestamp(as_of)
     releases = read_releases(lake)
     start = _earliest_needed(releases, as_of, config)
-    scored = lake.read(
+    needed = lake.read_arrow(
         SCORED_SENTIMENT,
         columns=BASELINE_INPUT_COLUMNS,
         filter=(ds.field("created_date") >= start.date()) & (ds.field("created_at") <= as_of),
     )
+    for name in CATEGORICAL_COLUMNS:
+        index = needed.schema.get_field_index(name)
+        needed = needed.set_column(index, name, pc.dictionary_encode(needed.column(name).cast(pa.string())))
+    scored = needed.to_pandas()
     # Text only where evidence can come from: negatives inside the judged window.
     window_start = as_of - pd.Timedelta(days=config.windows.window_days)
     negative_ids = scored.event_id[(scored.sentiment_label == "negative") & (scored.created_at >= window_start)]
@@ -195,7 +250,7 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
         SCORED_SENTIMENT, "event_id", negative_ids, ["event_id", "text"],
         filter=(ds.field("created_date") >= window_start.date()) & (ds.field("created_at") >= window_start),
     ).to_pandas()
-    scored = scored.merge(quotes, on="event_id", how="left")
+    scored = scored.merge(quotes, on="event_id", how="left") if len(quotes) else scored.assign(text=None)
     frame = compute_baselines(scored, releases, as_of, config.windows)
     version = lake.overwrite(COHORT_BASELINES, frame, metadata={"as_of": as_of.isoformat()})
     return StepResult(version, {"cohorts": int(frame.cohort.nunique()) if len(frame) else 0, "rows": len(frame),

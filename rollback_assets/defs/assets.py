@@ -129,7 +129,8 @@ def enriched_feedback(lake: LakeResource, settings: SettingsResource) -> dg.Mate
 def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     the_lake = lake.lake()
     rated_filter = ~ds.field("rating").is_null()
-    rated_count = the_lake.read_arrow(ENRICHED_FEEDBACK, columns=["rating"], filter=rated_filter).num_rows
+    data = the_lake.dataset(ENRICHED_FEEDBACK)
+    rated_count = data.count_rows(filter=rated_filter) if data is not None else 0
     previous = model_pointer(lake.model_dir())
     if previous and rated_count < previous.get("rated_rows", 0) * (1 + RETRAIN_GROWTH):
         context.log.info(f"{rated_count} rated rows, {previous['rated_rows']} at the last fit: model kept")
