@@ -265,4 +265,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rollback_assets.process import exit_now
+
+    exit_now(main())

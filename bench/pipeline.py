@@ -127,4 +127,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rollback_assets.process import exit_now
+
+    exit_now(main())

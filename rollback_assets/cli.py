@@ -71,8 +71,7 @@ def cmd_demo(args) -> int:
 
 def reset_instance(dagster_home: Path) -> None:
     """The demo starts from an empty lake, so its Dagster history starts empty too (config files stay)."""
-    if not dagster_home.exists():
-        return
+    dagster_home.mkdir(parents=True, exist_ok=True)
     for entry in dagster_home.iterdir():
         if entry.suffix in (".yaml", ".md"):
             continue
@@ -227,12 +226,12 @@ def cmd_promote(args) -> int:
 
     lake, backend, notifier, policy_for = _control(args)
     passing, why = guardrail_status(lake.read(DECISIONS), args.flag)
-    allowed, reason = actions.can_promote(args.flag, lake, guardrail_ok=passing, guardrail_reason=why, policy=policy_for(args.flag))
-    if not allowed:
-        print(f"refused: promotion of {args.flag} to {args.to} % is blocked: {reason}", file=sys.stderr)
+    result = actions.promote(lake, backend, args.flag, to=args.to, actor=_actor(args), reason=args.reason or "",
+                             guardrail_ok=passing, guardrail_reason=why, policy=policy_for(args.flag), notifier=notifier)
+    if result.status == "rejected":  # audited as a refused promotion; nothing was changed
+        print(f"refused: promotion of {args.flag} to {args.to} % is blocked: {result.message}", file=sys.stderr)
         return 3
-    return _report(actions.promote(lake, backend, args.flag, to=args.to, actor=_actor(args), reason=args.reason or "",
-                                   guardrail_ok=passing, guardrail_reason=why, policy=policy_for(args.flag), notifier=notifier))
+    return _report(result)
 
 
 def _utc_now() -> str:
@@ -322,5 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """Console entry point: see `process.exit_now` for why it does not simply return."""
+    from .process import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -15,6 +15,7 @@ from .core.lake import Lake
 from .core.schemas import RELEASE_ARTIFACTS
 from .defs.assets import FEEDBACK_ASSETS
 from .defs.checks import STATIC_CHECKS, guardrail_checks
+from .defs.governance import GOVERNANCE_CHECKS
 from .defs.resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, default_path
 from .defs.flags import FLAG_ACTION_JOB_NAME, flag_actions, flag_control_from_env, rollback_decision_sensor, run_failure_alert
 from .defs.sensors import FEEDBACK_JOB_NAME, landing_zone_sensor
@@ -31,6 +32,7 @@ def resources_for(deployment: str) -> dict:
         policy_path=os.environ.get("ROLLBACK_POLICY"),
         taxonomy_path=os.environ.get("ROLLBACK_TAXONOMY"),
         releases_path=os.environ.get("ROLLBACK_RELEASES"),
+        kpis_path=os.environ.get("ROLLBACK_KPIS"),
     )
     flags = flag_control_from_env()
     by_deployment = {
@@ -65,7 +67,7 @@ def registered_flags(lake_root: str) -> list[str]:
 
 def build_definitions(deployment: str | None = None) -> dg.Definitions:
     resources = resources_for(deployment or os.environ.get("ROLLBACK_DEPLOYMENT", "local"))
-    checks = [*STATIC_CHECKS, guardrail_checks(registered_flags(resources["lake"].root))]
+    checks = [*STATIC_CHECKS, guardrail_checks(registered_flags(resources["lake"].root)), *GOVERNANCE_CHECKS]
     feedback_job = dg.define_asset_job(
         FEEDBACK_JOB_NAME,
         selection=dg.AssetSelection.assets(*FEEDBACK_ASSETS),
@@ -79,8 +81,12 @@ def build_definitions(deployment: str | None = None) -> dg.Definitions:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references: stable in practice, labelled beta
         assets = dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions])
+    # Daily: retry anything still pending and re-run the fallback-age governance check.
+    daily_flag_upkeep = dg.ScheduleDefinition(name="daily_flag_upkeep", job=flag_action_job, cron_schedule="0 6 * * *",
+                                              default_status=dg.DefaultScheduleStatus.RUNNING)
     return dg.Definitions(
         assets=assets,
+        schedules=[daily_flag_upkeep],
         asset_checks=checks,
         jobs=[feedback_job, flag_action_job],
         sensors=[landing_zone_sensor, rollback_decision_sensor, run_failure_alert],

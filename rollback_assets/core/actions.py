@@ -563,10 +563,15 @@ def retry_open_actions(
     now: datetime | None = None,
     run_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    exclude: Iterable[str] = (),
 ) -> list[ActionResult]:
-    """Retry every `pending` row (sensor tick). `backend_for(backend_name, flag_key)` gives the client."""
+    """Retry every `pending` row (sensor tick) except `exclude` (actions this run already tried).
+    `backend_for(backend_name, flag_key)` gives the client."""
     out = []
+    skip = set(exclude)
     for row in open_actions(lake, statuses=("pending",)):
+        if row["action_id"] in skip:
+            continue
         plan = plan_from_row(row)
         out.append(
             execute_action(

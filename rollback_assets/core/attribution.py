@@ -6,7 +6,6 @@ was live when the customer wrote it. Rows that match no release are kept, marked
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 DEFAULT_COHORT_DIMENSIONS = ("device", "locale")
@@ -55,6 +54,3 @@ def attribute(feedback: pd.DataFrame, releases: pd.DataFrame, dimensions=DEFAULT
         out.loc[live.index, "attribution"] = "time"
     return out
 
-
-def attribution_rate(enriched: pd.DataFrame) -> float:
-    return float(np.mean(enriched["attribution"] != "none")) if len(enriched) else 1.0

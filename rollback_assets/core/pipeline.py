@@ -24,7 +24,7 @@ from .lake import Lake
 from .policy import PolicyConfig, make_decisions
 from .scoring.base import Scorer, score_frame
 from .schemas import (
-    COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, LANDING_FILES, QUARANTINE, RAW_FEEDBACK,
+    BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, LANDING_FILES, QUARANTINE, RAW_FEEDBACK,
     RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT,
 )
 from .taxonomy import Taxonomy
@@ -273,13 +273,27 @@ def decide(lake: Lake, config: PolicyConfig, run_id: str | None = None) -> StepR
     releases = read_releases(lake)
     lineage = {
         "scorer_version": _scorer_versions(lake, frame),
-        "input_versions": {t.name: lake.version(t) for t in (RAW_FEEDBACK, ENRICHED_FEEDBACK, SCORED_SENTIMENT, COHORT_BASELINES, RELEASE_ARTIFACTS)},
+        "input_versions": {t.name: lake.version(t) for t in (RAW_FEEDBACK, ENRICHED_FEEDBACK, SCORED_SENTIMENT,
+                                                             COHORT_BASELINES, RELEASE_ARTIFACTS, BUSINESS_KPIS)},
         "run_id": run_id,
     }
-    decisions = make_decisions(frame, releases, config, lineage, decided_at=pd.Timestamp(_now()))
+    kpis = lake.read(BUSINESS_KPIS) if lake.exists(BUSINESS_KPIS) else None
+    decisions = make_decisions(frame, releases, config, lineage, decided_at=pd.Timestamp(_now()),
+                               business_kpis=kpis if kpis is not None and len(kpis) else None)
     # The same decision id twice means the same inputs: keep the first record (and its run id).
     version, metrics = lake.merge(DECISIONS, decisions, update_when="false") if len(decisions) else (lake.version(DECISIONS), {})
     return StepResult(version, {"decisions": decisions, "new": int(metrics.get("num_target_rows_inserted", 0))})
+
+
+def load_kpis(lake: Lake, path: str | Path | None) -> StepResult:
+    """The KPI file (CSV with BUSINESS_KPIS columns) replaces the table; no file leaves it empty."""
+    frame = pd.read_csv(path) if path else BUSINESS_KPIS.empty_frame()
+    missing = set(BUSINESS_KPIS.names) - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: business KPI file lacks columns {sorted(missing)}")
+    frame["higher_is_bad"] = frame["higher_is_bad"].map(lambda v: str(v).strip().lower() in ("true", "1", "yes"))
+    version = lake.overwrite(BUSINESS_KPIS, frame[BUSINESS_KPIS.names])
+    return StepResult(version, {"rows": len(frame), "kpis": sorted(set(frame.kpi))})
 
 
 def _scorer_versions(lake: Lake, frame: pd.DataFrame) -> str | None:

@@ -8,6 +8,7 @@ recommended target, evidence and lineage. Replacing the rule changes nothing els
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -157,11 +158,15 @@ def make_decisions(
     config: PolicyConfig,
     lineage: dict,
     decided_at: pd.Timestamp,
+    business_kpis: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Decision rows for every evaluated cohort. `lineage` holds scorer_version, input_versions, run_id."""
+    """Decision rows for every evaluated cohort. `lineage` holds scorer_version, input_versions, run_id.
+    `business_kpis` reaches rules that take it (the sequential rule); others ignore it."""
     if baselines.empty:
         return DECISIONS.empty_frame()
-    verdicts = rule_for(config)(baselines, config).reset_index()
+    rule = rule_for(config)
+    takes_kpis = "business_kpis" in inspect.signature(rule).parameters
+    verdicts = (rule(baselines, config, business_kpis=business_kpis) if takes_kpis else rule(baselines, config)).reset_index()
     merged = verdicts.merge(baselines, on=["flag_key", "release_version", "cohort", "baseline_kind"], how="left")
     release_cols = ["flag_key", "version", "code_commit", "notebook_commit", "model_name", "model_version", "ladder", "fallback_variant"]
     merged = merged.merge(

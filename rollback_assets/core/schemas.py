@@ -290,6 +290,20 @@ DECISIONS = Table(
     description="One row per flag x cohort evaluation: what the policy recommends and why.",
 )
 
+BUSINESS_KPIS = Table(
+    "business_kpis",
+    (
+        _col("flag_key", pa.string(), False),
+        _col("cohort", pa.string(), False, "A cohort label as in enriched_feedback, or 'all'."),
+        _col("kpi", pa.string(), False, "e.g. conversion, cart_abandonment, support_contact_rate"),
+        _col("current", pa.float64(), False, "Value for the live release."),
+        _col("baseline", pa.float64(), False, "Value for the baseline."),
+        _col("higher_is_bad", pa.bool_(), False, "True for abandonment or contact rates, False for conversion."),
+    ),
+    key=("flag_key", "cohort", "kpi"),
+    description="Optional business KPIs per flag and cohort: moving the same way corroborates and raises severity.",
+)
+
 FLAG_ACTIONS = Table(
     "flag_actions",
     (
@@ -325,5 +339,5 @@ FLAG_ACTIONS = Table(
 
 TABLES = {
     t.name: t
-    for t in (RAW_FEEDBACK, QUARANTINE, LANDING_FILES, RELEASE_ARTIFACTS, ENRICHED_FEEDBACK, SCORED_SENTIMENT, COHORT_BASELINES, DECISIONS, FLAG_ACTIONS)
+    for t in (RAW_FEEDBACK, QUARANTINE, LANDING_FILES, RELEASE_ARTIFACTS, ENRICHED_FEEDBACK, SCORED_SENTIMENT, COHORT_BASELINES, DECISIONS, BUSINESS_KPIS, FLAG_ACTIONS)
 }

@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 from ..core import attribution, baselines as baselines_module, ingest as ingest_module, pipeline, policy, taxonomy
 from ..core.releases import load_releases_yaml
 from ..core.schemas import (
-    COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
+    BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
 )
 from ..core.scoring import base as scoring_base, calibrated, lexicon
 from .metadata import code_version, data_version, markdown_table, table_metadata
@@ -223,7 +223,26 @@ def cohort_baselines(config: BaselineConfig, lake: LakeResource, settings: Setti
 
 @dg.asset(
     group_name="decisions",
-    deps=[cohort_baselines, release_artifacts],
+    kinds={"deltalake"},
+    code_version=code_version(pipeline),
+    description="Optional business KPIs per flag and cohort (conversion, cart abandonment, contact rate) from a file.",
+)
+def business_kpis(lake: LakeResource, settings: SettingsResource) -> dg.MaterializeResult:
+    the_lake = lake.lake()
+    result = pipeline.load_kpis(the_lake, settings.kpis_path)
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(BUSINESS_KPIS, the_lake.uri(BUSINESS_KPIS), result.version, result.stats["rows"]),
+            "source": settings.kpis_path or "none configured (ROLLBACK_KPIS)",
+            "kpis": ", ".join(result.stats["kpis"]) or "-",
+        },
+        data_version=data_version("business_kpis", result.version),
+    )
+
+
+@dg.asset(
+    group_name="decisions",
+    deps=[cohort_baselines, release_artifacts, business_kpis],
     kinds={"deltalake"},
     code_version=code_version(pipeline, policy),
     description="What the policy recommends per flag × cohort, why, with evidence and full lineage.",
@@ -261,4 +280,4 @@ def _evidence_markdown(decisions: pd.DataFrame) -> str:
 
 
 FEEDBACK_ASSETS = [raw_feedback, release_artifacts, enriched_feedback, sentiment_model, scored_sentiment,
-                   cohort_baselines, rollback_decisions]
+                   cohort_baselines, business_kpis, rollback_decisions]

@@ -120,7 +120,7 @@ def flag_actions(
     if config.retry_pending:
         results += actions.retry_open_actions(
             the_lake, lambda name, flag: backend, policy_for=lambda flag: flag_policy(policy, flag), notifier=notifier,
-            run_id=context.run_id,
+            run_id=context.run_id, exclude={r.row["action_id"] for r in results if r.row},
         )
     rows = pd.DataFrame([r.row for r in results if r.row])
     for r in results:

@@ -54,7 +54,7 @@ def markdown_table(frame: pd.DataFrame, limit: int = 30) -> dg.MetadataValue:
 def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")[:160]
+    return str(value).replace("|", "\\|").replace("\n", " ")[:400]
 
 
 def data_version(table_name: str, version: int | None) -> dg.DataVersion:

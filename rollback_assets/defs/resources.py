@@ -63,6 +63,7 @@ class SettingsResource(dg.ConfigurableResource):
     policy_path: str | None = None
     taxonomy_path: str | None = None
     releases_path: str | None = None  # optional YAML synced into release_artifacts on each run
+    kpis_path: str | None = None  # optional CSV of business KPIs per flag and cohort
 
     def policy(self) -> PolicyConfig:
         return PolicyConfig.load(self.policy_path)
