@@ -13,7 +13,7 @@ from rollback_assets.core.attribution import attribute, cohort_labels
 from rollback_assets.core.baselines import BASELINE_INPUT_COLUMNS, WindowConfig, compute_baselines, relative_rise
 from rollback_assets.core.policy import PolicyConfig, choose_baseline, fixed_rule, make_decisions
 from rollback_assets.core.releases import load_releases_yaml, parse_ladder, release_record, releases_frame
-from rollback_assets.core.schemas import COHORT_BASELINES, DECISIONS
+from rollback_assets.core.schemas import BUSINESS_KPIS, COHORT_BASELINES, DECISIONS
 from rollback_assets.core.scoring.base import score_frame
 from rollback_assets.core.scoring.calibrated import CalibratedScorer
 from rollback_assets.core.scoring.lexicon import LexiconScorer
@@ -351,3 +351,36 @@ def test_valid_ladders_and_required_fields():
     assert parse_ladder([50, 0]) == [50, 0]
     with pytest.raises(ValueError, match="flag key and a version"):
         release_record("", "1.0", day(0))
+
+
+def test_kpi_file_reaches_the_default_rule_and_raises_severity(tmp_path):
+    from rollback_assets.core import pipeline
+    from rollback_assets.core.lake import Lake
+
+    lake = Lake(tmp_path / "lake")
+    kpis = tmp_path / "kpis.csv"
+    kpis.write_text("flag_key,cohort,kpi,current,baseline,higher_is_bad\n"
+                    "checkout-redesign,all,checkout_conversion,0.030,0.036,false\n")
+    assert pipeline.load_kpis(lake, kpis).stats["rows"] == 1
+    frame = lake.read(BUSINESS_KPIS)
+    assert frame.higher_is_bad.tolist() == [False]
+
+    baselines = pd.DataFrame([_baseline_row("all", n=900, n_negative=360, n_negative_high_risk=300,
+                                            baseline_n=1200, baseline_n_negative=300)])
+    releases = releases_frame([release_record("checkout-redesign", "5.2", day(7))])
+    config = PolicyConfig.load()  # the default: the sequential rule
+    plain = make_decisions(baselines, releases, config, {}, day(14)).iloc[0]
+    with_kpi = make_decisions(baselines, releases, config, {}, day(14), business_kpis=frame).iloc[0]
+    assert plain.state == with_kpi.state == "act"
+    assert (plain.severity, with_kpi.severity) == ("moderate", "severe")
+    assert "checkout_conversion" in with_kpi.reason
+
+
+def test_kpi_file_without_the_declared_columns_is_refused(tmp_path):
+    from rollback_assets.core import pipeline
+    from rollback_assets.core.lake import Lake
+
+    bad = tmp_path / "kpis.csv"
+    bad.write_text("flag,kpi,value\nx,conversion,0.1\n")
+    with pytest.raises(ValueError, match="lacks columns"):
+        pipeline.load_kpis(Lake(tmp_path / "lake"), bad)

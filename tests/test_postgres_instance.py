@@ -86,7 +86,7 @@ def test_runs_and_materializations_are_stored_in_postgres(pg_database, tmp_path,
                 (run_id,),
             )
             keys = {row[0] for row in cur.fetchall()}
-            assert len(keys) == 7
+            assert len(keys) == 8  # the feedback_job's assets
             assert any("rollback_decisions" in k for k in keys) and any("raw_feedback" in k for k in keys)
             cur.execute(
                 "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_CHECK_EVALUATION'",
