@@ -54,37 +54,42 @@ def pending_files(lake: Lake, candidates: list[tuple[Path, Mapping]]) -> list[tu
 
 
 def ingest(lake: Lake, files: list[tuple[Path, Mapping, str]], author_salt: str = "") -> StepResult:
-    """Read every file, then one MERGE for the batch: Delta commits cost more than rows do."""
+    """Read files into batches of about CHUNK_ROWS rows, one MERGE per batch (Delta commits cost more
+    than rows do; a bounded batch bounds memory). A file enters the ledger with the batch that merged
+    it, so a run that dies half-way redoes only the files it had not committed."""
     now = _now()
-    valid, quarantined, ledger = [], [], []
-    for path, mapping, digest in files:
-        result = read_file(path, mapping, author_salt=author_salt, now=now)
-        valid.append(result.valid)
-        quarantined.append(result.quarantined)
-        ledger.append({"file_digest": digest, "path": str(path), "mapping": mapping.name, "rows_valid": len(result.valid),
-                       "rows_quarantined": len(result.quarantined), "ingested_at": now})
     stats = {"files": len(files), "rows_valid": 0, "rows_quarantined": 0, "rows_inserted": 0, "rows_updated": 0, "reasons": {}}
-    if not files:
-        return StepResult(lake.version(RAW_FEEDBACK), stats)
-    batch = pa.concat_tables([RAW_FEEDBACK.to_arrow(v) for v in valid])
-    # The same event in two files of one batch: the later file wins, as it would in two batches.
-    later_wins = ~batch.column("event_id").to_pandas().duplicated(keep="last").to_numpy()
-    batch = batch.filter(later_wins)
-    version, metrics = lake.merge(RAW_FEEDBACK, batch, update_when="s.content_hash != t.content_hash")
-    rejected = pd.concat([q for q in quarantined if len(q)] or quarantined[:1], ignore_index=True)
-    if len(rejected):
-        lake.append(QUARANTINE, rejected)
-    for row in ledger:
-        row["raw_version"] = version
-    lake.merge(LANDING_FILES, pd.DataFrame(ledger))
-    stats.update(
-        rows_valid=int(sum(len(v) for v in valid)),
-        rows_quarantined=len(rejected),
-        rows_inserted=int(metrics.get("num_target_rows_inserted", 0)),
-        rows_updated=int(metrics.get("num_target_rows_updated", 0)),
-        reasons={k: int(v) for k, v in rejected.reason.value_counts().items()} if len(rejected) else {},
-    )
+    version = lake.version(RAW_FEEDBACK)
+    batch: list[tuple[str, Mapping, str, object]] = []
+    for index, (path, mapping, digest) in enumerate(files):
+        batch.append((str(path), mapping, digest, read_file(path, mapping, author_salt=author_salt, now=now)))
+        if sum(len(r.valid) for *_, r in batch) >= CHUNK_ROWS or index == len(files) - 1:
+            version = _merge_batch(lake, batch, now, stats)
+            batch = []
     return StepResult(version, stats)
+
+
+def _merge_batch(lake: Lake, batch: list, now, stats: dict) -> int | None:
+    valid = pa.concat_tables([RAW_FEEDBACK.to_arrow(r.valid) for *_, r in batch])
+    # The same event in two files of one batch: the later file wins, as it would in two batches.
+    later_wins = ~valid.column("event_id").to_pandas().duplicated(keep="last").to_numpy()
+    version, metrics = lake.merge(RAW_FEEDBACK, valid.filter(later_wins), update_when="s.content_hash != t.content_hash")
+    rejected = [r.quarantined for *_, r in batch if len(r.quarantined)]
+    if rejected:
+        lake.append(QUARANTINE, pd.concat(rejected, ignore_index=True))
+    lake.merge(LANDING_FILES, pd.DataFrame([
+        {"file_digest": digest, "path": path, "mapping": mapping.name, "rows_valid": len(r.valid),
+         "rows_quarantined": len(r.quarantined), "raw_version": version, "ingested_at": now}
+        for path, mapping, digest, r in batch
+    ]))
+    stats["rows_valid"] += valid.num_rows
+    stats["rows_inserted"] += int(metrics.get("num_target_rows_inserted", 0))
+    stats["rows_updated"] += int(metrics.get("num_target_rows_updated", 0))
+    for frame in rejected:
+        stats["rows_quarantined"] += len(frame)
+        for reason, count in frame.reason.value_counts().items():
+            stats["reasons"][reason] = stats["reasons"].get(reason, 0) + int(count)
+    return version
 
 
 # ---------------------------------------------------------------- release artifacts
