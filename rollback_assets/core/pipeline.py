@@ -121,7 +121,7 @@ def read_releases(lake: Lake) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- raw -> enriched
-CHUNK_ROWS = 200_000  # rows per read-process-write round: bounds memory whatever the backlog
+CHUNK_ROWS = 100_000  # rows per read-process-write round: bounds memory whatever the backlog
 
 
 def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
