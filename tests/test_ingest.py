@@ -279,3 +279,28 @@ def test_same_bytes_under_another_name_are_pending_once(tmp_path):
     assert [p for p, _, _ in pending] == [a]
     pipeline.ingest(lake, pending)
     assert pipeline.pending_files(lake, [(a, mapping), (b, mapping)]) == []
+
+
+def test_redelivery_that_moves_the_day_moves_it_downstream_too(tmp_path):
+    """A corrected day must not leave the old row behind in enriched_feedback or scored_sentiment."""
+    from rollback_assets.core import pipeline
+    from rollback_assets.core.lake import Lake
+    from rollback_assets.core.releases import release_record, releases_frame
+    from rollback_assets.core.schemas import ENRICHED_FEEDBACK, SCORED_SENTIMENT
+    from rollback_assets.core.scoring.lexicon import LexiconScorer
+    from rollback_assets.core.taxonomy import Taxonomy
+
+    lake = Lake(tmp_path / "lake")
+    pipeline.register_releases(lake, releases_frame([release_record("app", "1.0", "2026-01-01", product="shop")]))
+    mapping = load_mapping("feedback_jsonl")
+    for n, day in enumerate(("2026-02-01", "2026-02-03")):
+        path = tmp_path / f"delivery{n}.jsonl"
+        path.write_text(json.dumps({"event_id": "e-1", "source_kind": "review", "channel": "app", "product": "shop",
+                                    "created_at": f"{day}T10:00:00Z", "text": f"checkout broken ({n})", "rating": 1}) + "\n")
+        pipeline.ingest(lake, pipeline.pending_files(lake, [(path, mapping)]))
+        pipeline.enrich(lake, ("device",))
+        pipeline.score(lake, LexiconScorer(), Taxonomy.load())
+    for table in (ENRICHED_FEEDBACK, SCORED_SENTIMENT):
+        rows = lake.read(table, columns=["event_id", "created_date", "text"])
+        assert rows.event_id.tolist() == ["e-1"], table.name
+        assert str(rows.created_date.iloc[0]) == "2026-02-03" and rows.text.iloc[0].endswith("(1)")

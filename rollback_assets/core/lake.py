@@ -94,9 +94,11 @@ class Lake:
         return self.version(table)
 
     def merge(
-        self, table: Table, frame: pd.DataFrame | pa.Table, update_when: str | None = None, metadata: dict | None = None
+        self, table: Table, frame: pd.DataFrame | pa.Table, update_when: str | None = None, metadata: dict | None = None,
+        moved_rows_checked: bool = False,
     ) -> tuple[int, dict]:
         """Upsert on the table's key. `update_when` limits updates to changed rows (e.g. a content hash).
+        `moved_rows_checked`: the caller already ran `drop_moved_rows` for these keys (once for many chunks).
 
         Returns the new version and Delta's merge metrics (rows inserted / updated / unchanged).
         """
@@ -106,7 +108,8 @@ class Lake:
             return self.version(table), {"num_target_rows_inserted": data.num_rows, "num_target_rows_updated": 0}
         if data.num_rows == 0:
             return self.version(table), {"num_target_rows_inserted": 0, "num_target_rows_updated": 0}
-        self._drop_moved_rows(table, data)
+        if not moved_rows_checked:
+            self.drop_moved_rows(table, data)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         for part in table.partition_by:
             # Pruning: only partitions present in the batch are scanned for matches.
@@ -122,13 +125,15 @@ class Lake:
         metrics = builder.when_not_matched_insert_all().execute()
         return self.version(table), metrics
 
-    def _drop_moved_rows(self, table: Table, data: pa.Table) -> None:
+    def drop_moved_rows(self, table: Table, data: pa.Table) -> None:
         """A key that comes back in another partition (a corrected day) would escape the pruned MERGE
         and be inserted twice: delete its old row first."""
         moving = [p for p in table.partition_by if p not in table.key]
         if not moving or len(table.key) != 1:
             return
         key = table.key[0]
+        if not self.exists(table) or data.num_rows == 0:
+            return
         existing = self.read_keys_in(table, key, data.column(key).to_pylist(), [key, *moving])
         if existing.num_rows == 0:
             return

@@ -135,7 +135,10 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
     full = lake.commit_metadata(ENRICHED_FEEDBACK, "attribution_signature") != signature
     watermark = None if full else _watermark(lake, ENRICHED_FEEDBACK, "raw_watermark")
     pending = None if watermark is None else ds.field("ingested_at") > watermark
-    chunks = _date_chunks(lake, RAW_FEEDBACK, pending)
+    keys = lake.read_arrow(RAW_FEEDBACK, columns=["event_id", "created_date"], filter=pending)
+    if not full:
+        lake.drop_moved_rows(ENRICHED_FEEDBACK, keys)
+    chunks = _date_chunks(keys.column("created_date"))
     stats = {"rows_attributed": 0, "full_reattribution": full, "by_method": {}}
     version, now = lake.version(ENRICHED_FEEDBACK), _now()
     for i, days in enumerate(chunks):
@@ -150,7 +153,7 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
         elif full:
             version = lake.append(ENRICHED_FEEDBACK, enriched, metadata=metadata)
         else:
-            version, _ = lake.merge(ENRICHED_FEEDBACK, enriched, metadata=metadata)
+            version, _ = lake.merge(ENRICHED_FEEDBACK, enriched, metadata=metadata, moved_rows_checked=True)
         watermark = _max_of(raw.ingested_at, watermark)
         stats["rows_attributed"] += len(enriched)
         for method, count in enriched.attribution.value_counts().items():
@@ -166,7 +169,9 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     change keeps its score (re-attribution never re-scores)."""
     watermark = _watermark(lake, SCORED_SENTIMENT, "enriched_watermark")
     pending = None if watermark is None else ds.field("enriched_at") > watermark
-    chunks = _date_chunks(lake, ENRICHED_FEEDBACK, pending)
+    keys = lake.read_arrow(ENRICHED_FEEDBACK, columns=["event_id", "created_date"], filter=pending)
+    lake.drop_moved_rows(SCORED_SENTIMENT, keys)
+    chunks = _date_chunks(keys.column("created_date"))
     stats = {"rows_scored": 0, "rows_reused": 0, "scorer": scorer.name, "scorer_version": scorer.version}
     negatives, confidence = 0, 0.0
     version = lake.version(SCORED_SENTIMENT)
@@ -180,7 +185,7 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
         combined = pd.concat([f for f in (scored_fresh, reused) if f is not None and len(f)], ignore_index=True)
         watermark = _max_of(changed.enriched_at, watermark)
         metadata = {"enriched_watermark": watermark} if i == len(chunks) - 1 else None
-        version, _ = lake.merge(SCORED_SENTIMENT, combined, metadata=metadata)
+        version, _ = lake.merge(SCORED_SENTIMENT, combined, metadata=metadata, moved_rows_checked=True)
         stats["rows_scored"] += len(fresh)
         stats["rows_reused"] += len(reused)
         if scored_fresh is not None:
@@ -192,9 +197,8 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     return StepResult(version, stats)
 
 
-def _date_chunks(lake: Lake, table, filter: ds.Expression | None) -> list[list]:
-    """Consecutive days holding at most CHUNK_ROWS matching rows each (a bigger single day is one chunk)."""
-    days = lake.read_arrow(table, columns=["created_date"], filter=filter).column("created_date")
+def _date_chunks(days: pa.ChunkedArray) -> list[list]:
+    """Consecutive days holding at most CHUNK_ROWS rows each (a bigger single day is one chunk)."""
     if len(days) == 0:
         return []
     counts = pc.value_counts(days).to_pylist()
