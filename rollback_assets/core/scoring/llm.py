@@ -71,7 +71,7 @@ import pandas as pd
 from ..taxonomy import OTHER, Taxonomy
 from .base import LABELS
 from .lexicon import LexiconScorer
-from .llm_cache import ScoreCache, cache_key, text_sha256
+from .llm_cache import ANSWER_FIELDS, ScoreCache, cache_key, text_sha256
 from .redact import REDACTION_VERSION, prepare
 
 log = logging.getLogger(__name__)
@@ -81,14 +81,7 @@ SCHEMA_VERSION = "schema-v1"
 URGENCIES = ("low", "medium", "high")
 INTENTS = ("complaint", "bug_report", "feature_request", "question", "praise", "other")
 OUTPUT_COLUMNS = (
-    "sentiment_score",
-    "sentiment_label",
-    "confidence",
-    "issue_category",
-    "affected_surface",
-    "urgency",
-    "intent",
-    "rationale",
+    *ANSWER_FIELDS,
     "scorer",
     "scorer_version",
     "fallback_reason",
@@ -170,17 +163,7 @@ def response_schema(taxonomy: Taxonomy) -> dict:
     item = {
         "type": "object",
         "additionalProperties": False,
-        "required": [
-            "id",
-            "sentiment_score",
-            "sentiment_label",
-            "confidence",
-            "issue_category",
-            "affected_surface",
-            "urgency",
-            "intent",
-            "rationale",
-        ],
+        "required": ["id", *ANSWER_FIELDS],
         "properties": {
             "id": {"type": "string", "description": "the review's id, copied exactly"},
             "sentiment_score": {"type": "number", "description": "-1 very negative .. 1 very positive"},

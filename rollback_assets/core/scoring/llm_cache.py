@@ -44,7 +44,8 @@ LLM_SCORE_CACHE = Table(
     description="LLM sentiment answers by prepared-text hash and model/prompt/schema version; a rerun reuses them.",
 )
 
-CACHED_FIELDS = (
+# The fields of one model answer per review: the response schema requires them, the cache keeps them.
+ANSWER_FIELDS = (
     "sentiment_score",
     "sentiment_label",
     "confidence",
@@ -76,7 +77,7 @@ class ScoreCache:
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing and self.lake is not None and self.lake.exists(LLM_SCORE_CACHE):
             try:
-                frame = self.lake.read_keys_in(LLM_SCORE_CACHE, "cache_key", missing, ["cache_key", *CACHED_FIELDS]).to_pandas()
+                frame = self.lake.read_keys_in(LLM_SCORE_CACHE, "cache_key", missing, ["cache_key", *ANSWER_FIELDS]).to_pandas()
             except Exception as exc:  # a corrupt cache must not stop scoring
                 log.warning("LLM score cache unreadable, scoring without it: %s", type(exc).__name__)
                 return found
@@ -88,11 +89,11 @@ class ScoreCache:
         return found
 
     def put_many(self, rows: list[dict]) -> int:
-        """rows carry cache_key, text_sha256, model, prompt_version, schema_version, taxonomy_version + CACHED_FIELDS."""
+        """rows carry cache_key, text_sha256, model, prompt_version, schema_version, taxonomy_version + ANSWER_FIELDS."""
         if not rows:
             return 0
         for row in rows:
-            self.memory[row["cache_key"]] = {k: row[k] for k in CACHED_FIELDS}
+            self.memory[row["cache_key"]] = {k: row[k] for k in ANSWER_FIELDS}
         if self.lake is None:
             return 0
         frame = pd.DataFrame(rows).drop_duplicates("cache_key", keep="last")
