@@ -83,16 +83,18 @@ def apply_decisions_like_the_daemon(defs, instance, run_config) -> None:
     a run key that already has a run is not run again."""
     import dagster as dg
 
-    sensor = defs.get_sensor_def("rollback_decision_sensor")
+    sensor = defs.resolve_sensor_def("rollback_decision_sensor")
     with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as context:
         result = sensor(context)
     requests = [r for r in (result if isinstance(result, list) else []) if isinstance(r, dg.RunRequest)]
     job = defs.resolve_job_def("flag_action_job")
     for request in requests:
-        if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1):
+        if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}), limit=1):
             continue
         config = {**run_config, **request.run_config}
-        run = job.execute_in_process(instance=instance, run_config=config, tags={**request.tags, "dagster/run_key": request.run_key})
+        # The same tags the daemon sets, so a daemon started later sees this run key as taken.
+        tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}
+        run = job.execute_in_process(instance=instance, run_config=config, tags=tags)
         print(f"\nflag action run {run.run_id} (run key {request.run_key}): {'success' if run.success else 'failed'}")
     from .core.lake import Lake
     from .core.schemas import FLAG_ACTIONS
