@@ -16,14 +16,16 @@ import os
 import tempfile
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+from loopback import LoopbackServer
 
 SEMANTIC_PATCH = "application/json; domain-model=launchdarkly.semanticpatch"
 
 
-class LaunchDarklyStub:
+class LaunchDarklyStub(LoopbackServer):
     def __init__(self, token: str, sdk_file: Path, sdk_environment: str = "production", project: str = "default"):
         self.token = token
         self.sdk_file = Path(sdk_file)
@@ -36,18 +38,7 @@ class LaunchDarklyStub:
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self.fail_next: list[int] = []  # status codes to answer the next PATCHes with (5xx simulation)
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> "LaunchDarklyStub":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
 
     # -- data -----------------------------------------------------------------------------------
     def add_boolean_flag(self, key: str, environments=("production", "test"), on=True, extra_variations=()) -> dict:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import LoopbackServer
 
 from rollback_assets.core.signing import SignatureError, verify
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     def __init__(self, secret: str):
         self.secret = secret
         self.flags: dict[str, dict] = {}
@@ -26,17 +28,7 @@ class WebhookReceiver:
         self.notify_fail_next: list[int] = []
         self.approval_flags: set[str] = set()
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> "WebhookReceiver":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
 
     def _handler(self):
         rx = self
