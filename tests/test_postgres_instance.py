@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import shutil
 import uuid
 from pathlib import Path
@@ -30,6 +32,8 @@ def pg_database():
         admin = _connect("postgres")
     except Exception as error:  # noqa: BLE001 - any connection failure means no server to test against
         print(f"PostgreSQL at {PG['host']}:{PG['port']} is unreachable: {error}")
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {PG['host']}:{PG['port']} is unreachable: {error}")
         pytest.skip(f"PostgreSQL at {PG['host']}:{PG['port']} is unreachable: {error}")
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -20,6 +21,8 @@ from conftest import make_demo_env
 def spark():
     if shutil.which("java") is None:
         print("java is not installed: PySpark cannot start")
+        if os.environ.get("CI"):
+            pytest.fail("java is required in CI: PySpark cannot start")
         pytest.skip("java is not installed: PySpark cannot start")
     from pyspark.sql import SparkSession
 
