@@ -57,12 +57,6 @@ class Taxonomy:
     def topic_names(self) -> list[str]:
         return [t.name for t in self.topics] + [OTHER]
 
-    def surface_of(self, topic: str) -> str | None:
-        return next((t.surface for t in self.topics if t.name == topic), None)
-
-    def is_high_risk(self, topic: str) -> bool:
-        return self.surface_of(topic) in self.high_risk_surfaces
-
     def classify(self, texts: pd.Series) -> pd.DataFrame:
         """Topic per text: the topic with the most phrase hits, ties to the earlier topic; else 'other'."""
         # Arrow's RE2 kernels: ten times the speed of pandas' per-row Python regex, same matches.
