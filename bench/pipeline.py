@@ -14,7 +14,6 @@ import gc
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path

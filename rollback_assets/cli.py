@@ -65,7 +65,7 @@ def cmd_demo(args) -> int:
     for flag in sorted({r["flag_key"] for r in demo_data.releases()}):
         state = flagd.get_state(flag)
         print(f"  {flag}: {'on' if state.enabled else 'off'} at {state.rollout} %" + (f", variant {state.variant}" if state.variant else ""))
-    print(f"\nOpen the UI on the same instance: make ui  (then http://127.0.0.1:3000)")
+    print("\nOpen the UI on the same instance: make ui  (then http://127.0.0.1:3000)")
     return 0
 
 

@@ -16,11 +16,10 @@ import os
 import tempfile
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from loopback import LoopbackServer
+from loopback import JsonHandler, LoopbackServer
 
 SEMANTIC_PATCH = "application/json; domain-model=launchdarkly.semanticpatch"
 
@@ -150,17 +149,9 @@ class LaunchDarklyStub(LoopbackServer):
     def _handler(self):
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class Handler(JsonHandler):
             def _reply(self, status: int, payload: dict):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                super()._reply(status, payload)
                 stub.requests.append((self.command, self.path, status))
 
             def _flag_key(self):

@@ -1,11 +1,27 @@
 """A threaded HTTP server on a free loopback port: the lifecycle every local stub in the tests shares."""
 
+import json
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Quiet request handler that answers JSON."""
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status: int, payload: dict):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 class LoopbackServer:
-    """Subclasses provide `_handler()` (a BaseHTTPRequestHandler class) and call `super().__init__()`."""
+    """Subclasses provide `_handler()` (a JsonHandler subclass) and call `super().__init__()`."""
 
     def __init__(self):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())

@@ -6,12 +6,11 @@ import json
 
 import dagster as dg
 import pandas as pd
-import pytest
 
 from rollback_assets.core.baselines import BASELINE_INPUT_COLUMNS, compute_baselines
 from rollback_assets.core.policy import PolicyConfig
 from rollback_assets.core.schemas import (
-    BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, LANDING_FILES, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
+    BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, LANDING_FILES, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
 )
 from rollback_assets.defs.checks import guardrail_check_name
 from rollback_assets.defs.resources import LakeResource, LandingZoneResource

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler
 
-from loopback import LoopbackServer
+from loopback import JsonHandler, LoopbackServer
 
 from rollback_assets.core.signing import SignatureError, verify
 
@@ -33,18 +32,7 @@ class WebhookReceiver(LoopbackServer):
     def _handler(self):
         rx = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _reply(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _body(self) -> bytes | None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:

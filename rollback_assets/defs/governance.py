@@ -16,7 +16,7 @@ the flag backend, for expiry) and put the findings with owners into metadata.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Callable
 
 import dagster as dg

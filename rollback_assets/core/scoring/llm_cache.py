@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from ..lake import Lake
 from ..schemas import UTC_TS, Column, Table
