@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: demo test ui bench
+.PHONY: demo test ui bench services
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,7 +14,11 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/rollback-assets demo
 
-test: $(VENV)/.installed
+# Services the tests talk to for real: PostgreSQL (installed and started if missing; needs root once).
+services:
+	bash scripts/ensure_postgres.sh
+
+test: $(VENV)/.installed services
 	$(PY) -m pytest
 
 ui: $(VENV)/.installed
