@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rollback_assets.core.scoring.llm import make_scorer  # noqa: E402
+from rollback_assets.core.scoring.registry import make_scorer  # noqa: E402
 
 KEY = "bench-key-not-a-secret"
 SUBJECTS = ["checkout", "the search", "login", "playback", "the recommendations", "the app", "payments", "the ads"]

@@ -71,9 +71,9 @@ def main() -> int:
     from rollback_assets.core.lake import Lake
     from rollback_assets.core.releases import load_releases_yaml
     from rollback_assets.core.schemas import RAW_FEEDBACK
-    from rollback_assets.defs.resources import current_model
+    from rollback_assets.core.scoring.model_store import ModelStore
+    from rollback_assets.core.scoring.registry import make_scorer
     from rollback_assets.core.scoring.base import score_frame
-    from rollback_assets.core.scoring.lexicon import LexiconScorer
     from rollback_assets.core.taxonomy import Taxonomy
 
     work = Path(tempfile.mkdtemp(prefix="rollback-bench-"))
@@ -101,8 +101,8 @@ def main() -> int:
     pipeline_peak_mb = peak_rss_mb()
 
     # 2. The scorer alone on the same rows, same process: sentiment, label, confidence, topic, surface.
-    scorer = current_model(Path(os.environ["ROLLBACK_LAKE"]) / "models") or LexiconScorer()
-    texts = Lake(full_root / "lake").read(RAW_FEEDBACK, columns=["text"])
+    scorer = make_scorer("auto", model=ModelStore(Path(os.environ["ROLLBACK_LAKE"]) / "models").current())
+    texts = Lake(full_root / "lake").read(RAW_FEEDBACK, columns=["text", "rating", "rating_scale", "sentiment_from"])
     started = time.perf_counter()
     score_frame(scorer, Taxonomy.load(), texts)
     scorer_only = time.perf_counter() - started

@@ -121,7 +121,7 @@ def print_decisions(lake) -> None:
 
 def cmd_release_register(args) -> int:
     from .core import pipeline
-    from .core.releases import load_releases_yaml, release_record, releases_frame
+    from .core.releases import VersionRule, load_releases_yaml, release_record, releases_frame
 
     if args.file:
         frame = load_releases_yaml(args.file)
@@ -135,6 +135,8 @@ def cmd_release_register(args) -> int:
                 code_commit=args.code_commit, notebook_commit=args.notebook_commit, model_name=args.model_name,
                 model_version=args.model_version, surfaces=args.surfaces, ladder=args.ladder,
                 fallback_variant=args.fallback_variant, owner=args.owner, expires_at=args.expires_at,
+                adoption=args.adoption, version_rule=VersionRule.from_spec(
+                    {"pattern": args.version_pattern} if args.version_pattern else args.version_rule),
             )
         ])
     result = pipeline.register_releases(_lake(args), frame)
@@ -267,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--fallback-variant")
     register.add_argument("--owner")
     register.add_argument("--expires-at")
+    register.add_argument("--adoption", choices=("randomized", "self_selected"), default="randomized",
+                          help="randomized: the flag assigns users (default); self_selected: users update when they "
+                               "choose, as app-store versions (compared with earlier releases at the same age)")
+    register.add_argument("--version-rule", choices=("store_build",), default=None,
+                          help="normalise --version to its release: store_build turns '8.104.0 build 5 50619' into 8.104")
+    register.add_argument("--version-pattern", default=None,
+                          help="normalise --version with a regex that has a named group (?P<release>...)")
     register.set_defaults(func=cmd_release_register)
 
     from .core.replay import replay_arg_parser

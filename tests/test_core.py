@@ -139,7 +139,7 @@ def _rated(n: int, seed: int = 3):
 
 def test_calibrated_scorer_trains_and_beats_lexicon():
     texts, ratings = _rated(900)
-    model = CalibratedScorer.train(texts, ratings, data_version="enriched_feedback@3")
+    model = CalibratedScorer.train(texts, ratings)
     assert model is not None
     v = model.validation
     assert v.n_train + v.n_holdout == int(ratings.isin([1, 2, 4, 5]).sum())
@@ -150,19 +150,31 @@ def test_calibrated_scorer_trains_and_beats_lexicon():
     assert out.confidence.between(0.5, 1.0).all()
 
 
-def test_calibrated_version_follows_data_version():
+def test_calibrated_version_is_a_hash_of_its_training_rows():
+    """Same rows, same model version (assets and replay agree); one changed rating, a new version."""
     texts, ratings = _rated(600)
-    a = CalibratedScorer.train(texts, ratings, data_version="enriched_feedback@3")
-    a_again = CalibratedScorer.train(texts, ratings, data_version="enriched_feedback@3")
-    b = CalibratedScorer.train(texts, ratings, data_version="enriched_feedback@4")
+    a = CalibratedScorer.train(texts, ratings)
+    a_again = CalibratedScorer.train(texts.copy(), ratings.copy())
+    changed = ratings.copy()
+    changed.iloc[0] = 1 if changed.iloc[0] != 1 else 5
+    b = CalibratedScorer.train(texts, changed)
     assert a.version == a_again.version
     assert a.version != b.version and b.version.startswith("tfidf-lr-")
 
 
+def test_calibrated_trains_on_any_rating_scale():
+    """NPS 0-6 detractors are negative, 9-10 promoters positive, passives left out."""
+    texts, stars = _rated(800)
+    nps = stars.map({1: 0, 2: 5, 3: 7, 4: 9, 5: 10})
+    model = CalibratedScorer.train(texts, nps, "nps")
+    assert model is not None and model.validation.n_train + model.validation.n_holdout == int(stars.isin([1, 2, 4, 5]).sum())
+    assert model.score(["the order button does nothing"]).sentiment_label.tolist() == ["negative"]
+
+
 def test_calibrated_refuses_too_little_or_one_class_data():
     texts, ratings = _rated(100)
-    assert CalibratedScorer.train(texts, ratings, data_version="x") is None
-    assert CalibratedScorer.train(pd.Series(["ok"] * 600), pd.Series([5] * 600), data_version="x") is None
+    assert CalibratedScorer.train(texts, ratings) is None
+    assert CalibratedScorer.train(pd.Series(["ok"] * 600), pd.Series([5] * 600)) is None
 
 
 # ------------------------------------------------------------------------------------------------ baselines
@@ -172,7 +184,7 @@ def _scored_row(version, created, cohort, label, topic="checkout", excluded=Fals
             "cohort": cohort, "created_at": day(created), "text": f"{label} about {topic}", "sentiment_label": label,
             "sentiment_score": {"negative": -0.8, "neutral": 0.0, "positive": 0.8}[label], "confidence": 0.9,
             "issue_category": topic, "affected_surface": topic, "topic_excluded": excluded, "high_risk": high_risk,
-            "urgency": None}
+            "urgency": None, "author_hash": None}
 
 
 def _tiny_scored() -> pd.DataFrame:
@@ -234,7 +246,8 @@ def _baseline_row(cohort, **over):
         "negative_share": 0.40, "n_negative_high_risk": 100, "n_excluded": 5, "n_excluded_negative": 5,
         "mean_confidence": 0.9, "mean_sentiment": -0.2, "baseline_n": 400, "baseline_n_negative": 100,
         "baseline_negative_share": 0.25, "baseline_mean_sentiment": 0.1, "top_topics": '[["checkout", 90]]',
-        "evidence": '["q1", "q2", "q3"]', "mean_urgency_high": None, "as_of": day(14),
+        "evidence": '["q1", "q2", "q3"]', "mean_urgency_high": None, "as_of": day(14), "release_live": True,
+        "new_terms": "[]", "n_authors": None,
     }
     row.update(over)
     return row
@@ -254,10 +267,10 @@ def test_fixed_rule_verdicts():
     baselines = pd.DataFrame([row for row, _ in POLICY_CASES.values()])
     verdicts = fixed_rule(baselines, FIXED_RULE)
     for cohort, (_, expected) in POLICY_CASES.items():
-        got = verdicts.loc[("checkout-redesign", "5.2", cohort)]
+        got = verdicts.loc[("checkout-redesign", "5.2", cohort, day(14))]
         assert (got.state, got.action, got.severity) == expected, cohort
         assert got.reason
-    assert verdicts.loc[("checkout-redesign", "5.2", "act"), "statistic"] == pytest.approx(0.6)
+    assert verdicts.loc[("checkout-redesign", "5.2", "act", day(14)), "statistic"] == pytest.approx(0.6)
 
 
 def test_thin_concurrent_baseline_falls_back_to_rolling():

@@ -48,10 +48,14 @@ def test_llm_scores_flow_into_rows_and_decision_lineage(llm_env, stub):
     scored_step = [e for e in result.all_events if e.step_key == "scored_sentiment" and e.event_type_value == "STEP_SUCCESS"]
     assert scored_step, "scored_sentiment must succeed through the LLM path"
 
-    scored = llm_env.lake.read(SCORED_SENTIMENT, columns=["scorer", "scorer_version", "urgency", "intent"])
-    assert len(scored) == len(llm_env.lake.read(SCORED_SENTIMENT, columns=["event_id"]))
-    assert scored.scorer_version.str.startswith("openai:").all()
-    assert scored.urgency.notna().all() and scored.intent.notna().all()
+    scored = llm_env.lake.read(SCORED_SENTIMENT, columns=["scorer", "scorer_version", "urgency", "intent", "label_source",
+                                                          "rating"])
+    # Rated reviews take the customer's stars and cost no tokens; the rest is read by the LLM.
+    by_text = scored[scored.label_source == "text"]
+    assert len(by_text) and scored.rating[scored.label_source == "rating"].notna().all()
+    assert by_text.scorer_version.str.startswith("openai:").all() and by_text.rating.isna().all()
+    assert (scored.scorer[scored.label_source == "rating"] == "rating").all()
+    assert by_text.urgency.notna().all() and by_text.intent.notna().all()
     assert stub.stats()["requests"] > 0
 
     decisions = llm_env.lake.read(DECISIONS)
@@ -81,8 +85,8 @@ def test_rescoring_the_same_feedback_sends_no_requests(llm_env, stub):
 def test_exhausted_budget_falls_back_and_fails_the_warn_check(llm_env, stub, monkeypatch):
     monkeypatch.setenv("ROLLBACK_LLM_BUDGET_USD", "0.01")
     result = run_job(build_definitions(), dg.DagsterInstance.ephemeral())
-    scored = llm_env.lake.read(SCORED_SENTIMENT, columns=["scorer_version"])
-    fallback = scored.scorer_version.str.contains("fallback-from=openai")
+    scored = llm_env.lake.read(SCORED_SENTIMENT, columns=["scorer_version", "label_source"])
+    fallback = scored.scorer_version[scored.label_source == "text"].str.contains("fallback-from=openai")
     assert fallback.any() and (~fallback).any(), "spends up to the budget, then the offline scorer takes over"
     check = _check(result, "llm_budget_respected")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN

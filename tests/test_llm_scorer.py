@@ -13,7 +13,8 @@ import pytest
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.scoring.base import score_frame
 from rollback_assets.core.scoring.lexicon import LexiconScorer
-from rollback_assets.core.scoring.llm import LLMScorer, make_scorer, validate_item
+from rollback_assets.core.scoring.llm import LLMScorer, validate_item
+from rollback_assets.core.scoring.registry import make_scorer
 from rollback_assets.core.scoring.llm_cache import LLM_SCORE_CACHE
 from rollback_assets.core.scoring.redact import prepare
 from rollback_assets.core.taxonomy import Taxonomy

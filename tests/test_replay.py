@@ -84,3 +84,51 @@ def test_cli_writes_decisions_and_timeline(feedback, tmp_path):
     assert set(decisions.state) <= {"act", "hold", "pass", "insufficient_data"}
     png = (out / "timeline.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_replay_last_look_equals_the_asset_decisions(first_run, demo_env):
+    """One decision path: replay's look at the assets' clock reproduces their decisions, ids and all,
+    with the scorer the assets chose (`--scorer auto`: the same rows train the same text model)."""
+    from rollback_assets.core.replay import scorer_for
+    from rollback_assets.core.schemas import RAW_FEEDBACK, RELEASE_ARTIFACTS
+
+    assets = first_run.tables["rollback_decisions"]
+    as_of = assets.window_end.max()
+    feedback = demo_env.lake.read(RAW_FEEDBACK, version=first_run.versions["raw_feedback"])
+    releases = demo_env.lake.read(RELEASE_ARTIFACTS)
+    taxonomy, config = Taxonomy.load(), PolicyConfig.load()
+    scorer = scorer_for("auto", feedback, taxonomy, str(demo_env.lake_root))
+    decisions = replay(feedback, releases, config, scorer, taxonomy, step=pd.Timedelta("1us"), start=as_of, end=as_of)
+    columns = ["decision_id", "flag_key", "release_version", "cohort", "baseline_kind", "state", "action", "n", "baseline_n"]
+    mine = decisions[columns].sort_values("decision_id").reset_index(drop=True)
+    theirs = assets[assets.window_end == as_of][columns].sort_values("decision_id").reset_index(drop=True)
+    assert len(theirs) > 10 and (theirs.state == "act").sum() == 1
+    pd.testing.assert_frame_equal(mine, theirs, check_dtype=False)
+    assert set(decisions.scorer_version.iloc[0].split(",")) == set(assets.scorer_version.iloc[0].split(","))
+
+
+def test_replay_reads_a_play_export_with_builds_and_judges_superseded_releases(tmp_path):
+    """A Play export without appId, builds with suffixes: builds pool, a superseded bad release acts."""
+    rng = np.random.default_rng(5)
+    rows = []
+    schedule = [("3.1", 0), ("3.2", 8), ("3.3", 16)]  # 3.2 is bad and superseded on day 16
+    for d in range(30):
+        live = [v for v, start in schedule if start <= d]
+        for i in range(60):
+            version = live[-1] if rng.random() < 0.6 or len(live) == 1 else rng.choice(live[:-1])
+            bad = version == "3.2" and rng.random() < 0.6
+            stars = 1 if bad or rng.random() < 0.3 else 5
+            rows.append({"reviewId": f"r{d}-{i}", "content": "checkout broken" if stars == 1 else "works well",
+                         "score": stars, "thumbsUpCount": 0,
+                         "reviewCreatedVersion": f"{version}.{rng.integers(0, 3)} build {rng.integers(1, 9)} 5061{d % 10}",
+                         "at": (START + pd.Timedelta(days=d, minutes=int(rng.integers(0, 1440)))).strftime("%Y-%m-%d %H:%M:%S"),
+                         "appVersion": ""})
+    path = tmp_path / "play.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    summary = run_replay_cli(["--feedback", str(path), "--out", str(tmp_path / "out"), "--step", "12h",
+                              "--lake", str(tmp_path / "lake")])
+    decisions = pd.read_csv(tmp_path / "out" / "decisions.csv")
+    assert set(decisions.release_version.astype(str)) == {"3.1", "3.2", "3.3"}
+    assert summary["acted_on"] == ["3.2"]
+    late = decisions[(decisions.release_version.astype(str) == "3.2") & (decisions.state == "act")]
+    assert (~late.release_live.astype(bool)).any() and set(late.action[~late.release_live.astype(bool)]) == {"block_release"}

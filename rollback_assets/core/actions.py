@@ -212,7 +212,7 @@ def plan_action(
         lineage=_lineage(d),
     )
     state, action, severity = d.get("state"), d.get("action") or "none", d.get("severity") or "none"
-    if state != "act" or action in ("none", "hold_promotion"):
+    if state != "act" or action in ("none", "hold_promotion", "block_release"):
         return ActionPlan(kind="none", status="noop", target=None, reason=f"decision is {state}/{action}: no flag change", **base)
 
     current = current_state.effective_rollout

@@ -24,6 +24,8 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 import yaml
 
+from .ratings import SCALES, SENTIMENT_SOURCES, parse_ratings
+from .releases import VersionRule
 from .schemas import FEEDBACK_FIELDS, QUARANTINE, RAW_FEEDBACK, SOURCE_KINDS
 
 MAX_TEXT_CHARS = 20_000
@@ -43,6 +45,9 @@ class Mapping:
     ignore: tuple[str, ...] = ()
     hash_columns: dict = field(default_factory=dict)
     constants: dict = field(default_factory=dict)
+    rating_scale: str = "stars"  # stars | csat | nps | thumbs (core/ratings.py)
+    sentiment_from: str = "rating"  # rating | text | both: where a rated row's label comes from
+    version_rule: VersionRule | None = None  # pools builds of one release (core/releases.py)
 
     @classmethod
     def from_dict(cls, spec: dict) -> "Mapping":
@@ -57,6 +62,9 @@ class Mapping:
             ignore=tuple(spec.get("ignore", ())),
             hash_columns=dict(spec.get("hash_columns") or {}),
             constants=dict(spec.get("constants") or {}),
+            rating_scale=spec.get("rating_scale", "stars"),
+            sentiment_from=spec.get("sentiment_from", "rating"),
+            version_rule=VersionRule.from_spec(spec.get("version_rule")),
         )
         mapping.validate()
         return mapping
@@ -72,6 +80,14 @@ class Mapping:
                 raise ValueError(f"mapping {self.name}: must map '{required}'")
         if "source_kind" not in self.columns and self.source_kind not in SOURCE_KINDS:
             raise ValueError(f"mapping {self.name}: source_kind must be one of {SOURCE_KINDS}")
+        if self.rating_scale not in SCALES:
+            raise ValueError(f"mapping {self.name}: rating_scale must be one of {tuple(SCALES)}, got {self.rating_scale!r}")
+        if self.sentiment_from not in SENTIMENT_SOURCES:
+            raise ValueError(f"mapping {self.name}: sentiment_from must be one of {SENTIMENT_SOURCES}, "
+                             f"got {self.sentiment_from!r}")
+        for derived in ("rating_scale", "sentiment_from", "app_build"):
+            if derived in self.columns:
+                raise ValueError(f"mapping {self.name}: '{derived}' is set by the mapping itself, not mapped from a column")
 
     @property
     def source_columns(self) -> set[str]:
@@ -290,18 +306,22 @@ def _canonical(records: pd.DataFrame, mapping: Mapping, author_salt: str) -> tup
     reasons.append((created.isna(), f"unparsable time (expected {mapping.time_format})"))
     out["created_at"] = created
 
-    rating_text = out.rating.mask(out.rating == "")
-    rating = pd.to_numeric(rating_text, errors="coerce")
-    bad_rating = rating_text.notna() & (rating.isna() | (rating % 1 != 0) | (rating < 1) | (rating > 5))
-    reasons.append((bad_rating, "rating out of range (1-5)"))
-    out["rating"] = rating.where(~bad_rating).astype("Int64")
+    rating, bad_rating = parse_ratings(out.rating, mapping.rating_scale)
+    scale = SCALES[mapping.rating_scale]
+    reasons.append((bad_rating, f"rating out of range for scale {scale.name} ({scale.low}-{scale.high})"))
+    out["rating"] = rating
+    out["rating_scale"] = mapping.rating_scale
+    out["sentiment_from"] = mapping.sentiment_from
+    version = out.app_version.astype(object).where(out.app_version != "", None)
+    out["app_version"] = mapping.version_rule.release_of(version) if mapping.version_rule else version
+    out["app_build"] = version.where(version.notna() & (version != out.app_version), None)
     bad_kind = ~out.source_kind.isin(SOURCE_KINDS)
     reasons.append((bad_kind, f"source_kind must be one of {', '.join(SOURCE_KINDS)}"))
 
     verified = out.verified_buyer.str.lower().astype(object)
     out["verified_buyer"] = verified.map({"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False})
     for column in FEEDBACK_FIELDS:
-        if column not in ("created_at", "rating", "verified_buyer"):
+        if column not in ("created_at", "rating", "verified_buyer", "app_version", "app_build"):
             out[column] = out[column].replace("", None)
     return out, [(out.source_row[mask.to_numpy()], reason) for mask, reason in reasons]
 

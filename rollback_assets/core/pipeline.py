@@ -21,7 +21,7 @@ from .attribution import attribute
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS, compute_baselines
 from .ingest import Mapping, file_digest, read_file
 from .lake import Lake
-from .policy import PolicyConfig, make_decisions
+from .policy import PolicyConfig, known_bad_releases, make_decisions
 from .scoring.base import Scorer, score_frame
 from .schemas import (
     BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, LANDING_FILES, QUARANTINE, RAW_FEEDBACK,
@@ -236,8 +236,11 @@ def _reusable_scores(lake: Lake, changed: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- scored -> cohort_baselines
 def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = None) -> StepResult:
-    """Judge each flag's live release as of `as_of` (default: the newest feedback, so reruns agree)."""
-    as_of = as_of if as_of is not None else _max(lake, SCORED_SENTIMENT, "created_at")
+    """Judge every release with feedback in the window as of `as_of`. Default: the run's clock, or the
+    newest feedback if that is older (a replayed or demo history); never a future-dated row's time."""
+    newest = _max(lake, SCORED_SENTIMENT, "created_at")
+    if as_of is None and newest is not None:
+        as_of = min(newest, pd.Timestamp(_now()))
     if as_of is None:
         return StepResult(lake.version(COHORT_BASELINES), {"cohorts": 0})
     as_of = pd.Timestamp(as_of)
@@ -252,7 +255,7 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
         index = needed.schema.get_field_index(name)
         needed = needed.set_column(index, name, pc.dictionary_encode(needed.column(name).cast(pa.string())))
     scored = needed.to_pandas()
-    # Text only where evidence can come from: negatives inside the judged window.
+    # Text only where evidence and new terms come from: negatives inside the judged window.
     window_start = as_of - pd.Timedelta(days=config.windows.window_days)
     negative_ids = scored.event_id[(scored.sentiment_label == "negative") & (scored.created_at >= window_start)]
     quotes = lake.read_keys_in(
@@ -260,7 +263,7 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
         filter=(ds.field("created_date") >= window_start.date()) & (ds.field("created_at") >= window_start),
     ).to_pandas()
     scored = scored.merge(quotes, on="event_id", how="left") if len(quotes) else scored.assign(text=None)
-    frame = compute_baselines(scored, releases, as_of, config.windows)
+    frame = compute_baselines(scored, releases, as_of, config.windows, known_bad=known_bad_releases(lake.read(DECISIONS)))
     version = lake.overwrite(COHORT_BASELINES, frame, metadata={"as_of": as_of.isoformat()})
     return StepResult(version, {"cohorts": int(frame.cohort.nunique()) if len(frame) else 0, "rows": len(frame),
                                 "as_of": as_of.isoformat(), "rows_read": len(scored), "frame": frame})

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .baselines import WindowConfig, relative_rise
+from .baselines import BASELINE_KINDS, SAME_PERIOD_KINDS, WindowConfig, relative_rise
 from .schemas import DECISIONS
 
 STATES = ("act", "hold", "pass", "insufficient_data")
+FLAG_CHANGING_ACTIONS = ("step_down", "disable", "switch_variant")
 VERDICT_COLUMNS = ["baseline_kind", "state", "action", "severity", "statistic", "bound", "reason"]
 
 
@@ -36,6 +37,11 @@ class Thresholds:
     severe_relative_rise: float = 1.0
     approval: str = "auto"
     cooldown_hours: float = 6.0
+    # Cold start: a flag with no usable same-period baseline (a new app, the first release of a flag)
+    # can declare the negative share it normally runs at; it then acts as a baseline of `reference_weight`
+    # rows. None: no declared baseline, such releases stay insufficient_data until a baseline exists.
+    reference_negative_share: float | None = None
+    reference_weight: int = 1000
     extra: dict = field(default_factory=dict)  # rule-specific settings (e.g. alpha for a sequential rule)
 
 
@@ -63,7 +69,9 @@ class PolicyConfig:
     def from_dict(cls, spec: dict) -> "PolicyConfig":
         defaults = _thresholds(Thresholds(), spec.get("defaults") or {})
         overrides = {flag: _thresholds(defaults, body or {}) for flag, body in (spec.get("flags") or {}).items()}
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        # The version names the settings and the code that applies them: a changed statistic or
+        # baseline yields new decision ids instead of a rerun silently keeping the old verdicts.
+        digest = hashlib.sha256((json.dumps(spec, sort_keys=True, default=str) + _decision_code_digest()).encode()).hexdigest()[:8]
         return cls(
             name=spec.get("name", "fixed-rule"),
             version=f"{spec.get('name', 'fixed-rule')}-v{spec.get('version', 0)}-{digest}",
@@ -71,6 +79,20 @@ class PolicyConfig:
             defaults=defaults,
             overrides=overrides,
         )
+
+
+def _decision_code_digest() -> str:
+    """Hash of the modules that turn scored rows into verdicts (read once per process)."""
+    global _CODE_DIGEST
+    if _CODE_DIGEST is None:
+        folder = Path(__file__).parent
+        sources = [(folder / f"{name}.py").read_bytes() for name in DECISION_MODULES]
+        _CODE_DIGEST = hashlib.sha256(b"\0".join(sources)).hexdigest()
+    return _CODE_DIGEST
+
+
+DECISION_MODULES = ("baselines", "policy", "sequential_policy", "stats")
+_CODE_DIGEST: str | None = None
 
 
 def _thresholds(base: Thresholds, body: dict) -> Thresholds:
@@ -81,19 +103,85 @@ def _thresholds(base: Thresholds, body: dict) -> Thresholds:
 
 class Rule(Protocol):
     def __call__(self, baselines: pd.DataFrame, config: PolicyConfig) -> pd.DataFrame:
-        """One verdict row (VERDICT_COLUMNS) per (flag_key, release_version, cohort), indexed by those."""
+        """One verdict row (VERDICT_COLUMNS) per KEY (flag_key, release_version, cohort, window_end), indexed by it."""
         ...
 
 
+# One verdict per judged release × cohort × look (window_end): a batch of looks is judged at once.
+KEY = ["flag_key", "release_version", "cohort", "window_end"]
+
+
+def _baseline_rank(baselines: pd.DataFrame, config: PolicyConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(rank, usable): concurrent, last_good, age_matched, then rolling; a same-period baseline is usable
+    when it has min_baseline_sample rows, the rolling one only where no same-period baseline is."""
+    min_n = baselines.flag_key.map(lambda f: config.for_flag(f).min_baseline_sample)
+    order = {kind: i for i, kind in enumerate([*BASELINE_KINDS, "declared"])}
+    rank = baselines.baseline_kind.map(order).fillna(len(order)).to_numpy()
+    same_period = baselines.baseline_kind.isin([*SAME_PERIOD_KINDS, "declared"]).to_numpy()
+    usable = same_period & (baselines.baseline_n >= min_n).to_numpy()
+    return rank, usable
+
+
+def with_declared_baselines(baselines: pd.DataFrame, config: PolicyConfig) -> pd.DataFrame:
+    """Add a `declared` baseline row where a flag declares reference_negative_share and a key has no
+    usable same-period baseline (see Thresholds)."""
+    declared = {f: config.for_flag(f) for f in baselines.flag_key.unique()}
+    declared = {f: t for f, t in declared.items() if t.reference_negative_share is not None}
+    if not declared:
+        return baselines
+    _, usable = _baseline_rank(baselines, config)
+    covered = baselines[usable][KEY].drop_duplicates()
+    keys = baselines[baselines.flag_key.isin(list(declared))].drop_duplicates(KEY)
+    keys = keys.merge(covered, on=KEY, how="left", indicator=True)
+    keys = keys[keys["_merge"] == "left_only"].drop(columns="_merge")
+    if keys.empty:
+        return baselines
+    share = keys.flag_key.map(lambda f: declared[f].reference_negative_share)
+    weight = keys.flag_key.map(lambda f: declared[f].reference_weight)
+    rows = keys.assign(baseline_kind="declared", baseline_versions="declared in policy", baseline_n=weight,
+                       baseline_n_negative=(share * weight).round().astype(int), baseline_negative_share=share,
+                       baseline_mean_sentiment=None)
+    return pd.concat([baselines, rows], ignore_index=True)
+
+
 def choose_baseline(baselines: pd.DataFrame, config: PolicyConfig) -> pd.DataFrame:
-    """Prefer the concurrent baseline; fall back to the rolling one where it is too thin."""
+    """One baseline per key: the first usable of concurrent, last_good, age_matched; else rolling."""
     if baselines.empty:
         return baselines
-    min_n = baselines.flag_key.map(lambda f: config.for_flag(f).min_baseline_sample)
-    concurrent_ok = (baselines.baseline_kind == "concurrent") & (baselines.baseline_n >= min_n)
-    rank = np.where(concurrent_ok, 0, np.where(baselines.baseline_kind == "rolling", 1, 2))
-    ordered = baselines.assign(_rank=rank).sort_values("_rank", kind="stable")
-    return ordered.drop_duplicates(["flag_key", "release_version", "cohort"]).drop(columns="_rank")
+    rank, usable = _baseline_rank(baselines, config)
+    fallback = np.where(baselines.baseline_kind.to_numpy() == "rolling", 50, 100 + rank)
+    ordered = baselines.assign(_rank=np.where(usable, rank, fallback)).sort_values("_rank", kind="stable")
+    return ordered.drop_duplicates(KEY).drop(columns="_rank")
+
+
+def eligible_baselines(baselines: pd.DataFrame, config: PolicyConfig) -> pd.DataFrame:
+    """Every usable same-period baseline per key (each is tested, alpha split between them), or the
+    one `choose_baseline` picks where none is usable. Adds `n_baselines` per key."""
+    if baselines.empty:
+        return baselines.assign(n_baselines=pd.Series(dtype=int))
+    rank, usable = _baseline_rank(baselines, config)
+    tested = baselines[usable]
+    fallback = choose_baseline(baselines, config)
+    fallback = fallback.merge(tested[KEY].drop_duplicates(), on=KEY, how="left", indicator=True)
+    fallback = fallback[fallback["_merge"] == "left_only"].drop(columns="_merge")
+    out = pd.concat([tested, fallback], ignore_index=True)
+    out["n_baselines"] = out.groupby(KEY, observed=True).baseline_kind.transform("size")
+    return out.sort_values(KEY + ["baseline_kind"], kind="stable").reset_index(drop=True)
+
+
+STATE_PRIORITY = {"act": 0, "hold": 1, "pass": 3, "insufficient_data": 2}
+
+
+def combine_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """One verdict per key from the verdicts against each tested baseline: any act wins (the strongest
+    evidence), then any hold; pass only when every baseline rules the rise out; else insufficient."""
+    if verdicts.empty:
+        return verdicts
+    not_pass = (verdicts.state != "pass").groupby([verdicts[k] for k in KEY], observed=True).transform("any")
+    priority = verdicts.state.map(STATE_PRIORITY).where(not_pass, -1)
+    ordered = verdicts.assign(_p=priority.to_numpy(), _s=-verdicts.statistic.fillna(0).astype(float))
+    ordered = ordered.sort_values(["_p", "_s"], kind="stable")
+    return ordered.drop_duplicates(KEY).drop(columns=["_p", "_s"])
 
 
 def fixed_rule(baselines: pd.DataFrame, config: PolicyConfig) -> pd.DataFrame:
@@ -102,8 +190,8 @@ def fixed_rule(baselines: pd.DataFrame, config: PolicyConfig) -> pd.DataFrame:
     verdicts = [_fixed_verdict(row, config.for_flag(row.flag_key)) for row in chosen.itertuples()]
     out = pd.DataFrame(verdicts, columns=["state", "action", "severity", "statistic", "bound", "reason"], index=chosen.index)
     out["baseline_kind"] = chosen.baseline_kind
-    out[["flag_key", "release_version", "cohort"]] = chosen[["flag_key", "release_version", "cohort"]]
-    return out.set_index(["flag_key", "release_version", "cohort"])[VERDICT_COLUMNS]
+    out[KEY] = chosen[KEY]
+    return out.set_index(KEY)[VERDICT_COLUMNS]
 
 
 def _fixed_verdict(row, t: Thresholds) -> tuple:
@@ -157,24 +245,27 @@ def make_decisions(
     releases: pd.DataFrame,
     config: PolicyConfig,
     lineage: dict,
-    decided_at: pd.Timestamp,
+    decided_at: pd.Timestamp | None,
     business_kpis: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Decision rows for every evaluated cohort. `lineage` holds scorer_version, input_versions, run_id.
+    `decided_at` None: each row's look (window_end), for a batch of looks.
     `business_kpis` reaches rules that take it (the sequential rule); others ignore it."""
     if baselines.empty:
         return DECISIONS.empty_frame()
+    baselines = with_declared_baselines(baselines, config)
     rule = rule_for(config)
     takes_kpis = "business_kpis" in inspect.signature(rule).parameters
     verdicts = (rule(baselines, config, business_kpis=business_kpis) if takes_kpis else rule(baselines, config)).reset_index()
-    merged = verdicts.merge(baselines, on=["flag_key", "release_version", "cohort", "baseline_kind"], how="left")
+    merged = verdicts.merge(baselines, on=[*KEY, "baseline_kind"], how="left")
     release_cols = ["flag_key", "version", "code_commit", "notebook_commit", "model_name", "model_version", "ladder", "fallback_variant"]
     merged = merged.merge(
         releases[release_cols].rename(columns={"version": "release_version"}), on=["flag_key", "release_version"], how="left"
     )
     merged["relative_rise"] = [relative_rise(a, b) for a, b in zip(merged.negative_share, merged.baseline_negative_share)]
     merged["action"] = [
-        _final_action(a, fallback) for a, fallback in zip(merged.action, merged.fallback_variant)
+        _final_action(state, a, fallback, live)
+        for state, a, fallback, live in zip(merged.state, merged.action, merged.fallback_variant, merged.release_live)
     ]
     merged["target_rollout"] = [_target(a, ladder) for a, ladder in zip(merged.action, merged.ladder)]
     merged["policy_name"] = config.name
@@ -182,12 +273,17 @@ def make_decisions(
     merged["scorer_version"] = lineage.get("scorer_version")
     merged["input_versions"] = json.dumps(lineage.get("input_versions", {}), sort_keys=True)
     merged["run_id"] = lineage.get("run_id")
-    merged["decided_at"] = decided_at
+    merged["decided_at"] = decided_at if decided_at is not None else merged.window_end
     merged["decision_id"] = [decision_id(r, config.version) for r in merged.to_dict("records")]
     return merged.sort_values(["flag_key", "cohort"]).reset_index(drop=True)[DECISIONS.names]
 
 
-def _final_action(action: str, fallback_variant) -> str:
+def _final_action(state: str, action: str, fallback_variant, release_live) -> str:
+    """A superseded release is no longer what users get: stepping the flag down would punish the
+    release that replaced it. It is marked bad instead (`block_release`: never a last-known-good
+    baseline, its owner told, the promotion gate refuses the flag while it stands)."""
+    if state == "act" and release_live in (False,):  # None (unknown) counts as live
+        return "block_release"
     if action == "disable" and isinstance(fallback_variant, str) and fallback_variant:
         return "switch_variant"
     return action
@@ -201,6 +297,14 @@ def _target(action: str, ladder) -> int | None:
     if action in ("disable", "switch_variant"):
         return int(steps[-1])
     return None
+
+
+def known_bad_releases(decisions: pd.DataFrame) -> frozenset:
+    """(flag, version) of every release a decision acted on: never again a last-known-good baseline."""
+    if decisions.empty:
+        return frozenset()
+    acted = decisions[decisions.state == "act"]
+    return frozenset(zip(acted.flag_key, acted.release_version))
 
 
 def latest_decisions(decisions: pd.DataFrame) -> pd.DataFrame:

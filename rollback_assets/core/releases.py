@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,6 +13,61 @@ import yaml
 from .schemas import RELEASE_ARTIFACTS
 
 DEFAULT_LADDER = (100, 25, 5, 0)
+# How users come to a release decides what it can fairly be compared with (core/baselines.py):
+# randomized  the flag assigns users to it, so the previous release's users in the same weeks are a fair control;
+# self_selected  users update when they choose (app-store versions): those who stay behind are not like those who
+#   update (on real Play reviews older versions in the same weeks run ~25 % fewer 1-2 star reviews than the newest),
+#   so a release is compared with earlier releases at the same age since their release.
+ADOPTIONS = ("randomized", "self_selected")
+
+# Store builds name the release and then the build: `8.104.0 build 5 50619` and `8.104.2` are
+# release 8.104; a date-versioned `24.07.29.3` is release 24.07.29. The rule: keep at least two numeric
+# parts, drop the last one when there are three or more, and drop any suffix after a space or + - _.
+STORE_BUILD_PATTERN = r"^(?P<release>\d+\.\d+(?:\.\d+)*?)(?:\.\d+)?(?:[ _+-].*)?$"
+
+
+@dataclass(frozen=True)
+class VersionRule:
+    """How a version string names its release, so builds of one release pool together.
+
+    `pattern`: a regex with a named group `release` (matched from the start); `parts`: keep the first
+    N dot-separated parts. A version the rule does not match is its own release, unchanged."""
+
+    pattern: str | None = None
+    parts: int | None = None
+
+    def __post_init__(self):
+        if self.pattern is not None and self.parts is not None:
+            raise ValueError("a version rule takes a pattern or a number of parts, not both")
+        if self.pattern is not None:
+            try:
+                compiled = re.compile(self.pattern)
+            except re.error as error:
+                raise ValueError(f"version pattern {self.pattern!r} is not a valid regex: {error}") from None
+            if "release" not in compiled.groupindex:
+                raise ValueError(f"version pattern {self.pattern!r} needs a named group (?P<release>...)")
+        if self.parts is not None and (not isinstance(self.parts, int) or self.parts < 1):
+            raise ValueError(f"version parts must be a whole number >= 1, got {self.parts!r}")
+
+    @classmethod
+    def from_spec(cls, spec) -> "VersionRule | None":
+        """`store_build` (the shipped rule), a dict with `pattern` or `parts`, or None (no rule)."""
+        if spec is None:
+            return None
+        if spec == "store_build":
+            return cls(pattern=STORE_BUILD_PATTERN)
+        if isinstance(spec, dict) and set(spec) <= {"pattern", "parts"} and spec:
+            return cls(**spec)
+        raise ValueError(f"a version rule is 'store_build', {{pattern: REGEX}} or {{parts: N}}, got {spec!r}")
+
+    def release_of(self, versions: pd.Series) -> pd.Series:
+        """The release each version string belongs to (nulls stay null)."""
+        text = versions.astype("string").str.strip()
+        if self.pattern is not None:
+            release = text.str.extract(self.pattern, expand=True)["release"]
+        else:
+            release = text.str.split(".").str[: self.parts].str.join(".")
+        return release.fillna(text).astype(object).where(text.notna(), None)
 
 
 def _utc(value) -> pd.Timestamp:
@@ -44,9 +101,17 @@ def release_record(
     fallback_variant: str | None = None,
     owner: str | None = None,
     expires_at: str | datetime | None = None,
+    adoption: str = "randomized",
+    version_rule: VersionRule | None = None,
 ) -> dict:
+    """One release row. With a `version_rule` the version is normalised to its release (a CI job may
+    register `8.104.0 build 5 50619`; feedback names builds of 8.104 and pools under it)."""
     if not flag_key or not version:
         raise ValueError("a release needs a flag key and a version")
+    if version_rule is not None:
+        version = version_rule.release_of(pd.Series([str(version)])).iloc[0]
+    if adoption not in ADOPTIONS:
+        raise ValueError(f"release {flag_key} {version}: adoption must be one of {ADOPTIONS}, got {adoption!r}")
     if isinstance(surfaces, str):
         surfaces = [s.strip() for s in surfaces.split(",") if s.strip()]
     return {
@@ -61,6 +126,7 @@ def release_record(
         "surfaces": list(surfaces or []),
         "ladder": parse_ladder(ladder),
         "fallback_variant": fallback_variant,
+        "adoption": adoption,
         "owner": owner,
         "expires_at": _utc(expires_at) if expires_at else None,
         "registered_at": datetime.now(timezone.utc),
@@ -71,7 +137,8 @@ def load_releases_yaml(path: str | Path) -> pd.DataFrame:
     """A YAML list of releases (or {releases: [...]}) with the fields of `release_record`."""
     spec = yaml.safe_load(Path(path).read_text()) or []
     entries = spec.get("releases", []) if isinstance(spec, dict) else spec
-    records = [release_record(**entry) for entry in entries]
+    records = [release_record(**{**entry, "version_rule": VersionRule.from_spec(entry.get("version_rule"))})
+               for entry in entries]
     return releases_frame(records)
 
 
@@ -85,16 +152,27 @@ def releases_frame(records: list[dict]) -> pd.DataFrame:
 
 
 def releases_from_first_appearance(feedback: pd.DataFrame, flag_key: str | None = None) -> pd.DataFrame:
-    """Without registered releases: each app version becomes a release at its first feedback, flag = app."""
+    """Without registered releases: each app version becomes a release at its first feedback, flag = app.
+    Users pick app versions themselves, so these releases are `self_selected`."""
     versioned = feedback.dropna(subset=["app_version"])
     if versioned.empty:
         return RELEASE_ARTIFACTS.empty_frame()
     first = versioned.groupby(["product", "app_version"], dropna=False)["created_at"].min().reset_index()
     records = [
-        release_record(flag_key or (row.product or "app"), row.app_version, row.created_at, product=row.product)
+        release_record(flag_key or _product_or_app(row.product), row.app_version, row.created_at,
+                       product=row.product if _present(row.product) else None, adoption="self_selected")
         for row in first.itertuples()
     ]
     return releases_frame(records)
+
+
+def _present(value) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _product_or_app(product) -> str:
+    """Feedback without a product (a Play export without appId) belongs to one app."""
+    return product if _present(product) else "app"
 
 
 def live_release(releases: pd.DataFrame, flag_key: str, at: pd.Timestamp) -> pd.Series | None:

@@ -1,35 +1,39 @@
-"""Replay: run the decision pipeline over historical feedback on a simulated clock.
+"""Replay: run the decision pipeline over historical feedback on a simulated clock, without Dagster.
 
-The same core functions as the Dagster assets, in the same order: attribute -> score_frame (once)
--> compute_baselines at every clock step -> the policy's rule -> make_decisions. What a replay says
-the policy would have done is therefore what the assets would have done, look by look, with only the
-feedback written before each look.
+The same core functions as the Dagster assets, in the same order: attribute -> the scorer the assets
+would choose (`--scorer auto`: the text model trained on the feedback's own ratings where it beats the
+lexicon; rated rows take the rating) -> `judging.decisions_as_of` at every clock step. What a replay
+says the policy would have done is therefore what the assets would have done, look by look, with only
+the feedback written before each look. A release acted on at one look is known bad at the next, as
+the assets know it from the decisions table.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import time
-import warnings
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from .attribution import DEFAULT_COHORT_DIMENSIONS, attribute
-from .baselines import BASELINE_INPUT_COLUMNS, compute_baselines
-from .policy import PolicyConfig, make_decisions
+from .baselines import aggregate, baselines_frame, describe_baselines, judge_looks, window_edges
+from .policy import PolicyConfig, known_bad_releases, make_decisions
 from .releases import releases_from_first_appearance
 from .schemas import ALL_COHORTS
+from .scoring import calibrated
 from .scoring.base import score_frame
+from .scoring.registry import make_scorer
 from .taxonomy import Taxonomy
 
 REPLAY_COLUMNS = [
-    "decided_at", "flag_key", "release_version", "cohort", "baseline_kind", "state", "action", "severity",
-    "negative_share", "baseline_negative_share", "relative_rise", "n", "baseline_n", "mean_confidence",
-    "statistic", "bound", "reason", "policy_name", "policy_version", "decision_id",
+    "decided_at", "flag_key", "release_version", "release_live", "cohort", "baseline_kind", "baseline_versions",
+    "state", "action", "severity", "negative_share", "baseline_negative_share", "relative_rise", "n", "baseline_n",
+    "mean_confidence", "statistic", "bound", "reason", "top_topics", "evidence", "new_terms", "policy_name",
+    "policy_version", "scorer_version", "decision_id",
 ]
 
 
@@ -94,55 +98,76 @@ def clock(scored: pd.DataFrame, releases: pd.DataFrame, step: pd.Timedelta, star
     return pd.date_range(first.ceil(step), last.ceil(step), freq=step)
 
 
-def iter_baselines(scored: pd.DataFrame, releases: pd.DataFrame, config: PolicyConfig,
-                   steps: pd.DatetimeIndex) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
-    """compute_baselines at each clock step, fed only the rows it can read (a time slice, for speed).
+def decide_looks(scored: pd.DataFrame, releases: pd.DataFrame, config: PolicyConfig, steps: pd.DatetimeIndex,
+                 lineage: dict) -> pd.DataFrame:
+    """Decisions at every clock step, as `judging.decisions_as_of` makes them at each one.
 
-    Rows older than the live releases' rolling-baseline start cannot change the result, so each step
-    passes the slice from there to `as_of` instead of the whole history.
+    The rows are aggregated once for all looks (baselines.aggregate), every look is judged from the
+    aggregates, and the rule runs once over all looks together. A release acted on at one look is
+    known bad from the next look on (it stops serving as a last-known-good baseline): when a new
+    release acts, the looks after it are judged again with it known bad. Evidence and new terms are
+    filled in for the first look of each act or hold, the ones a person reads.
     """
-    # compute_baselines reads only these columns; a narrow frame makes every slice and groupby cheaper.
-    scored = scored[[c for c in dict.fromkeys([*BASELINE_INPUT_COLUMNS, "text"]) if c in scored.columns]]
-    times = pd.DatetimeIndex(scored.created_at)
     windows = config.windows
-    released = releases.sort_values("released_at")
-    for as_of in steps:
-        live = released[released.released_at <= as_of].groupby("flag_key").released_at.max()
-        if live.empty:
-            continue
-        earliest = min(live.min() - pd.Timedelta(days=windows.rolling_days), as_of - pd.Timedelta(days=windows.window_days))
-        lo = times.searchsorted(earliest, side="left")
-        hi = times.searchsorted(as_of, side="right")
-        if hi <= lo:
-            continue
-        baselines = compute_baselines(scored.iloc[lo:hi], releases, as_of, windows)
-        if baselines.empty:
-            continue
-        # Without cohort dimensions every row's cohort is 'all' and would be counted twice.
-        yield as_of, baselines.drop_duplicates(["flag_key", "release_version", "cohort", "baseline_kind"])
+    agg = aggregate(scored, releases, window_edges(releases, steps, windows), windows)
+    known_bad: frozenset = frozenset()
+    kept: list[pd.DataFrame] = []
+    remaining = pd.DatetimeIndex(steps)
+    while len(remaining):
+        rows = judge_looks(agg, releases, remaining, windows, known_bad)
+        decisions = make_decisions(baselines_frame(rows), releases, config, lineage, decided_at=None)
+        newly_bad = decisions[(decisions.state == "act")
+                              & ~pd.Series(list(zip(decisions.flag_key, decisions.release_version)), index=decisions.index)
+                              .isin(known_bad)]
+        if newly_bad.empty:
+            kept.append(decisions)
+            break
+        first_look = newly_bad.window_end.min()
+        kept.append(decisions[decisions.window_end <= first_look])
+        known_bad = known_bad | known_bad_releases(newly_bad[newly_bad.window_end == first_look])
+        remaining = remaining[remaining > first_look]
+    decisions = pd.concat([k for k in kept if len(k)] or [kept[0]], ignore_index=True)
+    decisions = decisions.sort_values(["window_end", "flag_key", "release_version", "cohort"], kind="stable")
+    return _describe_first_alerts(decisions.reset_index(drop=True), scored, releases, config, agg)
+
+
+def _describe_first_alerts(decisions, scored, releases, config, agg) -> pd.DataFrame:
+    alerts = decisions[decisions.state.isin(["act", "hold"])]
+    first = alerts.sort_values("window_end").drop_duplicates(["flag_key", "release_version", "cohort", "state"])
+    for as_of in sorted(set(first.window_end)):
+        rows = scored[scored.created_at <= as_of]
+        baselines = baselines_frame(judge_looks(agg, releases, [as_of], config.windows, known_bad_before(decisions, as_of)))
+        wanted = first[first.window_end == as_of][["flag_key", "release_version", "cohort"]].drop_duplicates()
+        baselines = baselines.merge(wanted, on=["flag_key", "release_version", "cohort"])
+        described = describe_baselines(baselines, rows, config.windows)
+        for row in described.drop_duplicates(["flag_key", "release_version", "cohort"]).itertuples(index=False):
+            at = ((decisions.flag_key == row.flag_key) & (decisions.release_version == row.release_version)
+                  & (decisions.cohort == row.cohort) & (decisions.window_end == as_of))
+            decisions.loc[at, "evidence"] = row.evidence
+            decisions.loc[at, "new_terms"] = row.new_terms
+    return decisions
+
+
+def known_bad_before(decisions: pd.DataFrame, as_of: pd.Timestamp) -> frozenset:
+    return known_bad_releases(decisions[decisions.window_end < as_of])
 
 
 def replay(feedback: pd.DataFrame, releases: pd.DataFrame | None, config: PolicyConfig, scorer, taxonomy: Taxonomy,
            step: pd.Timedelta = pd.Timedelta(hours=6), cohort_dimensions=DEFAULT_COHORT_DIMENSIONS,
            start=None, end=None, prepared: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """Decisions the policy would have made at every clock step (one row per flag x cohort x step).
+    """Decisions the policy would have made at every clock step (one row per judged release x cohort x step).
 
     `prepared`: the (scored, releases) pair from `prepare`, to replay several policies on one scoring.
     """
     scored, releases = prepared if prepared is not None else prepare(feedback, releases, scorer, taxonomy, cohort_dimensions)
     if scored.empty:
         return pd.DataFrame(columns=REPLAY_COLUMNS)
-    lineage = {"scorer_version": getattr(scorer, "version", None), "input_versions": {}, "run_id": "replay"}
-    frames = [
-        make_decisions(baselines, releases, config, lineage, as_of)
-        for as_of, baselines in iter_baselines(scored, releases, config, clock(scored, releases, step, start, end))
-    ]
-    frames = [f for f in frames if len(f)]
-    if not frames:
+    versions = ",".join(sorted(set(scored.scorer_version.dropna()))) if "scorer_version" in scored else None
+    lineage = {"scorer_version": versions or getattr(scorer, "version", None), "input_versions": {}, "run_id": "replay"}
+    decisions = decide_looks(scored, releases, config, clock(scored, releases, step, start, end), lineage)
+    if decisions.empty:
         return pd.DataFrame(columns=REPLAY_COLUMNS)
-    with warnings.catch_warnings():  # all-None columns (e.g. bound) in some steps: the dtype is object either way
-        warnings.simplefilter("ignore", FutureWarning)
-        return pd.concat(frames, ignore_index=True)[REPLAY_COLUMNS]
+    return decisions[REPLAY_COLUMNS]
 
 
 def first_actions(decisions: pd.DataFrame) -> pd.DataFrame:
@@ -192,6 +217,16 @@ def plot_timeline(scored: pd.DataFrame, decisions: pd.DataFrame, path: str | Pat
     return path
 
 
+def scorer_for(kind: str, feedback: pd.DataFrame, taxonomy: Taxonomy, lake_root: str):
+    """The scorer the assets would use on this feedback: for auto / calibrated, the text model
+    trained the way the `sentiment_model` asset trains it (same rows, same parameters, same version);
+    for openai / azure, the LLM scorer with the lake's score cache, shared with the assets."""
+    if kind in ("openai", "azure"):
+        return make_scorer(kind, taxonomy, cache_root=lake_root)
+    needs_model = kind in ("auto", "calibrated") and "rating" in feedback
+    return make_scorer(kind, taxonomy, model=calibrated.train_on(feedback) if needs_model else None)
+
+
 def _read_feedback(path: str, mapping: str | None) -> pd.DataFrame:
     from .ingest import load_mapping, read_file
 
@@ -210,7 +245,12 @@ def replay_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse
     parser.add_argument("--releases", default=None, help="releases YAML; default: each version at its first appearance")
     parser.add_argument("--policy", default=None, help="policy YAML (default: the shipped policy.yaml)")
     parser.add_argument("--step", default="6h", help="clock step, e.g. 6h, 1d")
-    parser.add_argument("--scorer", default="offline", help="scorer kind (offline = VADER lexicon)")
+    parser.add_argument("--scorer", default="auto",
+                        help="text scorer for unrated rows: auto (what the assets use: the model trained on this "
+                             "feedback's ratings where it beats the lexicon), calibrated, lexicon, openai, azure")
+    parser.add_argument("--lake", default=None,
+                        help="lake root whose LLM score cache replay shares with the assets (default: ROLLBACK_LAKE, "
+                             "else ./lake)")
     parser.add_argument("--cohorts", default=",".join(DEFAULT_COHORT_DIMENSIONS), help="cohort dimensions, comma-separated")
     parser.add_argument("--out", required=True, help="output directory for decisions.csv and timeline.png")
     return parser
@@ -221,14 +261,14 @@ def run_replay_cli(args: argparse.Namespace | list[str] | None = None) -> dict:
     if not isinstance(args, argparse.Namespace):
         args = replay_arg_parser().parse_args(args)
     from .releases import load_releases_yaml
-    from .scoring.llm import make_scorer
 
     started = time.perf_counter()
     taxonomy = Taxonomy.load()
     config = PolicyConfig.load(args.policy)
     feedback = _read_feedback(args.feedback, args.mapping)
     releases = load_releases_yaml(args.releases) if args.releases else None
-    scorer = make_scorer(args.scorer, taxonomy)
+    lake_root = args.lake or os.environ.get("ROLLBACK_LAKE") or "lake"
+    scorer = scorer_for(args.scorer, feedback, taxonomy, lake_root)
     dims = tuple(d for d in (args.cohorts or "").split(",") if d)
     prepared = prepare(feedback, releases, scorer, taxonomy, dims)
     decisions = replay(feedback, None, config, scorer, taxonomy, pd.Timedelta(args.step), dims, prepared=prepared)

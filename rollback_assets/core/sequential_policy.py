@@ -22,7 +22,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from .policy import VERDICT_COLUMNS, PolicyConfig, choose_baseline, register_rule
+from .policy import KEY, VERDICT_COLUMNS, PolicyConfig, combine_verdicts, eligible_baselines, register_rule
 from .schemas import ALL_COHORTS
 from .stats import (
     DEFAULT_ALPHA, confidence_weight, kpi_moves_bad, raise_severity, sequential_rise_test, split_alpha,
@@ -39,16 +39,16 @@ def _setting(config: PolicyConfig, flag: str, key: str) -> float:
 
 
 def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Verdicts (VERDICT_COLUMNS) indexed by (flag_key, release_version, cohort).
+    """Verdicts (VERDICT_COLUMNS) indexed by KEY (flag_key, release_version, cohort, window_end).
 
     `business_kpis` (optional): rows of KPI_COLUMNS. A KPI of the same flag and cohort (or cohort
     'all') that moved in its bad direction corroborates the complaint signal and raises severity one
     notch (moderate -> severe turns a step-down into a disable). It never creates an act on its own.
     """
-    index_names = ["flag_key", "release_version", "cohort"]
+    index_names = KEY
     if baselines.empty:
         return pd.DataFrame(columns=index_names + VERDICT_COLUMNS).set_index(index_names)
-    chosen = choose_baseline(baselines, config).reset_index(drop=True)
+    chosen = eligible_baselines(baselines, config)
     flags = chosen.flag_key.to_numpy()
 
     def per_flag(key):
@@ -61,10 +61,16 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
 
     alpha_total = per_flag("alpha")
     is_flag = (chosen.cohort == ALL_COHORTS).to_numpy()
-    release_key = chosen.flag_key.astype(str) + "\x00" + chosen.release_version.astype(str)
-    cohort_counts = release_key[~is_flag].value_counts()
+    def look_key(frame):
+        return frame.flag_key.astype(str) + "\x00" + frame.release_version.astype(str) + "\x00" + frame.window_end.astype(str)
+
+    release_key = look_key(chosen)
+    cohort_counts = look_key(chosen[~is_flag].drop_duplicates(KEY)).value_counts()
     n_cohorts = release_key.map(cohort_counts).fillna(0).to_numpy(dtype=float)
+    # Each cohort's share of alpha is split again over the baselines it is tested against (Bonferroni):
+    # "act if any baseline rejects" then keeps the release's family-wise error within alpha.
     alpha_row = split_alpha(is_flag, n_cohorts, alpha_total, per_flag("flag_alpha_share"), per_flag("min_cohorts"))
+    alpha_row = alpha_row / chosen.n_baselines.to_numpy(dtype=float)
 
     n = chosen.n.to_numpy(dtype=float)
     weight = confidence_weight(chosen.mean_confidence.to_numpy(dtype=float), per_flag_threshold("min_mean_confidence").astype(float))
@@ -102,7 +108,7 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     out = pd.DataFrame(verdicts, columns=["state", "action", "severity", "statistic", "bound", "reason"])
     out["baseline_kind"] = chosen.baseline_kind.to_numpy()
     out[index_names] = chosen[index_names].to_numpy()
-    return out.set_index(index_names)[VERDICT_COLUMNS]
+    return combine_verdicts(out).set_index(index_names)[VERDICT_COLUMNS]
 
 
 def _verdict(row, i, r, enough, min_n, on_surface, alpha, alpha_total, weight, min_rise, severe_rise, urgency, margin, kpis) -> tuple:
@@ -135,8 +141,9 @@ def _verdict(row, i, r, enough, min_n, on_surface, alpha, alpha_total, weight, m
         if kpis:
             severity = raise_severity(severity)
         action = "disable" if severity == "severe" else "step_down"
+        about = f", mostly about {top_topic}" if top_topic else ""
         return ("act", action, severity, statistic, float(lower),
-                f"Negative feedback rose for {where}, mostly about {top_topic}: {counts}; {bound_text}; {evidence}{kpi_note}.")
+                f"Negative feedback rose for {where}{about}: {counts}; {bound_text}; {evidence}{kpi_note}.")
     if r["futile"][i]:
         return ("pass", "none", "none", statistic, float(lower),
                 f"No regression for {where}: {counts}; a rise of {min_rise:.0%} is ruled out "

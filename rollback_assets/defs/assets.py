@@ -18,12 +18,10 @@ from ..core.releases import load_releases_yaml
 from ..core.schemas import (
     BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
 )
-from ..core.scoring import base as scoring_base, calibrated, lexicon
+from ..core import new_terms, ratings, sequential_policy, stats
+from ..core.scoring import base as scoring_base, calibrated, lexicon, model_store, registry
 from .metadata import code_version, data_version, markdown_table, table_metadata
-from .resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, model_pointer, save_model
-
-TRAINING_ROWS = 60_000  # the newest rated rows; more adds fit time but little accuracy
-RETRAIN_GROWTH = 0.2  # retrain once rated feedback has grown by this share since the last fit
+from .resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource
 
 
 class IngestConfig(dg.Config):
@@ -123,31 +121,32 @@ def enriched_feedback(lake: LakeResource, settings: SettingsResource) -> dg.Mate
     group_name="scoring",
     deps=[enriched_feedback],
     kinds={"scikitlearn"},
-    code_version=code_version(calibrated),
-    description="TF-IDF + logistic regression trained on the customer's own star ratings (weak labels).",
+    code_version=code_version(calibrated, model_store),
+    description="Text model (word + character n-grams, logistic regression) trained on the customer's own "
+                "ratings; it labels the rows that carry no rating, where it beats the lexicon on held-out rows.",
 )
 def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     the_lake = lake.lake()
+    store = lake.model_store()
     rated_filter = ~ds.field("rating").is_null()
     data = the_lake.dataset(ENRICHED_FEEDBACK)
     rated_count = data.count_rows(filter=rated_filter) if data is not None else 0
-    previous = model_pointer(lake.model_dir())
-    if previous and rated_count < previous.get("rated_rows", 0) * (1 + RETRAIN_GROWTH):
+    previous = store.pointer()
+    if not store.needs_training(rated_count):
         context.log.info(f"{rated_count} rated rows, {previous['rated_rows']} at the last fit: model kept")
         return dg.MaterializeResult(
             metadata={"trained": False, "model_version": previous["version"], "rated_rows": rated_count,
-                      "retrain_at_rows": int(previous["rated_rows"] * (1 + RETRAIN_GROWTH))},
+                      "retrain_at_rows": store.retrain_at(previous["rated_rows"])},
             data_version=dg.DataVersion(previous["version"]),
         )
-    rated = the_lake.read(ENRICHED_FEEDBACK, columns=["text", "rating", "created_at"], filter=rated_filter)
-    rated = rated.sort_values("created_at").tail(TRAINING_ROWS)
-    data_version_key = f"enriched_feedback@{the_lake.version(ENRICHED_FEEDBACK)}"
-    model = calibrated.CalibratedScorer.train(rated.text, rated.rating, data_version=data_version_key)
+    rated = the_lake.read(ENRICHED_FEEDBACK, columns=["event_id", "text", "rating", "rating_scale", "created_at"],
+                          filter=rated_filter)
+    model = calibrated.train_on(rated)
     if model is None:
         context.log.info(f"only {len(rated)} rated rows: keeping the lexicon scorer")
         return dg.MaterializeResult(metadata={"trained": False, "rated_rows": len(rated)},
                                     data_version=dg.DataVersion("lexicon"))
-    path = save_model(lake.model_dir(), model, rated_rows=rated_count)
+    path = store.save(model, rated_rows=rated_count)
     v = model.validation
     return dg.MaterializeResult(
         metadata={
@@ -168,7 +167,7 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     group_name="scoring",
     deps=[enriched_feedback, sentiment_model],
     kinds={"deltalake", "pandas"},
-    code_version=code_version(pipeline, scoring_base, lexicon, taxonomy),
+    code_version=code_version(pipeline, scoring_base, lexicon, taxonomy, ratings, registry),
     description="Sentiment, label, confidence, topic and affected surface per feedback row.",
 )
 def scored_sentiment(lake: LakeResource, scorer: ScorerResource, settings: SettingsResource) -> dg.MaterializeResult:
@@ -198,7 +197,7 @@ def scored_sentiment(lake: LakeResource, scorer: ScorerResource, settings: Setti
     group_name="decisions",
     deps=[scored_sentiment, release_artifacts],
     kinds={"deltalake", "pandas"},
-    code_version=code_version(pipeline, baselines_module),
+    code_version=code_version(pipeline, baselines_module, new_terms),
     description="Each flag's live release per cohort vs the previous version (same window) and a rolling baseline.",
 )
 def cohort_baselines(config: BaselineConfig, lake: LakeResource, settings: SettingsResource) -> dg.MaterializeResult:
@@ -244,7 +243,7 @@ def business_kpis(lake: LakeResource, settings: SettingsResource) -> dg.Material
     group_name="decisions",
     deps=[cohort_baselines, release_artifacts, business_kpis],
     kinds={"deltalake"},
-    code_version=code_version(pipeline, policy),
+    code_version=code_version(pipeline, policy, sequential_policy, stats),
     description="What the policy recommends per flag × cohort, why, with evidence and full lineage.",
 )
 def rollback_decisions(context: dg.AssetExecutionContext, lake: LakeResource, settings: SettingsResource) -> dg.MaterializeResult:
@@ -253,6 +252,7 @@ def rollback_decisions(context: dg.AssetExecutionContext, lake: LakeResource, se
     result = pipeline.decide(the_lake, config, run_id=context.run_id)
     decisions: pd.DataFrame = result.stats["decisions"]
     acting = decisions[decisions.state.isin(["act", "hold"])]
+    flag_changing = decisions[decisions.state.eq("act") & decisions.action.isin(policy.FLAG_CHANGING_ACTIONS)]
     ids = ",".join(sorted(decisions.decision_id))
     return dg.MaterializeResult(
         metadata={
@@ -260,10 +260,14 @@ def rollback_decisions(context: dg.AssetExecutionContext, lake: LakeResource, se
             "policy_version": config.version,
             "decisions_new": result.stats["new"],
             "by_state": dg.MetadataValue.json(decisions.state.value_counts().to_dict()),
-            "actionable_decision_ids": dg.MetadataValue.json(sorted(decisions[decisions.state == "act"].decision_id)),
-            "actions": markdown_table(acting[["flag_key", "release_version", "cohort", "action", "target_rollout",
-                                              "severity", "relative_rise", "n", "reason"]]),
+            # Only decisions that change a flag start a flag action; a superseded release is marked bad instead.
+            "actionable_decision_ids": dg.MetadataValue.json(sorted(flag_changing.decision_id)),
+            "releases_marked_bad": dg.MetadataValue.json(sorted(
+                f"{r.flag_key} {r.release_version}" for r in decisions[decisions.action == "block_release"].itertuples())),
+            "actions": markdown_table(acting[["flag_key", "release_version", "release_live", "cohort", "baseline_kind",
+                                              "action", "target_rollout", "severity", "relative_rise", "n", "reason"]]),
             "evidence": dg.MetadataValue.md(_evidence_markdown(acting)),
+            "suggested_taxonomy_terms": dg.MetadataValue.json(_suggested_terms(decisions, settings.taxonomy())),
         },
         data_version=dg.DataVersion(hashlib.sha256(ids.encode()).hexdigest()[:16]),
     )
@@ -275,8 +279,17 @@ def _evidence_markdown(decisions: pd.DataFrame) -> str:
     parts = []
     for row in decisions.itertuples():
         quotes = "\n".join(f"> {q}" for q in json.loads(row.evidence or "[]"))
-        parts.append(f"**{row.flag_key} {row.release_version} — {row.cohort}** ({row.action})\n\n{quotes}")
+        terms = ", ".join(f"{t} (z={z:.1f})" for t, z in json.loads(row.new_terms or "[]"))
+        new = f"\n\nNew in the complaints: {terms}" if terms else ""
+        parts.append(f"**{row.flag_key} {row.release_version} — {row.cohort}** ({row.action}){new}\n\n{quotes}")
     return "\n\n".join(parts)
+
+
+def _suggested_terms(decisions: pd.DataFrame, taxonomy_: taxonomy.Taxonomy) -> list[str]:
+    """Rising complaint terms no taxonomy phrase covers: candidates for new topics or phrases."""
+    terms = [t for cell in decisions.new_terms.dropna() for t in json.loads(cell or "[]")]
+    phrases = [p for topic in taxonomy_.topics for p in topic.phrases]
+    return sorted(set(new_terms.uncovered(terms, phrases)))
 
 
 FEEDBACK_ASSETS = [raw_feedback, release_artifacts, enriched_feedback, sentiment_model, scored_sentiment,

@@ -10,14 +10,16 @@ import pyarrow.dataset as ds
 from sklearn.metrics import f1_score
 
 from ..core.policy import latest_decisions
+from ..core.taxonomy import OTHER
 from ..core.schemas import ALL_COHORTS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT
 from .assets import cohort_baselines, enriched_feedback, raw_feedback, rollback_decisions, scored_sentiment, sentiment_model
-from .resources import LakeResource, SettingsResource, current_model
+from .resources import LakeResource, SettingsResource
 
 MIN_ATTRIBUTION_RATE = 0.70
 MAX_QUARANTINE_SHARE = 0.05
 MIN_RATING_AGREEMENT_F1 = 0.60
 AGREEMENT_SAMPLE = 50_000
+MAX_UNTOPICAL_NEGATIVE_SHARE = 0.5
 
 
 @dg.asset_check(asset=raw_feedback, blocking=True, description="The Delta table has exactly the declared columns and types.")
@@ -75,14 +77,10 @@ def attribution_rate_check(lake: LakeResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=sentiment_model, description="The calibrated model is used only when it beats the lexicon on held-out rows.")
 def calibrated_beats_lexicon(lake: LakeResource) -> dg.AssetCheckResult:
-    model = current_model(lake.model_dir())
-    pointer = lake.model_dir() / "current.json"
-    if not pointer.exists():
+    model = lake.model_store().current()
+    if model is None:
         return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
                                    metadata={"status": "no model trained (too few rated rows); lexicon in use"})
-    if model is None:
-        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
-                                   metadata={"status": "calibrated model lost to the lexicon; lexicon in use"})
     v = model.validation
     return dg.AssetCheckResult(
         passed=v.calibrated_wins,
@@ -92,9 +90,12 @@ def calibrated_beats_lexicon(lake: LakeResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=scored_sentiment, description="Scores agree with star ratings where customers gave them (macro-F1, 1-2★ vs 4-5★).")
+@dg.asset_check(asset=scored_sentiment, description="Text labels agree with star ratings on rated rows a source sends to the "
+                                                    "text scorer (macro-F1, 1-2★ vs 4-5★).")
 def scorer_agrees_with_ratings(lake: LakeResource) -> dg.AssetCheckResult:
-    rated = lake.lake().read(SCORED_SENTIMENT, columns=["rating", "sentiment_label"], filter=~ds.field("rating").is_null())
+    # Rows labelled by their own rating agree by construction: only text-labelled rated rows say anything.
+    rated = lake.lake().read(SCORED_SENTIMENT, columns=["rating", "sentiment_label", "label_source"],
+                             filter=~ds.field("rating").is_null() & (ds.field("label_source") != "rating"))
     rated = rated[rated.rating != 3].tail(AGREEMENT_SAMPLE)
     if rated.empty:
         return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={"rated_rows": 0})
@@ -123,6 +124,22 @@ def llm_budget_respected(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
         metadata={"budget_exhausted": bool(stats.get("budget_exhausted")), "budget_usd": stats.get("budget_usd") or 0.0,
                   "est_cost_usd": stats.get("est_cost_usd", 0.0), "fallback_share": round(fallback_share, 4),
                   "fallback_threshold": 0.05, "tokens_in": stats.get("tokens_in", 0), "tokens_out": stats.get("tokens_out", 0)},
+    )
+
+
+@dg.asset_check(asset=scored_sentiment, description="Most negative feedback falls in a taxonomy topic; otherwise surfaces "
+                                                    "and evidence are thin and the taxonomy needs the suggested terms.")
+def negatives_have_topics(lake: LakeResource) -> dg.AssetCheckResult:
+    negatives = lake.lake().read_arrow(SCORED_SENTIMENT, columns=["issue_category"],
+                                       filter=ds.field("sentiment_label") == "negative")
+    topics = negatives.column("issue_category").to_pandas().tail(AGREEMENT_SAMPLE)
+    share = float((topics == OTHER).mean()) if len(topics) else 0.0
+    return dg.AssetCheckResult(
+        passed=share <= MAX_UNTOPICAL_NEGATIVE_SHARE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"negative_share_without_topic": round(share, 4), "threshold": MAX_UNTOPICAL_NEGATIVE_SHARE,
+                  "negative_rows": len(topics),
+                  "hint": "see suggested_taxonomy_terms on rollback_decisions for phrases to add"},
     )
 
 
@@ -191,4 +208,5 @@ def guardrail_checks(flag_keys: list[str]) -> dg.AssetChecksDefinition:
 
 
 STATIC_CHECKS = [raw_feedback_schema, raw_feedback_unique_event_id, raw_feedback_quarantine_share, attribution_rate_check,
-                 calibrated_beats_lexicon, scorer_agrees_with_ratings, llm_budget_respected, minimum_sample]
+                 calibrated_beats_lexicon, scorer_agrees_with_ratings, negatives_have_topics, llm_budget_respected,
+                 minimum_sample]

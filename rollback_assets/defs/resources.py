@@ -1,8 +1,6 @@
 """Swappable parts, one ConfigurableResource each; `definitions.py` picks them per deployment."""
 
-import json
 import os
-import pickle
 from pathlib import Path
 
 import dagster as dg
@@ -12,9 +10,8 @@ from ..core.ingest import Mapping, load_mapping
 from ..core.lake import Lake
 from ..core.policy import PolicyConfig
 from ..core.scoring.base import Scorer
-from ..core.scoring.calibrated import CalibratedScorer
-from ..core.scoring.lexicon import LexiconScorer
-from ..core.scoring.llm import make_scorer
+from ..core.scoring.model_store import ModelStore
+from ..core.scoring.registry import make_scorer
 from ..core.taxonomy import Taxonomy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +29,8 @@ class LakeResource(dg.ConfigurableResource):
     def lake(self) -> Lake:
         return Lake(self.root)
 
-    def model_dir(self) -> Path:
-        return Path(self.root) / "models"
+    def model_store(self) -> ModelStore:
+        return ModelStore(Path(self.root) / "models")
 
 
 class LandingZoneResource(dg.ConfigurableResource):
@@ -73,11 +70,11 @@ class SettingsResource(dg.ConfigurableResource):
 
 
 class ScorerResource(dg.ConfigurableResource):
-    """Which scorer reads the text.
+    """Which scorer reads the text of rows without a rating (core/scoring/registry.py names the kinds).
 
     auto: the calibrated model where it beat the lexicon on held-out rows, else the lexicon.
-    lexicon: always the lexicon. openai | azure: the LLM scorer (see core/scoring/llm.py); its key comes
-    from the environment (OPENAI_API_KEY / AZURE_OPENAI_API_KEY, or an EnvVar given as api_key).
+    openai | azure: the LLM scorer (core/scoring/llm.py); its key comes from the environment
+    (OPENAI_API_KEY / AZURE_OPENAI_API_KEY, or an EnvVar given as api_key).
     """
 
     kind: str = "auto"
@@ -93,10 +90,6 @@ class ScorerResource(dg.ConfigurableResource):
     prompt_version: str | None = None
 
     def scorer(self, lake: LakeResource, taxonomy: Taxonomy) -> Scorer:
-        if self.kind == "lexicon":
-            return LexiconScorer()
-        if self.kind == "auto":
-            return current_model(lake.model_dir()) or LexiconScorer()
         if self.kind in ("openai", "azure"):
             options = {
                 "model": self.model, "deployment": self.deployment, "base_url": self.base_url,
@@ -104,30 +97,5 @@ class ScorerResource(dg.ConfigurableResource):
                 "batch_size": self.batch_size, "concurrency": self.concurrency, "budget_usd": self.budget_usd,
                 "prompt_version": self.prompt_version, "cache_root": lake.root,
             }
-            return make_scorer(self.kind, taxonomy=taxonomy, **{k: v for k, v in options.items() if v is not None})
-        raise ValueError(f"unknown scorer kind {self.kind!r}: auto, lexicon, openai or azure")
-
-
-def model_pointer(model_dir: Path) -> dict | None:
-    pointer = model_dir / "current.json"
-    return json.loads(pointer.read_text()) if pointer.exists() else None
-
-
-def current_model(model_dir: Path) -> CalibratedScorer | None:
-    chosen = model_pointer(model_dir)
-    if not chosen or not chosen.get("use_calibrated"):
-        return None
-    with open(model_dir / chosen["file"], "rb") as handle:
-        return pickle.load(handle)
-
-
-def save_model(model_dir: Path, model: CalibratedScorer, rated_rows: int) -> Path:
-    model_dir.mkdir(parents=True, exist_ok=True)
-    path = model_dir / f"{model.version}.pkl"
-    with open(path, "wb") as handle:
-        pickle.dump(model, handle)
-    (model_dir / "current.json").write_text(
-        json.dumps({"file": path.name, "version": model.version, "rated_rows": rated_rows,
-                    "use_calibrated": model.validation.calibrated_wins})
-    )
-    return path
+            return make_scorer(self.kind, taxonomy, **{k: v for k, v in options.items() if v is not None})
+        return make_scorer(self.kind, taxonomy, model=lake.model_store().current())

@@ -1,12 +1,12 @@
 """LLM scorer: OpenAI or Azure OpenAI Chat Completions with strict structured outputs.
 
-Use `make_scorer(kind, **config)`; kind is "offline" (LexiconScorer), "openai" or "azure". The result
+Chosen through `registry.make_scorer("openai" | "azure", taxonomy, **config)`. The result
 satisfies the `Scorer` protocol: `score(texts)` returns one row per text, in order, never raising for
 a bad answer, a failed request or an exhausted budget -- those rows are scored by the offline scorer
 and say so (`scorer="lexicon-vader"`, `scorer_version="vader-...;fallback-from=<llm version>;reason=..."`,
 `fallback_reason`).
 
-Config (keyword arguments of `make_scorer` / `LLMConfig`):
+Config (keyword arguments of `registry.make_scorer` / `LLMConfig`):
 
   model            OpenAI model name (default "gpt-4o-mini"); for Azure the deployment name if
                    `deployment` is not given.
@@ -611,19 +611,8 @@ class LLMScorer:
         return None
 
 
-def make_scorer(kind: str = "offline", taxonomy: Taxonomy | None = None, **config: Any):
-    """A Scorer by kind: "offline" -> LexiconScorer; "openai" / "azure" -> LLMScorer(**LLMConfig fields)."""
-    kind = (kind or "offline").lower()
-    if kind in ("offline", "lexicon"):
-        return LexiconScorer()
-    if kind in ("openai", "azure"):
-        known = {f.name for f in fields(LLMConfig)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"unknown LLM scorer config: {unknown}")
-        clean = {k: v for k, v in config.items() if v is not None}
-        return LLMScorer(kind, LLMConfig(**clean), taxonomy)
-    raise ValueError(f"scorer kind must be offline, openai or azure, not {kind!r}")
+def config_fields() -> set[str]:
+    return {f.name for f in fields(LLMConfig)}
 
 
-__all__ = ["LLMConfig", "LLMScorer", "make_scorer", "response_schema", "validate_item", "PROMPT_VERSION", "SCHEMA_VERSION"]
+__all__ = ["LLMConfig", "LLMScorer", "config_fields", "response_schema", "validate_item", "PROMPT_VERSION", "SCHEMA_VERSION"]
