@@ -15,6 +15,7 @@ import pandas as pd
 
 from .releases import live_release, previous_releases
 from .schemas import ALL_COHORTS, COHORT_BASELINES
+from .scoring.redact import redact_quote
 
 # Columns with few distinct values: read as categoricals, comparisons and group-bys are 10x cheaper.
 CATEGORICAL_COLUMNS = ["attributed_flag", "release_version", "cohort", "sentiment_label", "issue_category",
@@ -127,7 +128,7 @@ def _evidence(negative: pd.DataFrame, topic: str | None, quotes: int) -> list[st
     if topic is None:
         return []
     on_topic = negative[negative.issue_category == topic].sort_values(["confidence", "created_at"], ascending=[False, True])
-    texts = on_topic.text.str.slice(0, 240).drop_duplicates()
+    texts = on_topic.text.map(redact_quote).drop_duplicates()  # people read these: same redaction as the LLM's input
     return texts.head(quotes).tolist()
 
 
