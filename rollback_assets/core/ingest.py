@@ -592,9 +592,9 @@ def parse_time(values: pd.Series, mapping: Mapping) -> pd.Series:
         return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce").astype("datetime64[ns, UTC]")
     result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     if time_format == "iso":
-        parts = values.astype(object).fillna("").str.extract(f"^{_ISO_TIME.pattern}$", flags=re.IGNORECASE)
+        parts = values.astype("string").fillna("").str.extract(f"^{_ISO_TIME.pattern}$", flags=re.IGNORECASE)
         local = parts["date"] + ("T" + parts["time"].str.replace(",", ".", regex=False)).fillna("")
-        zone = parts["zone"].str.upper().replace({"Z": "+00:00", "UTC": "+00:00", "GMT": "+00:00"})
+        zone = parts["zone"].str.upper().str.replace(r"^(?:Z|UTC|GMT)$", "+00:00", regex=True)
         zone = zone.str.replace(r"^([+-]\d{2})$", r"\1:00", regex=True).str.replace(r"^([+-]\d{2})(\d{2})$", r"\1:\2", regex=True)
         aware = local.notna() & zone.notna() & parts["time"].notna()
         naive = local.notna() & ~aware
