@@ -133,8 +133,9 @@ def scan_landing_zone(root: str | Path, search_dirs: list[Path] | None = None) -
                                  f"{entry.name}.yaml to the mappings folder, or start the folder's name with _")
             continue
         except Exception as error:  # noqa: BLE001 - YAML syntax, missing keys, bad values: all reported alike
+            detail = " ".join(str(error).split())  # YAML errors span lines; one line reads better in a tick log
             scan.problems.append(f"{entry}: mapping {entry.name!r} is invalid, so its files are not read: "
-                                 f"{type(error).__name__}: {error}")
+                                 f"{type(error).__name__}: {detail}")
             continue
         for path in sorted(entry.iterdir()):
             if path.name.startswith(("_", ".")):
@@ -636,9 +637,10 @@ def _quarantine_rows(
     # A line that never became a record cannot be split into fields: withheld when the mapping hashes or
     # drops any (it may carry a user name in clear); the landing file itself still has it.
     keep_lines = mapping.strict and not mapping.hash_columns and not mapping.ignore
+    read = raw.loc[raw.index.intersection(list(bad_rows)), [c for c in raw.columns if c in kept]].to_dict("index")
     rows = []
     for row, reason in sorted(bad_rows.items()):
-        record = {k: v for k, v in raw.loc[row].to_dict().items() if k in kept} if row in raw.index else None
+        record = read.get(row)
         rows.append(
             {
                 "source_file": path,
