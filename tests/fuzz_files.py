@@ -284,3 +284,43 @@ def check(expected: list[Expected], valid: pd.DataFrame, quarantined: pd.DataFra
 
 FAILURE_COUNTS = ("valid_missing", "valid_wrong_line", "valid_wrong_time", "bad_missing", "bad_wrong_reason",
                   "unexpected_quarantine", "bad_landed", "internal_errors")
+
+
+# ------------------------------------------------------------------------------------------------ mutation
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """Random byte-level damage: flipped, inserted and deleted bytes, a cut, a spliced-in repeat."""
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 12)):
+        if not data:
+            break
+        where, action = rng.randrange(len(data)), rng.randrange(6)
+        if action == 0:
+            data[where] = rng.randrange(256)
+        elif action == 1:
+            data[where:where] = bytes(rng.choice(b'\x00\xff\n\r",{}[]\\:') for _ in range(rng.randint(1, 4)))
+        elif action == 2:
+            del data[where:where + rng.randint(1, 64)]
+        elif action == 3:
+            del data[where:]
+        elif action == 4:
+            start = rng.randrange(len(data))
+            data[where:where] = data[start:start + rng.randint(1, 200)]
+        else:
+            data[where:where] = "\ud800".encode("utf-8", "surrogatepass") if rng.random() < 0.5 else b"\\ud800"
+    return bytes(data)
+
+
+def check_mutated(result, path: Path) -> list[str]:
+    """What must hold for any damaged file: no reader error, no row both landed and quarantined, and for
+    JSON lines every non-blank line accounted for exactly once (or the whole file quarantined)."""
+    problems = []
+    reasons = result.quarantined.reason.tolist()
+    problems += [f"{path.name}: {r}" for r in reasons if "internal error" in r]
+    landed, quarantined = set(result.valid.source_row), list(result.quarantined.source_row)
+    if landed & set(quarantined) or len(quarantined) != len(set(quarantined)):
+        problems.append(f"{path.name}: a row both landed and quarantined, or quarantined twice")
+    if path.suffix == ".jsonl" and result.file_error is None:
+        lines = {n for n, line in enumerate(path.read_bytes().split(b"\n"), start=1) if line.strip()}
+        if landed | set(quarantined) != lines:
+            problems.append(f"{path.name}: lines not accounted for: {sorted(lines ^ (landed | set(quarantined)))[:10]}")
+    return problems

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from fuzz_files import FAILURE_COUNTS, PARQUET_MAPPING, check, write_csv, write_jsonl, write_parquet
+from fuzz_files import FAILURE_COUNTS, PARQUET_MAPPING, check, check_mutated, mutate, write_csv, write_jsonl, write_parquet
 
 from rollback_assets.core import pipeline
 from rollback_assets.core.ingest import (
@@ -42,6 +42,7 @@ def _reasons(result) -> dict[int, str]:
 
 
 # ------------------------------------------------------------------------------------------------ fuzzed files
+@pytest.mark.filterwarnings("ignore:The behavior of DataFrame concatenation:FutureWarning")
 def test_fuzzed_files_every_valid_row_lands_every_bad_row_is_quarantined_at_its_line(tmp_path):
     """Small version of bench/chaos.py: 0 crashes, all valid rows landed, all bad rows at their true line."""
     rng, now = random.Random(11), datetime.now(timezone.utc)
@@ -53,6 +54,20 @@ def test_fuzzed_files_every_valid_row_lands_every_bad_row_is_quarantined_at_its_
                     pd.concat([r.quarantined for r in results if len(r.quarantined)]))
     assert {k: figures[k] for k in FAILURE_COUNTS} == dict.fromkeys(FAILURE_COUNTS, 0), figures["examples"]
     assert figures["landed"] == figures["valid_expected"] > 400 and figures["bad_quarantined_right"] > 150
+
+
+def test_randomly_damaged_files_never_crash_and_every_line_is_accounted_for(tmp_path):
+    rng, now = random.Random(5), datetime.now(timezone.utc)
+    sources = [(write_jsonl(tmp_path / "a.jsonl", 40, rng, now).path, load_mapping("feedback_jsonl")),
+               (write_csv(tmp_path / "b.csv", 40, rng, now).path, load_mapping("support_tickets")),
+               (write_parquet(tmp_path / "c.parquet", 40, rng, now).path, Mapping.from_dict(yaml.safe_load(PARQUET_MAPPING)))]
+    problems = []
+    for n in range(30):
+        source, mapping = sources[n % 3]
+        damaged = tmp_path / f"m{n}{source.suffix}"
+        damaged.write_bytes(mutate(source.read_bytes(), rng))
+        problems += check_mutated(read_file(damaged, mapping, author_salt=SALT), damaged)
+    assert problems == []
 
 
 # ------------------------------------------------------------------------------------------------ poison records
@@ -321,3 +336,24 @@ def test_quarantine_keeps_no_hashed_or_ignored_personal_fields(tmp_path):
     record = json.loads(result.quarantined.set_index("source_row").loc[3, "raw_record"])
     assert record["reviewId"] == "g2" and "userName" not in record and "userImage" not in record
     assert pd.isna(result.quarantined.set_index("source_row").loc[4, "raw_record"])  # unsplittable line: withheld
+
+
+def test_odd_but_legal_files_are_read(tmp_path):
+    """A byte-order mark, a source column named like ingest's own `source_row`, old Mac line ends, an
+    empty file: all read, nothing crashes."""
+    mapping = load_mapping("feedback_jsonl")
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(ROW).encode() + b"\n" + json.dumps({**ROW, "event_id": "e-2", "text": ["x"]}).encode() + b"\n")
+    result = read_file(bom, mapping, now=NOW)
+    assert result.valid.event_id.tolist() == ["e-1"] and result.quarantined.source_row.tolist() == [2]
+    clash = _jsonl(tmp_path / "clash.jsonl", [{**ROW, "source_row": 99}])
+    result = read_file(clash, mapping, now=NOW)  # strict mapping: an unknown column, at the real line
+    assert result.quarantined.source_row.tolist() == [1] and "unknown columns" in result.quarantined.reason[0]
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(b"ticket_id,created_at,subject,description\rt-1,2026-09-10T10:00:00Z,a,b\rt-2,now,a,b\r")
+    result = read_file(mac, load_mapping("support_tickets"), author_salt=SALT, now=NOW)
+    assert result.valid.event_id.tolist() == ["t-1"] and result.quarantined.source_row.tolist() == [3]
+    for name in ("empty.csv", "empty.jsonl"):
+        (tmp_path / name).write_bytes(b"")
+        result = read_file(tmp_path / name, load_mapping("support_tickets"), author_salt=SALT, now=NOW)
+        assert result.valid.empty and result.quarantined.empty and result.file_error is None

@@ -223,6 +223,8 @@ def read_file(path: str | Path, mapping: Mapping, *, author_salt: str = "", now:
         frame, reasons = _canonical(records, mapping, author_salt)
     except UnreadableFile as error:
         return _unreadable_file(path, mapping, str(error), now)
+    except OSError as error:
+        return _unreadable_file(path, mapping, f"cannot open the file: {error.strerror or error}", now)
     except Exception as error:  # noqa: BLE001 - a reader bug must cost one file, not the batch; the reason says so
         return _unreadable_file(path, mapping, f"internal error while reading: {type(error).__name__}: {error}", now)
     reasons.extend((row, reason) for row, reason in flagged)
@@ -271,6 +273,14 @@ def _read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadabl
     return frame, unreadable, flagged
 
 
+# Ingest numbers records in a `source_row` column; a source column of that name is kept under this one.
+SOURCE_ROW_IN_FILE = "source_row (in file)"
+
+
+def _data_name(name: str) -> str:
+    return SOURCE_ROW_IN_FILE if name == "source_row" else name
+
+
 ARROW_STRING = pd.StringDtype("pyarrow")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 CSV_FIELD_LIMIT = 1 << 30  # the csv module's default (131,072) made one long field abort the whole file
@@ -290,8 +300,6 @@ def _check_columns(columns: list[str], mapping: Mapping) -> None:
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
     if duplicated:
         raise UnreadableFile(f"duplicate column names: {', '.join(duplicated)}")
-    if "source_row" in columns:
-        raise UnreadableFile("a column is named 'source_row', which ingest reserves for the line number")
     for canonical in ("event_id", "text", "created_at"):
         source = mapping.columns[canonical]
         wanted = source if isinstance(source, list) else [source]
@@ -367,7 +375,7 @@ def _read_csv_rows(path: Path, header: list[str]) -> tuple[pd.DataFrame, Unreada
             else:
                 rows.append(record)
                 numbers.append(line)
-    frame = pd.DataFrame(rows, columns=header)
+    frame = pd.DataFrame(rows, columns=[_data_name(c) for c in header])
     frame.insert(0, "source_row", np.array(numbers, dtype=np.int64))
     return frame, unreadable, []
 
@@ -385,6 +393,8 @@ def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable,
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is not part of the first record
             line = raw.decode("utf-8", errors="replace")[:4096]
             try:
                 obj = json.loads(raw.decode("utf-8"))
@@ -402,7 +412,7 @@ def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable,
                 continue
             row = {"source_row": number}
             for key, value in obj.items():
-                key = _LONE_SURROGATE.sub("\ufffd", key)
+                key = _data_name(_LONE_SURROGATE.sub("\ufffd", key))
                 text, problem = _cell_text(value)
                 if problem and key in read_columns:
                     flagged.append((number, f"{key}: {problem}"))
@@ -487,7 +497,7 @@ def _string_frame(table: pa.Table, first_row: int, read_columns: set[str], flagg
                     flagged.append((first_row + offset, f"{name}: {problem}"))
                 texts.append(text)
             columns[name] = pa.array(texts, pa.string())
-    frame = pa.table(columns).to_pandas(types_mapper={pa.string(): ARROW_STRING}.get)
+    frame = pa.table({_data_name(n): c for n, c in columns.items()}).to_pandas(types_mapper={pa.string(): ARROW_STRING}.get)
     frame.insert(0, "source_row", np.arange(first_row, first_row + len(frame)))
     return frame
 
