@@ -6,9 +6,11 @@ relative and future times, quoted newlines, blank lines, wrong field counts, byt
 plus whole files that cannot be read, a `.CSV` in upper case, a `.parquet` in a JSONL folder, a `.txt`,
 a stray folder and a broken mapping. The answer for every record is known (tests/fuzz_files.py), so the
 run counts: crashes, valid rows landed, bad rows quarantined at their true line with the right reason.
-A second pass checks that a rerun neither re-ingests nor duplicates quarantine rows.
+A second pass checks that a rerun neither re-ingests nor duplicates quarantine rows. Then `--mutations`
+copies of those files are damaged at random (flipped, inserted, deleted bytes, cuts, splices, surrogate
+escapes) and read: no reader error, no row both landed and quarantined, every JSON line accounted for.
 
-    .venv/bin/python bench/chaos.py [--records 4000] [--files 4] [--seed 7]
+    .venv/bin/python bench/chaos.py [--records 4000] [--files 4] [--mutations 300] [--seed 7]
 Writes bench/results/chaos.json; exits 1 when any failure count is not 0.
 """
 
@@ -29,10 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from fuzz_files import FAILURE_COUNTS, PARQUET_MAPPING, Expected, check, write_csv, write_jsonl, write_parquet  # noqa: E402
+from fuzz_files import (  # noqa: E402
+    FAILURE_COUNTS, PARQUET_MAPPING, Expected, check, check_mutated, mutate, write_csv, write_jsonl, write_parquet,
+)
 
 from rollback_assets.core import pipeline  # noqa: E402
-from rollback_assets.core.ingest import scan_landing_zone  # noqa: E402
+from rollback_assets.core.ingest import read_file, scan_landing_zone  # noqa: E402
 from rollback_assets.core.lake import Lake  # noqa: E402
 from rollback_assets.core.schemas import LANDING_FILES, QUARANTINE, RAW_FEEDBACK  # noqa: E402
 
@@ -76,10 +80,33 @@ def build_landing_zone(root: Path, records: int, files: int, seed: int) -> tuple
     return landing, mappings, expected, unreadable
 
 
+def damage(files: list, folder: Path, count: int, rng: random.Random) -> dict:
+    """Read randomly damaged copies of the landing files; count reader errors and accounting problems."""
+    folder.mkdir()
+    sources = [(p, m) for p, m in files if p.suffix.lower() in (".csv", ".jsonl", ".parquet")]
+    crashes, problems, unreadable, lines = [], [], 0, 0
+    for n in range(count):
+        source, mapping = sources[n % len(sources)]
+        damaged = folder / f"damaged_{n}{source.suffix.lower()}"
+        damaged.write_bytes(mutate(source.read_bytes(), rng))
+        try:
+            result = read_file(damaged, mapping, author_salt=SALT)
+        except Exception as error:  # noqa: BLE001 - counted, that is the point
+            crashes.append(f"{damaged.name}: {type(error).__name__}: {error}")
+            continue
+        unreadable += result.file_error is not None
+        lines += len(result.valid) + len(result.quarantined)
+        problems += check_mutated(result, damaged)
+    return {"damaged_files": count, "damaged_rows_seen": lines, "damaged_files_unreadable": unreadable,
+            "damaged_crashes": len(crashes), "damaged_problems": len(problems),
+            "damaged_examples": (crashes + problems)[:10]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=4000, help="records per format (CSV, JSONL, Parquet)")
     parser.add_argument("--files", type=int, default=4, help="files per format")
+    parser.add_argument("--mutations", type=int, default=300, help="randomly damaged copies of the fuzzed files")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "chaos.json"))
     args = parser.parse_args()
@@ -120,7 +147,9 @@ def main() -> int:
         figures["ingest_seconds"] = round(seconds, 2)
         figures["records_per_second"] = round(figures["records"] / seconds) if seconds else None
         figures["reasons"] = stats.get("reasons", {})
-    failures = {k: figures[k] for k in (*FAILURE_COUNTS, "crashes", "rerun_duplicate_quarantine_rows") if figures[k]}
+        figures.update(damage(scan.files, root / "damaged", args.mutations, random.Random(args.seed + 1)))
+    failures = {k: figures[k] for k in (*FAILURE_COUNTS, "crashes", "rerun_duplicate_quarantine_rows",
+                                        "damaged_crashes", "damaged_problems") if figures[k]}
     if figures["unreadable_files_reported_right"] != figures["unreadable_files_expected"]:
         failures["unreadable_files_reported_right"] = figures["unreadable_files_reported_right"]
     if len(figures["landing_zone_problems"]) != 2:
