@@ -601,25 +601,50 @@ def parse_time(values: pd.Series, mapping: Mapping) -> pd.Series:
         numbers = pd.to_numeric(values, errors="coerce")
         numbers = numbers.where(numbers.abs() < limit)
         return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce").astype("datetime64[ns, UTC]")
-    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     if time_format == "iso":
-        parts = values.astype("string").fillna("").str.extract(f"^{_ISO_TIME.pattern}$", flags=re.IGNORECASE)
-        local = parts["date"] + ("T" + parts["time"].str.replace(",", ".", regex=False)).fillna("")
-        zone = parts["zone"].str.upper().str.replace(r"^(?:Z|UTC|GMT)$", "+00:00", regex=True)
-        zone = zone.str.replace(r"^([+-]\d{2})$", r"\1:00", regex=True).str.replace(r"^([+-]\d{2})(\d{2})$", r"\1:\2", regex=True)
-        aware = local.notna() & zone.notna() & parts["time"].notna()
-        naive = local.notna() & ~aware
-        if aware.any():
-            result[aware] = pd.to_datetime(local[aware] + zone[aware], format="ISO8601", utc=True, errors="coerce")
-        if naive.any():
-            result[naive] = _localize(pd.to_datetime(local[naive], format="ISO8601", errors="coerce"), mapping.timezone)
-        return result
+        return _parse_iso(values, mapping.timezone)
     # A strftime pattern. Values without a digit ("now", "today") are never times.
     candidates = values.where(values.str.contains(r"\d", regex=True).fillna(False).astype(bool))
     if "%z" in time_format or "%Z" in time_format:
         return pd.to_datetime(candidates, format=time_format, utc=True, errors="coerce").astype("datetime64[ns, UTC]")
     parsed = pd.to_datetime(candidates, format=time_format, errors="coerce")
     return _localize(parsed, mapping.timezone)
+
+
+def _parse_iso(values: pd.Series, zone: str) -> pd.Series:
+    """Strict ISO values → UTC. Arrow's RE2 sorts the values (not ISO / with an offset / without one) at C
+    speed; pandas then parses each group whole, so no value can borrow a neighbour's offset. The rare
+    forms pandas does not read (a decimal comma, `UTC`/`GMT`, a space before the offset) are rewritten first."""
+    text = pa.array(values, from_pandas=True)
+    text = text.cast(pa.string()) if text.type != pa.string() else text
+    iso = _matches(text, f"(?i)^{_ISO_TIME.pattern}$")
+    aware = iso & _matches(text, _OFFSET_AT_END)
+    odd = iso & _matches(text, r"(?i),|UTC|GMT|\d\s+(?:Z|[+-]\d)")
+    strings = values
+    if odd.any():
+        strings = values.astype(object)
+        strings[odd] = [_normalised_iso(v) for v in strings[odd]]
+    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    if aware.any():
+        result[aware] = pd.to_datetime(strings[aware], format="ISO8601", utc=True, errors="coerce")
+    naive = iso & ~aware
+    if naive.any():
+        result[naive] = _localize(pd.to_datetime(strings[naive], format="ISO8601", errors="coerce"), zone)
+    return result
+
+
+_OFFSET_AT_END = r"(?i)\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)\s*$"
+
+
+def _matches(text: pa.Array, pattern: str) -> np.ndarray:
+    return pc.fill_null(pc.match_substring_regex(text, pattern), False).to_numpy(zero_copy_only=False)
+
+
+def _normalised_iso(value: str) -> str:
+    match = _ISO_TIME.fullmatch(value)
+    local = match["date"] + ("T" + match["time"].replace(",", ".") if match["time"] else "")
+    zone = (match["zone"] or "").upper()
+    return local + ("+00:00" if zone in ("Z", "UTC", "GMT") else zone)
 
 
 def _localize(naive: pd.Series, zone: str) -> pd.Series:
