@@ -219,14 +219,18 @@ def read_file(path: str | Path, mapping: Mapping, *, author_salt: str = "", now:
     that cannot be read at all becomes one quarantine row (source_row 0) and `file_error`."""
     now = now or datetime.now(timezone.utc)
     try:
-        records, unreadable, flagged = _read_records(Path(path), mapping)
-        frame, reasons = _canonical(records, mapping, author_salt)
+        return _read_file(Path(path), mapping, author_salt, now)
     except UnreadableFile as error:
         return _unreadable_file(path, mapping, str(error), now)
     except OSError as error:
         return _unreadable_file(path, mapping, f"cannot open the file: {error.strerror or error}", now)
     except Exception as error:  # noqa: BLE001 - a reader bug must cost one file, not the batch; the reason says so
         return _unreadable_file(path, mapping, f"internal error while reading: {type(error).__name__}: {error}", now)
+
+
+def _read_file(path: Path, mapping: Mapping, author_salt: str, now: datetime) -> IngestResult:
+    records, unreadable, flagged = _read_records(path, mapping)
+    frame, reasons = _canonical(records, mapping, author_salt)
     reasons.extend((row, reason) for row, reason in flagged)
     for row_number, reason, _ in unreadable:
         reasons.append((row_number, reason))
@@ -245,8 +249,8 @@ def read_file(path: str | Path, mapping: Mapping, *, author_salt: str = "", now:
 
 
 def _unreadable_file(path, mapping: Mapping, reason: str, now: datetime) -> IngestResult:
-    row = {"source_file": str(path), "source_row": 0, "mapping": mapping.name, "reason": f"file not read: {reason}"[:2000],
-           "event_id": None, "raw_record": None, "quarantined_at": now}
+    row = {"source_file": str(path), "source_row": 0, "mapping": mapping.name,
+           "reason": f"file not read: {reason}"[:2000], "event_id": None, "raw_record": None, "quarantined_at": now}
     return IngestResult(RAW_FEEDBACK.empty_frame(), pd.DataFrame([row]), file_error=reason)
 
 
@@ -273,25 +277,19 @@ def _read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadabl
     return frame, unreadable, flagged
 
 
-# Ingest numbers records in a `source_row` column; a source column of that name is kept under this one.
-SOURCE_ROW_IN_FILE = "source_row (in file)"
-
-
-def _data_name(name: str) -> str:
-    return SOURCE_ROW_IN_FILE if name == "source_row" else name
-
-
 ARROW_STRING = pd.StringDtype("pyarrow")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 CSV_FIELD_LIMIT = 1 << 30  # the csv module's default (131,072) made one long field abort the whole file
 
 
+def _data_name(name: str) -> str:
+    """Ingest numbers records in a `source_row` column; a source column of that name is kept beside it."""
+    return "source_row (in file)" if name == "source_row" else name
+
+
 def _read_columns(mapping: Mapping) -> set[str]:
     """Source columns whose values the mapping uses (a wrong-kind value there spoils the record)."""
-    names = set(mapping.hash_columns.values())
-    for source in mapping.columns.values():
-        names.update(source if isinstance(source, list) else [source])
-    return names
+    return mapping.source_columns - set(mapping.ignore)
 
 
 def _check_columns(columns: list[str], mapping: Mapping) -> None:
@@ -699,7 +697,7 @@ def _in_file_duplicates(good: pd.DataFrame) -> dict[int, str]:
 def _kept_columns(mapping: Mapping) -> set[str]:
     """What a quarantine row may show of a record: the columns the mapping stores as they are, never one it
     hashes (the point of hashing is that the value is not kept) or ignores or does not know."""
-    return _read_columns(mapping) - set(mapping.hash_columns.values()) - set(mapping.ignore)
+    return _read_columns(mapping) - set(mapping.hash_columns.values())
 
 
 def _id_column(mapping: Mapping) -> str:
