@@ -357,3 +357,12 @@ def test_odd_but_legal_files_are_read(tmp_path):
         (tmp_path / name).write_bytes(b"")
         result = read_file(tmp_path / name, load_mapping("support_tickets"), author_salt=SALT, now=NOW)
         assert result.valid.empty and result.quarantined.empty and result.file_error is None
+
+
+def test_a_json_array_export_is_read_record_by_record(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([ROW, {**ROW, "event_id": "e-2", "text": ["x"]}, "stray", {**ROW, "event_id": "e-4"}], indent=2))
+    result = read_file(path, load_mapping("feedback_jsonl"), now=NOW)
+    assert sorted(result.valid.event_id) == ["e-1", "e-4"]
+    reasons = _reasons(result)
+    assert "text: is a list" in reasons[2] and "not a JSON object" in reasons[3]

@@ -387,6 +387,15 @@ def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable,
     unreadable: Unreadable = []
     flagged: Flagged = []
     rows = []
+    array = _json_array(path)
+    if array is not None:  # one JSON document holding a list of records: numbered by element
+        for number, obj in enumerate(array, start=1):
+            if isinstance(obj, dict):
+                rows.append(_json_record(obj, number, read_columns, flagged))
+            else:
+                unreadable.append((number, "array element is not a JSON object", json.dumps(obj)[:4096]))
+        frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
+        return frame, unreadable, flagged
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -408,16 +417,32 @@ def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable,
             if not isinstance(obj, dict):
                 unreadable.append((number, "line is not a JSON object", line))
                 continue
-            row = {"source_row": number}
-            for key, value in obj.items():
-                key = _data_name(_LONE_SURROGATE.sub("\ufffd", key))
-                text, problem = _cell_text(value)
-                if problem and key in read_columns:
-                    flagged.append((number, f"{key}: {problem}"))
-                row[key] = text
-            rows.append(row)
+            rows.append(_json_record(obj, number, read_columns, flagged))
     frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
     return frame, unreadable, flagged
+
+
+def _json_record(obj: dict, number: int, read_columns: set[str], flagged: Flagged) -> dict:
+    row = {"source_row": number}
+    for key, value in obj.items():
+        key = _data_name(_LONE_SURROGATE.sub("\ufffd", key))
+        text, problem = _cell_text(value)
+        if problem and key in read_columns:
+            flagged.append((number, f"{key}: {problem}"))
+        row[key] = text
+    return row
+
+
+def _json_array(path: Path) -> list | None:
+    """The records of a `.json` export that is one JSON array rather than JSON lines, else None."""
+    with open(path, "rb") as handle:
+        if not handle.read(256).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            return None
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, list) else None
 
 
 def _arrow_jsonl(path: Path, mapping: Mapping) -> pa.Table | None:

@@ -16,9 +16,11 @@ The markers are stable (`[EMAIL]`, `[IBAN]`, `[CARD]`, `[PHONE]`, `[ADDRESS]`, `
 `[SECRET]`) so the model still sees that the customer gave contact details without seeing them.
 
 What the regex core misses, knowingly: a bare name with no cue ("Sarah was rude"), a street without a
-house number or an address written as prose, phone numbers split by words. A NER model (Microsoft
-Presidio on spaCy) would catch more names, but its English model cannot be installed from the package
-registries these machines reach, and it would cost far more per review than the LLM call it guards.
+house number or an address written as prose, phone numbers split by words. Microsoft Presidio would
+catch more names, but its recognisers run on a spaCy NER model that spaCy publishes outside PyPI (only
+unofficial re-uploads are there), it adds a few hundred MB, and small NER models miss the lower-case,
+misspelt names of app reviews anyway; measured on 15.6k real Play reviews, the cues above mark 6 names
+and 1 address, with no false positive found among them.
 Evidence quotes shown to people go through `redact_quote`, the same rules.
 """
 
