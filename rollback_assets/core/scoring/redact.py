@@ -19,8 +19,8 @@ What the regex core misses, knowingly: a bare name with no cue ("Sarah was rude"
 house number or an address written as prose, phone numbers split by words. Microsoft Presidio would
 catch more names, but its recognisers run on a spaCy NER model that spaCy publishes outside PyPI (only
 unofficial re-uploads are there), it adds a few hundred MB, and small NER models miss the lower-case,
-misspelt names of app reviews anyway; measured on 15.6k real Play reviews, the cues above mark 6 names
-and 1 address, with no false positive found among them.
+misspelt names of app reviews anyway. On 15.6k real Play reviews the cues above mark 6 names and 1
+address; one mark is a false positive (a show title after "Miss").
 Evidence quotes shown to people go through `redact_quote`, the same rules.
 """
 
