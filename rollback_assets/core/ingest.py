@@ -115,8 +115,9 @@ class LandingScan:
 
 def scan_landing_zone(root: str | Path, search_dirs: list[Path] | None = None) -> LandingScan:
     """One subfolder per source, named after its mapping. Folders and files starting with `_` or `.` are
-    not sources (notes, releases files, uploads in progress). Every other file of a source folder is a
-    candidate whatever its suffix: `read_file` reads it by its real format or quarantines it as a file."""
+    not sources (notes, the releases file, uploads in progress, Spark's `_SUCCESS` and `.crc` files).
+    Every other file of a source folder is a candidate whatever its suffix: `read_file` reads it by its
+    real format or quarantines it as a file, so nothing in a source folder is skipped without a trace."""
     root, scan = Path(root), LandingScan()
     if not root.is_dir():
         return scan
