@@ -62,8 +62,8 @@ class Mapping:
             ignore=tuple(spec.get("ignore", ())),
             hash_columns=dict(spec.get("hash_columns") or {}),
             constants=dict(spec.get("constants") or {}),
-            timezone=str(spec.get("timezone", "UTC")),
-            max_future_skew=str(spec.get("max_future_skew", DEFAULT_FUTURE_SKEW)),
+            timezone=str(spec.get("timezone") or "UTC"),
+            max_future_skew=str(spec.get("max_future_skew") or DEFAULT_FUTURE_SKEW),
         )
         mapping.validate()
         return mapping
