@@ -29,3 +29,4 @@ bench: $(VENV)/.installed
 	$(PY) bench/accuracy.py
 	$(PY) bench/llm.py
 	$(PY) bench/flag_latency.py
+	$(PY) bench/chaos.py

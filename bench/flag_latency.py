@@ -72,7 +72,8 @@ class Harness:
             demo_data.write_landing_zone(demo_data.generate(demo_data.DemoSpec()), self.landing, releases)
             pipeline.register_releases(Lake(self.snapshot), load_releases_yaml(releases))
         self.lake_root = work / f"lake-{backend}"
-        os.environ.update({"ROLLBACK_LAKE": str(self.lake_root), "ROLLBACK_LANDING": str(self.landing), **env})
+        os.environ.update({"ROLLBACK_LAKE": str(self.lake_root), "ROLLBACK_LANDING": str(self.landing),
+                           "ROLLBACK_AUTHOR_SALT": os.environ.get("ROLLBACK_AUTHOR_SALT") or "bench-salt-not-secret", **env})
         for name in ("ROLLBACK_POLICY", "ROLLBACK_RELEASES", "ROLLBACK_NOTIFY_URL"):
             os.environ.pop(name, None)
         from rollback_assets.definitions import build_definitions

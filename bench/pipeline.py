@@ -58,6 +58,7 @@ def peak_rss_mb() -> float:
 def point_at(root: Path) -> None:
     os.environ["ROLLBACK_LAKE"] = str(root / "lake")
     os.environ["ROLLBACK_LANDING"] = str(root / "landing")
+    os.environ.setdefault("ROLLBACK_AUTHOR_SALT", "bench-salt-not-secret")  # required: tickets hash requester ids
 
 
 def main() -> int:

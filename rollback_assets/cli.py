@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -26,6 +27,10 @@ def cmd_demo(args) -> int:
     releases_file = landing / "_releases.yaml"
     for folder in (lake_root, landing, flag_file.parent):
         shutil.rmtree(folder, ignore_errors=True)
+    if not os.environ.get("ROLLBACK_AUTHOR_SALT"):
+        os.environ["ROLLBACK_AUTHOR_SALT"] = secrets.token_hex(32)
+        print("demo: generated a random ROLLBACK_AUTHOR_SALT for this run (author hashes are keyed by it); "
+              "real deployments must set their own, keep it secret and keep it stable")
     reset_instance(Path(os.environ["DAGSTER_HOME"]))
 
     import dagster as dg

@@ -15,6 +15,7 @@ from rollback_assets.core.releases import load_releases_yaml
 
 ENV_CLEARED = ("ROLLBACK_RELEASES", "ROLLBACK_POLICY", "ROLLBACK_TAXONOMY", "ROLLBACK_MAPPINGS",
                "ROLLBACK_AUTHOR_SALT", "ROLLBACK_DEPLOYMENT")
+TEST_SALT = "test-salt-not-secret"
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -47,6 +48,7 @@ def set_env(mp: pytest.MonkeyPatch, env: DemoEnv) -> None:
         mp.delenv(name, raising=False)
     mp.setenv("ROLLBACK_LAKE", str(env.lake_root))
     mp.setenv("ROLLBACK_LANDING", str(env.landing))
+    mp.setenv("ROLLBACK_AUTHOR_SALT", TEST_SALT)  # required: the support-ticket mapping hashes requester ids
 
 
 def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None):

@@ -127,6 +127,7 @@ def _set_env(mp, lake_root, landing, flag_file, log, **extra):
         mp.delenv(name, raising=False)
     mp.setenv("ROLLBACK_LAKE", str(lake_root))
     mp.setenv("ROLLBACK_LANDING", str(landing))
+    mp.setenv("ROLLBACK_AUTHOR_SALT", "test-salt-not-secret")
     mp.setenv("ROLLBACK_FLAGD_FILE", str(flag_file))
     mp.setenv(LOG_ENV, str(log))
     mp.setenv(FAIL_ENV, "0")

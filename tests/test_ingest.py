@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
 import pandas as pd
@@ -155,7 +156,7 @@ def test_google_play_scraper_csv(tmp_path):
     assert v.loc["gp-1", "app_version"] == "5.2" and v.loc["gp-1", "app_build"] == "5.2.0"
     assert pd.isna(v.loc["gp-2", "app_version"])
     assert v.loc["gp-1", "created_at"] == pd.Timestamp("2026-09-10 10:00:00", tz="UTC")
-    assert v.loc["gp-1", "author_hash"] == hashlib.sha256(b"pepperAlice").hexdigest()[:16]
+    assert v.loc["gp-1", "author_hash"] == hmac.new(b"pepper", b"Alice", hashlib.sha256).hexdigest()[:16]
     assert "Alice" not in json.dumps(result.valid.astype(str).to_dict("records"))
 
 

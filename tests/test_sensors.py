@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from rollback_assets.core import pipeline
-from rollback_assets.core.ingest import file_digest, load_mapping
+from rollback_assets.core.ingest import file_digest, load_mapping, mapping_fingerprint
 from rollback_assets.defs.resources import LakeResource, LandingZoneResource
 from rollback_assets.defs.sensors import landing_zone_sensor
 
@@ -43,7 +43,7 @@ def test_new_file_yields_one_run_request(zone, dagster_instance):
     requests, cursor, _ = _evaluate(dagster_instance, resources)
     assert len(requests) == 1
     request = requests[0]
-    assert request.run_key == f"landing:{file_digest(path)}"
+    assert request.run_key == f"landing:{file_digest(path)}:{mapping_fingerprint(load_mapping('feedback_jsonl'))}"
     assert request.run_config == {"ops": {"raw_feedback": {"config": {"files": [str(path)]}}}}
     assert request.tags["rollback/mapping"] == "feedback_jsonl" and request.tags["rollback/source_file"] == "a.jsonl"
     assert json.loads(cursor)[str(path)][2] == file_digest(path)
@@ -86,9 +86,9 @@ def test_cursor_round_trips_and_caches_hashes(zone, dagster_instance):
     entry = json.loads(cursor)[str(path)]
     planted = json.dumps({str(path): [entry[0], entry[1], "cafebabe"]})
     requests, _, _ = _evaluate(dagster_instance, resources, planted)
-    assert requests[0].run_key == "landing:cafebabe"
+    assert requests[0].run_key.startswith("landing:cafebabe:")
     # A changed file (new size) is hashed again.
     _write(path, [ROW, {**ROW, "event_id": "s-2"}])
     requests, cursor3, _ = _evaluate(dagster_instance, resources, planted)
-    assert requests[0].run_key == f"landing:{file_digest(path)}"
+    assert requests[0].run_key.startswith(f"landing:{file_digest(path)}:")
     assert json.loads(cursor3)[str(path)][2] == file_digest(path)

@@ -41,11 +41,11 @@ def small_lake(tmp_path_factory):
     """A small pipeline run: ingest in two batches (two raw versions), attribute, score."""
     env = make_demo_env(tmp_path_factory.mktemp("spark"), rows_per_day=40)
     lake = env.lake
-    candidates = LandingZoneResource(path=str(env.landing)).candidates()
+    candidates = LandingZoneResource(path=str(env.landing)).scan().files
     first, rest = candidates[:4], candidates[4:]
-    pipeline.ingest(lake, pipeline.pending_files(lake, first))
+    pipeline.ingest(lake, pipeline.pending_files(lake, first), author_salt="test-salt-not-secret")
     early_version = lake.version(RAW_FEEDBACK)
-    pipeline.ingest(lake, pipeline.pending_files(lake, rest))
+    pipeline.ingest(lake, pipeline.pending_files(lake, rest), author_salt="test-salt-not-secret")
     pipeline.enrich(lake, ("device", "locale"))
     pipeline.score(lake, LexiconScorer(), Taxonomy.load())
     assert lake.version(RAW_FEEDBACK) > early_version

@@ -40,6 +40,7 @@ import pandas as pd
 
 from .new_terms import rising_terms
 from .schemas import ALL_COHORTS, COHORT_BASELINES
+from .scoring.redact import redact_quote
 
 # Columns with few distinct values: read as categoricals, comparisons and group-bys are 10x cheaper.
 CATEGORICAL_COLUMNS = ["attributed_flag", "release_version", "cohort", "sentiment_label", "issue_category",
@@ -404,7 +405,7 @@ def _evidence(negative: pd.DataFrame, topic: str | None, quotes: int) -> list[st
     if topic is None or "text" not in negative or quotes == 0:
         return []
     on_topic = negative[negative.issue_category == topic].sort_values(["confidence", "created_at"], ascending=[False, True])
-    texts = on_topic.text.dropna().str.slice(0, 240)
+    texts = on_topic.text.dropna().map(redact_quote)  # people read these: same redaction as the LLM's input
     fingerprint = texts.map(lambda t: " ".join(re.findall(r"\w+", t.lower()))[:80])
     return texts[~fingerprint.duplicated()].head(quotes).tolist()
 

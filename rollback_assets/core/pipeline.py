@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 
 from .attribution import attribute
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS, compute_baselines
-from .ingest import Mapping, file_digest, read_file
+from .ingest import Mapping, file_digest, read_file, require_author_salt
 from .lake import Lake
 from .policy import PolicyConfig, known_bad_releases, make_decisions
 from .scoring.base import Scorer, score_frame
@@ -57,6 +57,7 @@ def ingest(lake: Lake, files: list[tuple[Path, Mapping, str]], author_salt: str 
     """Read files into batches of about CHUNK_ROWS rows, one MERGE per batch (Delta commits cost more
     than rows do; a bounded batch bounds memory). A file enters the ledger with the batch that merged
     it, so a run that dies half-way redoes only the files it had not committed."""
+    require_author_salt([mapping for _, mapping, _ in files], author_salt)
     now = _now()
     stats = {"files": len(files), "rows_valid": 0, "rows_quarantined": 0, "rows_inserted": 0, "rows_updated": 0, "reasons": {}}
     version = lake.version(RAW_FEEDBACK)
@@ -75,13 +76,16 @@ def _merge_batch(lake: Lake, batch: list, now, stats: dict) -> int | None:
     later_wins = ~valid.column("event_id").to_pandas().duplicated(keep="last").to_numpy()
     version, metrics = lake.merge(RAW_FEEDBACK, valid.filter(later_wins), update_when="s.content_hash != t.content_hash")
     rejected = [r.quarantined for *_, r in batch if len(r.quarantined)]
-    if rejected:
-        lake.append(QUARANTINE, pd.concat(rejected, ignore_index=True))
+    if rejected:  # merged on (file, line): a rerun or a retried unreadable file never duplicates a row
+        lake.merge(QUARANTINE, pd.concat(rejected, ignore_index=True))
+    # A file that could not be read stays out of the ledger, so the same bytes are read again once the
+    # mapping is fixed; its quarantine row (source_row 0) says why.
     lake.merge(LANDING_FILES, pd.DataFrame([
         {"file_digest": digest, "path": path, "mapping": mapping.name, "rows_valid": len(r.valid),
          "rows_quarantined": len(r.quarantined), "raw_version": version, "ingested_at": now}
-        for path, mapping, digest, r in batch
-    ]))
+        for path, mapping, digest, r in batch if r.file_error is None
+    ], columns=LANDING_FILES.names))
+    stats.setdefault("unreadable_files", {}).update({path: r.file_error for path, _, _, r in batch if r.file_error})
     stats["rows_valid"] += valid.num_rows
     stats["rows_inserted"] += int(metrics.get("num_target_rows_inserted", 0))
     stats["rows_updated"] += int(metrics.get("num_target_rows_updated", 0))

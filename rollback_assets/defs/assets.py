@@ -42,17 +42,26 @@ def raw_feedback(
     context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource, landing: LandingZoneResource
 ) -> dg.MaterializeResult:
     the_lake = lake.lake()
-    candidates = landing.candidates()
+    scan = landing.scan()
+    for problem in scan.problems:  # a stray folder or a bad mapping skips only itself
+        context.log.warning(problem)
+    candidates = scan.files
     if config.files:
         wanted = {str(Path(f).resolve()) for f in config.files}
         candidates = [(p, m) for p, m in candidates if str(p.resolve()) in wanted]
         missing = wanted - {str(p.resolve()) for p, _ in candidates}
         if missing:
-            raise dg.Failure(f"not in the landing zone (or no mapping for its folder): {sorted(missing)}")
+            raise dg.Failure(f"not in the landing zone (or no valid mapping for its folder): {sorted(missing)}",
+                             metadata={"problems": dg.MetadataValue.json(scan.problems)})
     files = pipeline.pending_files(the_lake, candidates)
     context.log.info(f"{len(files)} new file(s) of {len(candidates)} in the landing zone")
-    result = pipeline.ingest(the_lake, files, author_salt=landing.author_salt)
+    try:
+        result = pipeline.ingest(the_lake, files, author_salt=landing.author_salt)
+    except ingest_module.MissingAuthorSalt as error:
+        raise dg.Failure(str(error)) from None
     stats = result.stats
+    for path, reason in stats.get("unreadable_files", {}).items():
+        context.log.warning(f"{path}: file not read, quarantined as a file (source_row 0): {reason}")
     total = stats["rows_valid"] + stats["rows_quarantined"]
     return dg.MaterializeResult(
         metadata={
@@ -65,6 +74,8 @@ def raw_feedback(
             "quarantine_share": round(stats["rows_quarantined"] / total, 4) if total else 0.0,
             "quarantine_reasons": dg.MetadataValue.json(stats["reasons"]),
             "quarantine_path": dg.MetadataValue.path(the_lake.uri(QUARANTINE)),
+            "unreadable_files": dg.MetadataValue.json(stats.get("unreadable_files", {})),
+            "landing_zone_problems": dg.MetadataValue.json(scan.problems),
         },
         data_version=data_version("raw_feedback", result.version),
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..core.attribution import DEFAULT_COHORT_DIMENSIONS
-from ..core.ingest import Mapping, load_mapping
+from ..core.ingest import LandingScan, scan_landing_zone
 from ..core.lake import Lake
 from ..core.policy import PolicyConfig
 from ..core.scoring.base import Scorer
@@ -34,23 +34,18 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class LandingZoneResource(dg.ConfigurableResource):
-    """Folder of incoming files: one subfolder per source, named after its mapping."""
+    """Folder of incoming files: one subfolder per source, named after its mapping.
+
+    `author_salt` keys the hash of personal columns (user names, requester ids); it comes from
+    ROLLBACK_AUTHOR_SALT and must not be empty when a mapping hashes something (ingest refuses).
+    """
 
     path: str
     mapping_dir: str | None = None  # your own mappings; shipped ones are found by name too
     author_salt: str = ""
 
-    def candidates(self) -> list[tuple[Path, Mapping]]:
-        root = Path(self.path)
-        if not root.exists():
-            return []
-        search = [Path(self.mapping_dir)] if self.mapping_dir else []
-        out = []
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
-            mapping = load_mapping(folder.name, search)
-            suffixes = {"csv": (".csv",), "jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}[mapping.format]
-            out.extend((f, mapping) for f in sorted(folder.iterdir()) if f.suffix in suffixes)
-        return out
+    def scan(self) -> LandingScan:
+        return scan_landing_zone(self.path, [Path(self.mapping_dir)] if self.mapping_dir else [])
 
 
 class SettingsResource(dg.ConfigurableResource):
