@@ -223,8 +223,15 @@ def scorer_for(kind: str, feedback: pd.DataFrame, taxonomy: Taxonomy, lake_root:
     for openai / azure, the LLM scorer with the lake's score cache, shared with the assets."""
     if kind in ("openai", "azure"):
         return make_scorer(kind, taxonomy, cache_root=lake_root)
-    needs_model = kind in ("auto", "calibrated") and "rating" in feedback
+    needs_model = kind in ("auto", "calibrated") and "rating" in feedback and (kind == "calibrated" or _needs_text(feedback))
     return make_scorer(kind, taxonomy, model=calibrated.train_on(feedback) if needs_model else None)
+
+
+def _needs_text(feedback: pd.DataFrame) -> bool:
+    """Whether any row takes its label from the text scorer; when every row is rated by a source that
+    labels by rating (a Play export), training a text model would be wasted time."""
+    source = feedback["sentiment_from"] if "sentiment_from" in feedback else pd.Series("rating", index=feedback.index)
+    return bool((feedback["rating"].isna() | (source.fillna("rating") != "rating")).any())
 
 
 def _read_feedback(path: str, mapping: str | None) -> pd.DataFrame:
