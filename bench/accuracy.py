@@ -127,6 +127,8 @@ def baseline_frames(sim: dict, tag: str, window_days: float) -> tuple[pd.DataFra
                     "mean_confidence": np.where(cur_n > 0, pick(ccs, 1) / np.maximum(cur_n, 1), np.nan),
                     "baseline_n": bn, "baseline_n_negative": bx,
                     "top_topics": '[["checkout", 1]]', "mean_urgency_high": np.nan,
+                    # each look is its own release_version here, so one window_end serves every look
+                    "window_end": SIM_CLOCK, "release_live": True,
                 }))
     frame = pd.concat(rows, ignore_index=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -167,6 +169,7 @@ def kayenta_acts(sim: dict, window_days: float = 7.0, bucket_steps: int = 2, min
 
 
 # ----------------------------------------------------------------------------------- evaluation
+SIM_CLOCK = pd.Timestamp("2026-01-01", tz="UTC")
 
 def acts_from_verdicts(verdicts: pd.DataFrame, S: int, looks: int, tag: str, cohorts: list[str] | None) -> np.ndarray:
     v = verdicts.reset_index()

@@ -132,3 +132,22 @@ def test_replay_reads_a_play_export_with_builds_and_judges_superseded_releases(t
     assert summary["acted_on"] == ["3.2"]
     late = decisions[(decisions.release_version.astype(str) == "3.2") & (decisions.state == "act")]
     assert (~late.release_live.astype(bool)).any() and set(late.action[~late.release_live.astype(bool)]) == {"block_release"}
+
+
+def test_a_second_llm_replay_of_the_same_file_sends_no_request(tmp_path, monkeypatch, feedback):
+    """Replay shares the lake's LLM score cache with the assets: the same texts are never paid twice."""
+    from rollback_assets.llm_stub_server import StubServer
+
+    unrated = feedback.head(600).assign(rating=None)  # tickets and chats: the text scorer decides
+    path = tmp_path / "feedback.parquet"
+    unrated.to_parquet(path)
+    with StubServer(api_key="sk-replay-test") as stub:
+        monkeypatch.setenv("OPENAI_BASE_URL", stub.openai_base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-replay-test")
+        args = ["--feedback", str(path), "--out", str(tmp_path / "out"), "--scorer", "openai", "--lake", str(tmp_path / "lake")]
+        run_replay_cli(args)
+        first = stub.stats()["requests"]
+        run_replay_cli(args)
+        assert first > 0 and stub.stats()["requests"] == first
+    decisions = pd.read_csv(tmp_path / "out" / "decisions.csv")
+    assert decisions.scorer_version.str.contains("openai:").all()
