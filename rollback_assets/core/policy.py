@@ -10,95 +10,19 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from dataclasses import dataclass, field, fields, replace
-from importlib import resources
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
-import yaml
-
-from .baselines import BASELINE_KINDS, SAME_PERIOD_KINDS, WindowConfig, relative_rise
+from .baselines import BASELINE_KINDS, SAME_PERIOD_KINDS, relative_rise
+from .policy_config import PolicyConfig, Thresholds
 from .schemas import DECISIONS
+
+__all__ = ["PolicyConfig", "Thresholds", "make_decisions", "register_rule", "rule_for"]
 
 STATES = ("act", "hold", "pass", "insufficient_data")
 FLAG_CHANGING_ACTIONS = ("step_down", "disable", "switch_variant")
 VERDICT_COLUMNS = ["baseline_kind", "state", "action", "severity", "statistic", "bound", "reason"]
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    min_relative_rise: float = 0.30
-    min_sample: int = 200
-    min_baseline_sample: int = 200
-    min_mean_confidence: float = 0.80
-    require_high_risk_topic: bool = True
-    severe_relative_rise: float = 1.0
-    approval: str = "auto"
-    cooldown_hours: float = 6.0
-    # Cold start: a flag with no usable same-period baseline (a new app, the first release of a flag)
-    # can declare the negative share it normally runs at; it then acts as a baseline of `reference_weight`
-    # rows. None: no declared baseline, such releases stay insufficient_data until a baseline exists.
-    reference_negative_share: float | None = None
-    reference_weight: int = 1000
-    extra: dict = field(default_factory=dict)  # rule-specific settings (e.g. alpha for a sequential rule)
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    name: str
-    version: str
-    windows: WindowConfig
-    defaults: Thresholds
-    overrides: dict[str, Thresholds]
-
-    def for_flag(self, flag_key: str) -> Thresholds:
-        return self.overrides.get(flag_key, self.defaults)
-
-    @classmethod
-    def load(cls, path: str | Path | None = None) -> "PolicyConfig":
-        text = (
-            Path(path).read_text()
-            if path
-            else resources.files("rollback_assets.config").joinpath("policy.yaml").read_text()
-        )
-        return cls.from_dict(yaml.safe_load(text))
-
-    @classmethod
-    def from_dict(cls, spec: dict) -> "PolicyConfig":
-        defaults = _thresholds(Thresholds(), spec.get("defaults") or {})
-        overrides = {flag: _thresholds(defaults, body or {}) for flag, body in (spec.get("flags") or {}).items()}
-        # The version names the settings and the code that applies them: a changed statistic or
-        # baseline yields new decision ids instead of a rerun silently keeping the old verdicts.
-        digest = hashlib.sha256((json.dumps(spec, sort_keys=True, default=str) + _decision_code_digest()).encode()).hexdigest()[:8]
-        return cls(
-            name=spec.get("name", "fixed-rule"),
-            version=f"{spec.get('name', 'fixed-rule')}-v{spec.get('version', 0)}-{digest}",
-            windows=WindowConfig(**(spec.get("windows") or {})),
-            defaults=defaults,
-            overrides=overrides,
-        )
-
-
-def _decision_code_digest() -> str:
-    """Hash of the modules that turn scored rows into verdicts (read once per process)."""
-    global _CODE_DIGEST
-    if _CODE_DIGEST is None:
-        folder = Path(__file__).parent
-        sources = [(folder / f"{name}.py").read_bytes() for name in DECISION_MODULES]
-        _CODE_DIGEST = hashlib.sha256(b"\0".join(sources)).hexdigest()
-    return _CODE_DIGEST
-
-
-DECISION_MODULES = ("baselines", "policy", "sequential_policy", "stats")
-_CODE_DIGEST: str | None = None
-
-
-def _thresholds(base: Thresholds, body: dict) -> Thresholds:
-    known = {f.name for f in fields(Thresholds)} - {"extra"}
-    extra = {**base.extra, **{k: v for k, v in body.items() if k not in known}}
-    return replace(base, **{k: v for k, v in body.items() if k in known}, extra=extra)
 
 
 class Rule(Protocol):

@@ -1,6 +1,7 @@
 """The "sequential" rule: an always-valid test per flag and cohort, so checking every few hours is safe.
 
-Registered as `sequential` (policy YAML `name: sequential`). Settings under `defaults:` / `flags:`:
+Registered as `sequential` (policy YAML `name: sequential`). Settings under `defaults:` / `flags:`
+(declared, with their ranges and defaults, in core/policy_config.Thresholds):
   alpha               0.05  family-wise false-rollback probability per release over all looks
   margin              0.05  rises up to this relative size are treated as noise (H0: rise <= margin)
   tau_rel             0.30  relative rise the test is tuned to find fastest (power only, not validity)
@@ -25,17 +26,13 @@ import pandas as pd
 from .policy import KEY, VERDICT_COLUMNS, PolicyConfig, combine_verdicts, eligible_baselines, register_rule
 from .schemas import ALL_COHORTS
 from .stats import (
-    DEFAULT_ALPHA, confidence_weight, kpi_moves_bad, raise_severity, sequential_rise_test, split_alpha,
+    confidence_weight, kpi_moves_bad, raise_severity, sequential_rise_test, split_alpha,
 )
 
 RULE_NAME = "sequential"
 KPI_COLUMNS = ["flag_key", "cohort", "kpi", "current", "baseline", "higher_is_bad"]
-_DEFAULTS = {"alpha": DEFAULT_ALPHA, "margin": 0.05, "tau_rel": 0.30, "flag_alpha_share": 0.5,
-             "min_cohorts": 1, "kpi_min_change": 0.05}
-
-
 def _setting(config: PolicyConfig, flag: str, key: str) -> float:
-    return float(config.for_flag(flag).extra.get(key, _DEFAULTS[key]))
+    return float(getattr(config.for_flag(flag), key))
 
 
 def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis: pd.DataFrame | None = None) -> pd.DataFrame:

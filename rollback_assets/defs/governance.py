@@ -171,7 +171,8 @@ def fallback_age_check(max_days: float = DEFAULT_MAX_FALLBACK_DAYS) -> dg.AssetC
         policy = settings.policy()
 
         def limit(flag: str) -> float:
-            return float(policy.for_flag(flag).extra.get("max_fallback_days", max_days))
+            days = policy.for_flag(flag).max_fallback_days
+            return float(days if days is not None else max_days)
 
         stale, active = stale_fallbacks(the_lake.read(FLAG_ACTIONS), the_lake.read(RELEASE_ARTIFACTS), max_days_for=limit)
         table = pd.DataFrame(stale, columns=["flag_key", "owner", "kind", "since", "days_active", "max_days", "decision_id"])
