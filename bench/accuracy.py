@@ -306,7 +306,7 @@ def main(argv=None) -> dict:
     base_fixed = CONFIGS["fixed-rule"]
     from dataclasses import replace
     extra_fixed = {} if args.quick else {
-        f"fixed-rule(n>={m})": replace(base_fixed, defaults=replace(base_fixed.defaults, min_sample=m, min_baseline_sample=m))
+        f"fixed-rule(n>={m})": replace(base_fixed, defaults=base_fixed.defaults.model_copy(update={"min_sample": m, "min_baseline_sample": m}))
         for m in (600, 1200)
     }
     scenarios = [("null", 0.0, False, n_null)]

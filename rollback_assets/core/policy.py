@@ -65,7 +65,7 @@ def with_declared_baselines(baselines: pd.DataFrame, config: PolicyConfig) -> pd
     rows = keys.assign(baseline_kind="declared", baseline_versions="declared in policy", baseline_n=weight,
                        baseline_n_negative=(share * weight).round().astype(int), baseline_negative_share=share,
                        baseline_mean_sentiment=None)
-    return pd.concat([baselines, rows], ignore_index=True)
+    return pd.concat([baselines, rows.dropna(axis=1, how="all")], ignore_index=True)
 
 
 def choose_baseline(baselines: pd.DataFrame, config: PolicyConfig) -> pd.DataFrame:
