@@ -101,7 +101,7 @@ def main() -> int:
     pipeline_peak_mb = peak_rss_mb()
 
     # 2. The scorer alone on the same rows, same process: sentiment, label, confidence, topic, surface.
-    scorer = current_model(Path(os.environ["ROLLBACK_LAKE"]) / "models") or LexiconScorer()
+    scorer = current_model(Lake(os.environ["ROLLBACK_LAKE"]).files("models")) or LexiconScorer()
     texts = Lake(full_root / "lake").read(RAW_FEEDBACK, columns=["text"])
     started = time.perf_counter()
     score_frame(scorer, Taxonomy.load(), texts)

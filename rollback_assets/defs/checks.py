@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score
 from ..core.policy import latest_decisions
 from ..core.schemas import ALL_COHORTS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT
 from .assets import cohort_baselines, enriched_feedback, raw_feedback, rollback_decisions, scored_sentiment, sentiment_model
-from .resources import LakeResource, SettingsResource, current_model
+from .resources import MODEL_POINTER, LakeResource, SettingsResource, current_model
 
 MIN_ATTRIBUTION_RATE = 0.70
 MAX_QUARANTINE_SHARE = 0.05
@@ -75,9 +75,9 @@ def attribution_rate_check(lake: LakeResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=sentiment_model, description="The calibrated model is used only when it beats the lexicon on held-out rows.")
 def calibrated_beats_lexicon(lake: LakeResource) -> dg.AssetCheckResult:
-    model = current_model(lake.model_dir())
-    pointer = lake.model_dir() / "current.json"
-    if not pointer.exists():
+    store = lake.model_dir()
+    model = current_model(store)
+    if not store.exists(MODEL_POINTER):
         return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
                                    metadata={"status": "no model trained (too few rated rows); lexicon in use"})
     if model is None:

@@ -10,6 +10,7 @@ import dagster as dg
 from ..core.attribution import DEFAULT_COHORT_DIMENSIONS
 from ..core.ingest import Mapping, load_mapping
 from ..core.lake import Lake
+from ..core.storage import Files
 from ..core.policy import PolicyConfig
 from ..core.scoring.base import Scorer
 from ..core.scoring.calibrated import CalibratedScorer
@@ -25,15 +26,18 @@ def default_path(env: str, relative: str) -> str:
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Root of the Delta tables (a local folder by default; any path deltalake can write)."""
+    """Root of the Delta tables: a local folder by default, or an `s3://`, `abfss://` or `gs://` URL.
+    Credentials and endpoint options come from the environment (AWS_* / AZURE_* / GOOGLE_*, see
+    `core/storage.py`), never from this config, so they never show in the UI."""
 
     root: str
 
     def lake(self) -> Lake:
         return Lake(self.root)
 
-    def model_dir(self) -> Path:
-        return Path(self.root) / "models"
+    def model_dir(self) -> Files:
+        """The sentiment model store, `<lake>/models`."""
+        return self.lake().files("models")
 
 
 class LandingZoneResource(dg.ConfigurableResource):
@@ -108,26 +112,25 @@ class ScorerResource(dg.ConfigurableResource):
         raise ValueError(f"unknown scorer kind {self.kind!r}: auto, lexicon, openai or azure")
 
 
-def model_pointer(model_dir: Path) -> dict | None:
-    pointer = model_dir / "current.json"
-    return json.loads(pointer.read_text()) if pointer.exists() else None
+MODEL_POINTER = "current.json"
 
 
-def current_model(model_dir: Path) -> CalibratedScorer | None:
+def model_pointer(model_dir: Files) -> dict | None:
+    return json.loads(model_dir.read_bytes(MODEL_POINTER)) if model_dir.exists(MODEL_POINTER) else None
+
+
+def current_model(model_dir: Files) -> CalibratedScorer | None:
     chosen = model_pointer(model_dir)
     if not chosen or not chosen.get("use_calibrated"):
         return None
-    with open(model_dir / chosen["file"], "rb") as handle:
-        return pickle.load(handle)
+    return pickle.loads(model_dir.read_bytes(chosen["file"]))
 
 
-def save_model(model_dir: Path, model: CalibratedScorer, rated_rows: int) -> Path:
-    model_dir.mkdir(parents=True, exist_ok=True)
-    path = model_dir / f"{model.version}.pkl"
-    with open(path, "wb") as handle:
-        pickle.dump(model, handle)
-    (model_dir / "current.json").write_text(
-        json.dumps({"file": path.name, "version": model.version, "rated_rows": rated_rows,
-                    "use_calibrated": model.validation.calibrated_wins})
-    )
-    return path
+def save_model(model_dir: Files, model: CalibratedScorer, rated_rows: int) -> str:
+    """The model file first, then the pointer: a reader sees the old model or the new one, whole."""
+    name = f"{model.version}.pkl"
+    uri = model_dir.write_bytes(name, pickle.dumps(model))
+    model_dir.write_bytes(MODEL_POINTER, json.dumps(
+        {"file": name, "version": model.version, "rated_rows": rated_rows, "use_calibrated": model.validation.calibrated_wins}
+    ).encode())
+    return uri
