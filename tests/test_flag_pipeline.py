@@ -26,6 +26,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from dagster._serdes import serialize_value
 
 import rollback_assets.defs.flags as flags_module
@@ -47,7 +48,7 @@ BAD_FLAG, BAD_VERSION, BAD_COHORT = "checkout-redesign", "5.2", "device=mobile|l
 FLAGS = sorted({r["flag_key"] for r in demo_data.releases()})
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 USERS = [f"user-{i}" for i in range(2000)]
-LOG_ENV, FAIL_ENV = "ROLLBACK_TEST_APPLY_LOG", "ROLLBACK_TEST_FAIL_APPLIES"
+LOG_ENV, FAIL_ENV, DELAY_ENV = "ROLLBACK_TEST_APPLY_LOG", "ROLLBACK_TEST_FAIL_APPLIES", "ROLLBACK_TEST_APPLY_DELAY"
 ENV_CLEARED = ("ROLLBACK_RELEASES", "ROLLBACK_POLICY", "ROLLBACK_TAXONOMY", "ROLLBACK_MAPPINGS", "ROLLBACK_AUTHOR_SALT",
                "ROLLBACK_DEPLOYMENT", "ROLLBACK_FLAG_BACKEND", "ROLLBACK_NOTIFY_URL", "ROLLBACK_ACTOR", "UNLEASH_URL",
                "UNLEASH_ADMIN_TOKEN", "UNLEASH_ENVIRONMENT")
@@ -71,6 +72,7 @@ class CountingBackend:
         failed_so_far = sum(1 for c in read_calls(self.log) if not c["ok"])
         entry = {"flag": flag_key, "key": idempotency_key, "enabled": target.enabled, "rollout": target.rollout,
                  "variant": target.variant}
+        time.sleep(getattr(self, "delay", 0))  # a slow backend: widens the window two racing runs would share
         if failed_so_far < self.fail:
             _append(self.log, {**entry, "ok": False})
             raise TransientBackendError(f"{self.name}: injected outage {failed_so_far + 1}/{self.fail} (503)", 503)
@@ -81,7 +83,9 @@ class CountingBackend:
 
 class CountingFlagControl(flags_module.FlagControlResource):
     def client(self):
-        return CountingBackend(super().client(), Path(os.environ[LOG_ENV]), int(os.environ.get(FAIL_ENV, "0")))
+        backend = CountingBackend(super().client(), Path(os.environ[LOG_ENV]), int(os.environ.get(FAIL_ENV, "0")))
+        backend.delay = float(os.environ.get(DELAY_ENV, "0"))
+        return backend
 
 
 def _append(log: Path, entry: dict) -> None:
@@ -472,6 +476,43 @@ def test_a_run_killed_before_its_intent_row_is_recovered_by_the_next_tick(world)
     assert [c["key"] for c in applied_calls(world.log)] == [world.decision_id]
     _, raw = world.tick()
     assert isinstance(raw, dg.SkipReason)
+
+
+RACING_RUN = """
+import json, sys
+sys.path.insert(0, sys.argv[4])
+import dagster as dg
+from dagster._serdes import deserialize_value
+import rollback_assets.defs.flags as flags_module
+import test_flag_pipeline as tests
+
+flags_module.FlagControlResource = tests.CountingFlagControl  # as World does: count calls at the backend
+from rollback_assets.definitions import build_definitions
+
+instance = dg.DagsterInstance.from_ref(deserialize_value(sys.argv[1]))
+result = build_definitions().resolve_job_def("flag_action_job").execute_in_process(
+    instance=instance, run_config={**tests.QUIET, **json.loads(sys.argv[2])}, tags={"dagster/run_key": sys.argv[3]},
+    raise_on_error=False)
+sys.exit(0 if result.success else 1)
+"""
+
+
+def test_flag_action_runs_take_the_flag_backend_pool_one_at_a_time(base, tmp_path, monkeypatch):
+    """Two run workers for one decision at the same moment, on an instance configured like the shipped
+    dagster.yaml: the second waits for the pool, then finds the action applied (without the pool both
+    plan from the same state and both call the slow backend)."""
+    shipped = yaml.safe_load((Path(flags_module.__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text())
+    with dg.instance_for_test(overrides={"concurrency": shipped["concurrency"]}) as instance:
+        world = World(base, instance, tmp_path, monkeypatch, **{DELAY_ENV: 5})
+        request = flags_module._action_request(world.decision_id, [world.decision_id])
+        tests_dir = Path(__file__).resolve().parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir.parent), os.environ.get("PYTHONPATH", "")])}
+        workers = [subprocess.Popen([sys.executable, "-c", RACING_RUN, serialize_value(instance.get_ref()),
+                                     json.dumps(request.run_config), f"{request.run_key}:{i}", str(tests_dir)], env=env)
+                   for i in range(2)]
+        assert [w.wait(timeout=300) for w in workers] == [0, 0]
+    assert [c["key"] for c in read_calls(world.log)] == [world.decision_id]
+    assert world.action()["status"] == "applied" and world.state().rollout == 25
 
 
 # ------------------------------------------------------------------------------------------ humans
