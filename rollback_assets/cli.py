@@ -21,11 +21,16 @@ def _lake(args):
 def cmd_demo(args) -> int:
     """Fresh demo data with a bad release in it, the whole graph through Dagster, then what it decided."""
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
-    lake_root = Path(os.environ.setdefault("ROLLBACK_LAKE", str(PROJECT_ROOT / "lake")))
+    lake_root = os.environ.setdefault("ROLLBACK_LAKE", str(PROJECT_ROOT / "lake"))
     landing = Path(os.environ.setdefault("ROLLBACK_LANDING", str(PROJECT_ROOT / "landing")))
     flag_file = Path(os.environ.setdefault("ROLLBACK_FLAGD_FILE", str(PROJECT_ROOT / "flags" / "flags.json")))
     releases_file = landing / "_releases.yaml"
-    for folder in (lake_root, landing, flag_file.parent):
+    from .core import storage
+
+    if storage.scheme(lake_root) is not None:
+        print(f"the demo starts from an empty local lake; ROLLBACK_LAKE={lake_root} is object storage", file=sys.stderr)
+        return 2
+    for folder in (Path(lake_root), landing, flag_file.parent):
         shutil.rmtree(folder, ignore_errors=True)
     if not os.environ.get("ROLLBACK_AUTHOR_SALT"):
         os.environ["ROLLBACK_AUTHOR_SALT"] = secrets.token_hex(32)

@@ -15,7 +15,7 @@ from rollback_assets.core.actions import FlagPolicy, can_promote, execute_action
 from rollback_assets.core.flags import FlagState, FlagTarget, TransientBackendError, make_flag_backend
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.notify import RecordingNotifier
-from rollback_assets.core.schemas import DECISIONS, FLAG_ACTIONS
+from rollback_assets.core.schemas import DECISIONS, FLAG_ACTIONS, RELEASE_ARTIFACTS
 
 from webhook_receiver import WebhookReceiver
 
@@ -363,3 +363,57 @@ def test_promotion_gate(lake, backend, rx):
     res = A.promote(lake, backend, "checkout", to=100, actor="erin", reason="recovered", policy=nocool, now=T0 + timedelta(hours=8), **NO_SLEEP)
     assert res.status == "applied" and rx.flags["checkout"]["rollout"] == 100
     assert res.row["before_rollout"] == 25 and res.row["actor"] == "human:erin"
+
+
+# ---------------------------------------------------------------------------------------------- intent before effect
+def stored_decision(lake, did, decided_at=T0, **kw) -> dict:
+    """A decision as the graph stores it (rollback_decisions), plus its release."""
+    d = decision(did, baseline_kind="concurrent", window_start=decided_at - timedelta(days=7), window_end=decided_at,
+                 n=400, baseline_n=900, decided_at=decided_at, target_rollout=25, **kw)
+    lake.merge(DECISIONS, pd.DataFrame([d]))
+    if not lake.exists(RELEASE_ARTIFACTS):
+        lake.merge(RELEASE_ARTIFACTS, pd.DataFrame([{**LADDER, "released_at": T0 - timedelta(days=10), "registered_at": T0}]))
+    return d
+
+
+def test_a_failed_state_read_leaves_an_intent_row_that_the_retry_plans_and_applies_once(lake, backend, rx):
+    d = stored_decision(lake, "dec-intent")
+    del rx.flags["checkout"]  # the flag is missing: reading its state fails permanently
+    res = A.act(lake, backend, d, now=T0, run_id="run-1", **NO_SLEEP)
+    assert res.status == "pending" and "404" in res.message and rx.flag_posts == 0
+    row = actions(lake).iloc[0]
+    assert (row.action_id, row.status, row.kind, row.actor, row.attempts) == ("dec-intent", "pending", "step_down", "auto", 1)
+    assert pd.isna(row.before_enabled) and pd.isna(row.target_rollout), "not planned: no state was read"
+    assert not A.planned(row.to_dict()) and json.loads(row.lineage)["action_run_id"] == "run-1"
+
+    assert A.retry_open_actions(lake, lambda name, flag: backend, now=T0 + timedelta(minutes=1), **NO_SLEEP)[0].status == "pending"
+    assert actions(lake).iloc[0].attempts == 2 and rx.flag_posts == 0
+
+    rx.flags["checkout"] = {"enabled": True, "rollout": 100, "variant": None}  # repaired
+    (res,) = A.retry_open_actions(lake, lambda name, flag: backend, now=T0 + timedelta(minutes=2), **NO_SLEEP)
+    assert res.status == "applied" and res.called_backend == 1
+    row = actions(lake).iloc[0]
+    assert (row.status, row.before_rollout, row.target_rollout, row.after_rollout, row.last_error) == ("applied", 100, 25, 25, None)
+    assert row.created_at == pd.Timestamp(T0), "the row is the intent written first"
+    assert A.retry_open_actions(lake, lambda name, flag: backend, **NO_SLEEP) == []
+    assert A.act(lake, backend, d, **NO_SLEEP).called_backend == 0 and rx.flag_posts == 1 and rx.changes["checkout"] == 1
+
+
+def test_intent_is_written_before_anything_else_and_only_for_acting_decisions(lake):
+    assert A.record_intent(lake, decision("dec-pass", state="pass", action="none"), backend="webhook") is None
+    assert A.record_intent(lake, decision("dec-hold", state="act", action="hold_promotion"), backend="webhook") is None
+    assert not lake.exists(FLAG_ACTIONS)
+    first = A.record_intent(lake, decision("dec-i"), backend="webhook", now=T0)
+    again = A.record_intent(lake, decision("dec-i"), backend="webhook", now=T0 + timedelta(hours=1))
+    assert first["status"] == "pending" and pd.Timestamp(again["created_at"]) == pd.Timestamp(T0)
+    assert len(actions(lake)) == 1
+
+
+def test_decisions_without_an_audit_row_are_found(lake, backend, rx):
+    stored_decision(lake, "dec-orphan", decided_at=T0)
+    stored_decision(lake, "dec-old", decided_at=T0 - timedelta(days=30))
+    stored_decision(lake, "dec-pass", decided_at=T0, state="pass", action="none")
+    stored_decision(lake, "dec-done", decided_at=T0)
+    A.act(lake, backend, A._decision(lake, "dec-done"), now=T0, **NO_SLEEP)
+    assert A.unacted_decisions(lake, since=T0 - timedelta(days=7)) == ["dec-orphan"]
+    assert A.unacted_decisions(Lake(lake.root + "-empty"), since=T0) == []

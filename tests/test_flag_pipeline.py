@@ -17,12 +17,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
+from dagster._serdes import serialize_value
 
 import rollback_assets.defs.flags as flags_module
 from rollback_assets.cli import main
@@ -43,7 +48,7 @@ BAD_FLAG, BAD_VERSION, BAD_COHORT = "checkout-redesign", "5.2", "device=mobile|l
 FLAGS = sorted({r["flag_key"] for r in demo_data.releases()})
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 USERS = [f"user-{i}" for i in range(2000)]
-LOG_ENV, FAIL_ENV = "ROLLBACK_TEST_APPLY_LOG", "ROLLBACK_TEST_FAIL_APPLIES"
+LOG_ENV, FAIL_ENV, DELAY_ENV = "ROLLBACK_TEST_APPLY_LOG", "ROLLBACK_TEST_FAIL_APPLIES", "ROLLBACK_TEST_APPLY_DELAY"
 ENV_CLEARED = ("ROLLBACK_RELEASES", "ROLLBACK_POLICY", "ROLLBACK_TAXONOMY", "ROLLBACK_MAPPINGS", "ROLLBACK_AUTHOR_SALT",
                "ROLLBACK_DEPLOYMENT", "ROLLBACK_FLAG_BACKEND", "ROLLBACK_NOTIFY_URL", "ROLLBACK_ACTOR", "UNLEASH_URL",
                "UNLEASH_ADMIN_TOKEN", "UNLEASH_ENVIRONMENT")
@@ -67,6 +72,7 @@ class CountingBackend:
         failed_so_far = sum(1 for c in read_calls(self.log) if not c["ok"])
         entry = {"flag": flag_key, "key": idempotency_key, "enabled": target.enabled, "rollout": target.rollout,
                  "variant": target.variant}
+        time.sleep(getattr(self, "delay", 0))  # a slow backend: widens the window two racing runs would share
         if failed_so_far < self.fail:
             _append(self.log, {**entry, "ok": False})
             raise TransientBackendError(f"{self.name}: injected outage {failed_so_far + 1}/{self.fail} (503)", 503)
@@ -77,7 +83,9 @@ class CountingBackend:
 
 class CountingFlagControl(flags_module.FlagControlResource):
     def client(self):
-        return CountingBackend(super().client(), Path(os.environ[LOG_ENV]), int(os.environ.get(FAIL_ENV, "0")))
+        backend = CountingBackend(super().client(), Path(os.environ[LOG_ENV]), int(os.environ.get(FAIL_ENV, "0")))
+        backend.delay = float(os.environ.get(DELAY_ENV, "0"))
+        return backend
 
 
 def _append(log: Path, entry: dict) -> None:
@@ -327,6 +335,185 @@ def test_one_run_executes_each_action_once(world, monkeypatch):
     meta = flag_actions_metadata(result)
     assert meta["by_status"] == {"pending": 1}, meta["by_status"]
     assert world.action()["attempts"] == 3 == len(read_calls(world.log))
+
+
+# ------------------------------------------------------------------------------------------ flag-file faults
+def _invalid_json(world):
+    world.flag_file.write_text('{"flags": {"checkout-redesign": {"state": "ENAB')
+
+
+def _a_directory(world):
+    world.flag_file.unlink()
+    world.flag_file.mkdir()
+
+
+def _flag_missing(world):
+    doc = json.loads(world.flag_file.read_text())
+    del doc["flags"][BAD_FLAG]
+    world.flag_file.write_text(json.dumps(doc))
+
+
+def _unwritable(world):
+    """No new file can be made in the flag file's folder (the backend writes aside, then renames).
+    Root ignores mode bits, so as root the folder is made immutable instead."""
+    folder = world.flag_file.parent
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        message = f"cannot make {folder} unwritable as root: chattr: {done.stderr.strip()}"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def _repair(world, good: bytes):
+    if world.flag_file.is_dir():
+        world.flag_file.rmdir()
+    world.flag_file.write_bytes(good)
+
+
+FLAG_FILE_FAULTS = {  # fault -> (inject, what last_error says)
+    "invalid_json": (_invalid_json, "is not valid JSON"),
+    "a_directory": (_a_directory, "cannot read flags.json"),
+    "flag_missing": (_flag_missing, f"no flag '{BAD_FLAG}'"),
+    "unwritable": (_unwritable, "cannot write flags.json"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FLAG_FILE_FAULTS))
+def test_flag_file_fault_leaves_a_pending_action_applied_once_after_repair(world, fault):
+    inject, error = FLAG_FILE_FAULTS[fault]
+    good = world.flag_file.read_bytes()
+    undo = inject(world)
+    try:
+        (request,), _ = world.tick()
+        world.run(request)
+        row = world.action()
+        assert row["status"] == "pending" and error in row["last_error"], row
+        assert row["attempts"] >= 1 and applied_calls(world.log) == []
+        assert row["kind"] == "step_down" and row["cohort"] == BAD_COHORT and row["lineage"]
+
+        (retry,), _ = world.tick()  # still broken: the next tick retries, the row stays pending
+        assert retry.run_key == f"retry:{world.decision_id}:{row['attempts']}"
+        world.run(retry)
+        again = world.action()
+        assert again["status"] == "pending" and again["attempts"] > row["attempts"] and applied_calls(world.log) == []
+    finally:
+        if undo:
+            undo()
+    _repair(world, good)
+
+    requests, _ = world.tick()
+    assert [r.run_key for r in requests] == [f"retry:{world.decision_id}:{again['attempts']}"]
+    world.run(requests[0])
+    row = world.action()
+    assert (row["status"], row["before_rollout"], row["after_rollout"], row["last_error"]) == ("applied", 100, 25, None)
+    assert [c["key"] for c in applied_calls(world.log)] == [world.decision_id] and world.state().rollout == 25
+
+    _, raw = world.tick()
+    assert isinstance(raw, dg.SkipReason)
+    for request in world.tick(fresh=True)[0]:
+        world.run(request)
+    assert len(applied_calls(world.log)) == 1, "applied exactly once, counted at the backend"
+
+
+def test_daily_upkeep_retries_a_pending_action(world):
+    good = world.flag_file.read_bytes()
+    _invalid_json(world)
+    (request,), _ = world.tick()
+    world.run(request)
+    assert world.action()["status"] == "pending"
+    _repair(world, good)
+    schedule = world.defs.resolve_schedule_def("daily_flag_upkeep")
+    assert schedule.job_name == "flag_action_job"
+    upkeep = world.defs.resolve_job_def("flag_action_job").execute_in_process(instance=world.instance, run_config=QUIET,
+                                                                               raise_on_error=False)
+    assert upkeep.success and flag_actions_metadata(upkeep)["backend_calls"] == 1
+    assert world.action()["status"] == "applied" and len(applied_calls(world.log)) == 1 and world.state().rollout == 25
+
+
+KILLED_RUN = """
+import json, os, signal, sys
+import dagster as dg
+from dagster._serdes import deserialize_value
+from rollback_assets.core import actions
+from rollback_assets.definitions import build_definitions
+
+def killed(*args, **kwargs):  # the process dies here: after the run started, before the intent row
+    os.kill(os.getpid(), signal.SIGKILL)
+
+actions.record_intent = killed
+instance = dg.DagsterInstance.from_ref(deserialize_value(sys.argv[1]))
+run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, **json.loads(sys.argv[2])}
+build_definitions().resolve_job_def("flag_action_job").execute_in_process(
+    instance=instance, run_config=run_config, tags={"dagster/run_key": sys.argv[3]})
+"""
+
+
+def test_a_run_killed_before_its_intent_row_is_recovered_by_the_next_tick(world):
+    (request,), _ = world.tick()
+    assert request.run_key == world.decision_id and request.tags["dagster/max_runtime"]
+    worktree = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([worktree, os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, serialize_value(world.instance.get_ref()),
+                             json.dumps(request.run_config), request.run_key], env=env, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    run = world.instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": world.decision_id}), limit=1)[0]  # the newest
+    assert run.status == dg.DagsterRunStatus.STARTED, "a killed run looks alive until run monitoring ends it"
+    rows = world.lake.read(FLAG_ACTIONS)
+    assert world.decision_id not in set(rows.action_id), "killed before the intent row"
+
+    requests, _ = world.tick()
+    assert requests == [], "no second run while the first still looks alive"
+    # What run monitoring does once the run is past its dagster/max_runtime tag:
+    world.instance.report_run_failed(run, message="run worker gone")
+    (recovery,), _ = world.tick()
+    assert recovery.run_key == f"{world.decision_id}#1"
+    assert recovery.run_config["ops"]["flag_actions"]["config"]["decision_ids"] == [world.decision_id]
+    world.run(recovery)
+    row = world.action()
+    assert (row["status"], row["before_rollout"], row["after_rollout"]) == ("applied", 100, 25)
+    assert [c["key"] for c in applied_calls(world.log)] == [world.decision_id]
+    _, raw = world.tick()
+    assert isinstance(raw, dg.SkipReason)
+
+
+RACING_RUN = """
+import json, sys
+sys.path.insert(0, sys.argv[4])
+import dagster as dg
+from dagster._serdes import deserialize_value
+import rollback_assets.defs.flags as flags_module
+import test_flag_pipeline as tests
+
+flags_module.FlagControlResource = tests.CountingFlagControl  # as World does: count calls at the backend
+from rollback_assets.definitions import build_definitions
+
+instance = dg.DagsterInstance.from_ref(deserialize_value(sys.argv[1]))
+result = build_definitions().resolve_job_def("flag_action_job").execute_in_process(
+    instance=instance, run_config={**tests.QUIET, **json.loads(sys.argv[2])}, tags={"dagster/run_key": sys.argv[3]},
+    raise_on_error=False)
+sys.exit(0 if result.success else 1)
+"""
+
+
+def test_flag_action_runs_take_the_flag_backend_pool_one_at_a_time(base, tmp_path, monkeypatch):
+    """Two run workers for one decision at the same moment, on an instance configured like the shipped
+    dagster.yaml: the second waits for the pool, then finds the action applied (without the pool both
+    plan from the same state and both call the slow backend)."""
+    shipped = yaml.safe_load((Path(flags_module.__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text())
+    with dg.instance_for_test(overrides={"concurrency": shipped["concurrency"]}) as instance:
+        world = World(base, instance, tmp_path, monkeypatch, **{DELAY_ENV: 5})
+        request = flags_module._action_request(world.decision_id, [world.decision_id])
+        tests_dir = Path(__file__).resolve().parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir.parent), os.environ.get("PYTHONPATH", "")])}
+        workers = [subprocess.Popen([sys.executable, "-c", RACING_RUN, serialize_value(instance.get_ref()),
+                                     json.dumps(request.run_config), f"{request.run_key}:{i}", str(tests_dir)], env=env)
+                   for i in range(2)]
+        assert [w.wait(timeout=300) for w in workers] == [0, 0]
+    assert [c["key"] for c in read_calls(world.log)] == [world.decision_id]
+    assert world.action()["status"] == "applied" and world.state().rollout == 25
 
 
 # ------------------------------------------------------------------------------------------ humans

@@ -9,6 +9,14 @@ rung down from the flag's CURRENT rollout; `severe` goes straight to the fallbac
 `switch_variant` decisions go to that fallback. A decision that is unclear (low/no severity while
 acting, a switch without a fallback variant, confidence under the policy minimum) waits for a human.
 
+Intent before effect (`act`): for an acting decision the `pending` row (decision, flag, cohort,
+backend, lineage: the plan's inputs) is written FIRST, before the flag's state is read or anything else
+that can fail. A failure at any later point (flag file invalid, a directory, the flag missing, the
+backend down, the process killed) leaves that pending row, and `resume` carries it on at the next sensor
+tick or the daily upkeep: a row not yet planned (automatic, no `before_*` state) is planned then from
+the decision and the flag's state at that time; a planned one is retried with its stored target. A
+decision killed before even its intent row is found by `unacted_decisions` and acted on then.
+
 Execution (`execute_action`): the `flag_actions` row keyed by `action_id` (the decision id for
 automatic actions) is the lock and the ledger:
   applied / rejected / failed  -> terminal: never call the backend again (re-runs, restarts).
@@ -48,7 +56,8 @@ from .flags.base import (
 )
 from .lake import Lake
 from .notify import Notifier, build_notification, should_notify
-from .schemas import DECISIONS, FLAG_ACTIONS
+from .policy import FLAG_CHANGING_ACTIONS
+from .schemas import DECISIONS, FLAG_ACTIONS, RELEASE_ARTIFACTS
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +190,11 @@ def _lineage(decision: Mapping[str, Any]) -> dict:
     return out
 
 
+def acts(decision: Mapping[str, Any]) -> bool:
+    """Does this decision ask for a flag change? (A superseded release acted on is marked bad, not stepped down.)"""
+    return decision.get("state") == "act" and (decision.get("action") or "none") in FLAG_CHANGING_ACTIONS
+
+
 def plan_action(
     decision_row: Mapping[str, Any] | pd.Series,
     release_row: Mapping[str, Any] | pd.Series | None,
@@ -212,7 +226,7 @@ def plan_action(
         lineage=_lineage(d),
     )
     state, action, severity = d.get("state"), d.get("action") or "none", d.get("severity") or "none"
-    if state != "act" or action in ("none", "hold_promotion", "block_release"):
+    if not acts(d):
         return ActionPlan(kind="none", status="noop", target=None, reason=f"decision is {state}/{action}: no flag change", **base)
 
     current = current_state.effective_rollout
@@ -466,15 +480,14 @@ def execute_action(
     if existing and existing["status"] == "awaiting_approval" and not approved and not human:
         return ActionResult(existing, 0, "awaiting_approval", "waiting for a human approval")
 
-    # Read the flag as it is now; a transient failure here is recorded like a failed call.
+    # Read the flag as it is now. With a pending row already written, any failure here (a transient
+    # outage, an invalid flag file, a missing flag) is recorded on it and retried later.
     try:
         current = backend.get_state(plan.flag_key)
-    except FlagBackendError as exc:
+    except Exception as exc:
         if existing and existing["status"] == "pending":
-            row = {**existing, "attempts": int(existing.get("attempts") or 0) + 1, "last_error": redact(exc, secrets), "updated_at": now}
-            _write(lake, row)
-            return ActionResult(row, 0, "pending", row["last_error"])
-        if not exc.transient or plan.status != "ready" or not plan.automatic:
+            return _still_pending(lake, existing, exc, secrets, now)
+        if not isinstance(exc, FlagBackendError) or not exc.transient or plan.status != "ready" or not plan.automatic:
             raise
         row = _base_row(replace(plan, status="pending"), now, existing, run_id)
         row.update(attempts=row["attempts"] + 1, last_error=redact(exc, secrets))
@@ -485,8 +498,9 @@ def execute_action(
     if existing and existing["status"] == "pending" and existing.get("before_enabled") is not None:
         plan = replace(plan, before=FlagState(plan.flag_key, bool(existing["before_enabled"]), int(existing.get("before_rollout") or 0), existing.get("before_variant")))
 
-    # Crash recovery: the call went through but the applied row was never written.
-    if existing and existing["status"] == "pending" and plan.target is not None and current.matches(plan.target):
+    # Crash recovery: the call went through but the applied row was never written (only a planned
+    # row can have made the call; an intent row has not).
+    if existing and existing["status"] == "pending" and planned(existing) and plan.target is not None and current.matches(plan.target):
         row = _base_row(replace(plan, status="applied"), now, existing, run_id)
         row.update(after_enabled=current.enabled, after_rollout=current.rollout, after_variant=current.variant, last_error=None)
         _write(lake, row)
@@ -565,21 +579,139 @@ def retry_open_actions(
     sleep: Callable[[float], None] = time.sleep,
     exclude: Iterable[str] = (),
 ) -> list[ActionResult]:
-    """Retry every `pending` row (sensor tick) except `exclude` (actions this run already tried).
-    `backend_for(backend_name, flag_key)` gives the client."""
+    """Retry every `pending` row (sensor tick, daily upkeep) except `exclude` (actions this run
+    already tried). `backend_for(backend_name, flag_key)` gives the client."""
     out = []
     skip = set(exclude)
     for row in open_actions(lake, statuses=("pending",)):
         if row["action_id"] in skip:
             continue
-        plan = plan_from_row(row)
         out.append(
-            execute_action(
-                lake, backend_for(row["backend"], row["flag_key"]), plan, policy=policy_for(row["flag_key"]),
-                notifier=notifier, now=now, run_id=run_id, sleep=sleep,
-            )
+            resume(lake, backend_for(row["backend"], row["flag_key"]), row, policy=policy_for(row["flag_key"]),
+                   notifier=notifier, now=now, run_id=run_id, sleep=sleep)
         )
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Intent before effect
+# ----------------------------------------------------------------------------------------------
+def planned(row: Mapping[str, Any]) -> bool:
+    """Has this row's change been planned (a target fixed from a state read)? An intent row has not:
+    an automatic row without the flag's `before` state."""
+    return row.get("before_enabled") is not None or (row.get("actor") or AUTO) != AUTO
+
+
+def record_intent(lake: Lake, decision: Mapping[str, Any], *, backend: str, now: datetime | None = None,
+                  run_id: str | None = None) -> dict | None:
+    """The pending row for an acting decision, unless it has a row already. Reads nothing but the
+    audit table and calls nothing: it is the first write of an action, so nothing before it can fail
+    and lose the decision. Returns the decision's row (None for a decision that changes nothing)."""
+    d = _as_dict(decision)
+    if not acts(d):
+        return None
+    existing = read_action(lake, d["decision_id"])
+    if existing is not None:
+        return existing
+    now = _utc(now)
+    lineage = _lineage(d)
+    lineage["idempotency_key"] = d["decision_id"]
+    if run_id:
+        lineage["action_run_id"] = run_id
+    row = {c: None for c in FLAG_ACTIONS.names}
+    row.update(
+        action_id=d["decision_id"], decision_id=d["decision_id"], flag_key=d["flag_key"],
+        release_version=d.get("release_version"), cohort=d.get("cohort"), backend=backend, kind=d["action"],
+        status="pending", actor=AUTO, attempts=0, created_at=now, updated_at=now,
+        reason=f"intent: {(d.get('reason') or d['action']).rstrip('.')}. Planned from the flag's state when it is read",
+        lineage=json.dumps(lineage, sort_keys=True, default=str),
+    )
+    return _write(lake, row)
+
+
+def act(
+    lake: Lake,
+    backend: FlagBackend,
+    decision: Mapping[str, Any],
+    *,
+    policy: FlagPolicy | None = None,
+    notifier: Notifier | None = None,
+    now: datetime | None = None,
+    run_id: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ActionResult:
+    """One decision to at most one flag change: the intent row first, then `resume`."""
+    d = _as_dict(decision)
+    row = record_intent(lake, d, backend=backend.name, now=now, run_id=run_id)
+    if row is None:
+        return ActionResult(None, 0, "noop", f"decision is {d.get('state')}/{d.get('action')}: no flag change")
+    return resume(lake, backend, row, decision=d, policy=policy, notifier=notifier, now=now, run_id=run_id, sleep=sleep)
+
+
+def resume(
+    lake: Lake,
+    backend: FlagBackend,
+    row: Mapping[str, Any],
+    *,
+    decision: Mapping[str, Any] | None = None,
+    policy: FlagPolicy | None = None,
+    notifier: Notifier | None = None,
+    now: datetime | None = None,
+    run_id: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ActionResult:
+    """Carry an audit row on from wherever it stopped. Final rows are left alone; a planned pending
+    row is retried with its stored target (so a change is never applied twice); an automatic row that
+    is not planned yet, or was skipped / awaits approval, is planned from its decision and the flag's
+    state now. A failure while planning keeps a pending row pending, with the error and one more attempt."""
+    row = _as_dict(row)
+    if row["status"] in TERMINAL:
+        return ActionResult(row, 0, row["status"], "already final; backend not called")
+    if planned(row) and row["status"] == "pending":
+        return execute_action(lake, backend, plan_from_row(row), policy=policy, notifier=notifier, decision=decision,
+                              now=now, run_id=run_id, sleep=sleep)
+    try:
+        d = _as_dict(decision) if decision is not None else _decision(lake, row["decision_id"])
+        release = _release_of(lake, d)
+        plan = plan_action(d, release, backend.get_state(row["flag_key"]), backend=backend.name, policy=policy)
+    except Exception as exc:
+        if row["status"] != "pending":
+            log.warning("re-planning %s failed; it stays %s: %s", row["action_id"], row["status"], redact(exc, backend.secrets()))
+            return ActionResult(row, 0, row["status"], redact(exc, backend.secrets()))
+        return _still_pending(lake, row, exc, tuple(backend.secrets()), _utc(now))
+    return execute_action(lake, backend, plan, policy=policy, notifier=notifier, decision=d, now=now, run_id=run_id, sleep=sleep)
+
+
+def unacted_decisions(lake: Lake, since: datetime) -> list[str]:
+    """Ids of acting decisions made since `since` that have no audit row: their run died (or never
+    ran) before the intent row. The sensor and the daily upkeep act on them."""
+    decisions = lake.read(DECISIONS, columns=["decision_id", "state", "action", "decided_at"],
+                          filter=ds.field("decided_at") >= pd.Timestamp(_utc(since)))
+    acting = decisions[[acts(d) for d in decisions.to_dict("records")]]
+    if acting.empty:
+        return []
+    known = set(lake.read_keys_in(FLAG_ACTIONS, "action_id", acting.decision_id, ["action_id"]).column("action_id").to_pylist())
+    return sorted(set(acting.decision_id) - known)
+
+
+def _decision(lake: Lake, decision_id: str | None) -> dict:
+    frame = lake.read(DECISIONS, filter=ds.field("decision_id") == decision_id) if decision_id else DECISIONS.empty_frame()
+    if frame.empty:
+        raise LookupError(f"decision {decision_id!r} is not in {DECISIONS.name}")
+    return _as_dict(frame.iloc[0])
+
+
+def _release_of(lake: Lake, decision: Mapping[str, Any]) -> dict | None:
+    releases = lake.read(RELEASE_ARTIFACTS, filter=ds.field("flag_key") == decision["flag_key"])
+    match = releases[releases.version == decision.get("release_version")]
+    return _as_dict(match.iloc[0]) if len(match) else None
+
+
+def _still_pending(lake: Lake, row: dict, exc: Exception, secrets: tuple, now: datetime) -> ActionResult:
+    error = redact(exc if isinstance(exc, FlagBackendError) else f"{type(exc).__name__}: {exc}", secrets)
+    row = {**row, "attempts": int(row.get("attempts") or 0) + 1, "last_error": error, "updated_at": now}
+    _write(lake, row)
+    return ActionResult(row, 0, "pending", error)
 
 
 # ----------------------------------------------------------------------------------------------

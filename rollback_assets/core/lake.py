@@ -1,39 +1,69 @@
 """Delta tables under one lake root, read and written through the schemas in `schemas.py`.
 
 Every write returns the Delta version it produced, so callers can record it as lineage and a
-postmortem can time-travel back to exactly what a decision saw.
+postmortem can time-travel back to exactly what a decision saw. The root is a folder or an
+object-store URL (`core/storage.py`: path joining and `storage_options` from the environment).
+Writes that lose an optimistic-concurrency race (`CommitFailedError`: another run committed a
+conflicting change first) are retried against the new snapshot with backoff.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
+import os
+import random
+import time
+from typing import Callable, TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
+from . import storage
 from .schemas import Table
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+COMMIT_ATTEMPTS = 8  # a conflicting commit is retried this many times in all
+COMMIT_BACKOFF_S = 0.05  # first wait; doubles (with jitter) up to COMMIT_BACKOFF_MAX_S
+COMMIT_BACKOFF_MAX_S = 2.0
 
 
 class Lake:
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike, storage_options: dict[str, str] | None = None):
+        """`root`: a folder or an `s3://`, `abfss://` or `gs://` URL. `storage_options` default to the
+        environment's (see `storage.storage_options`); they are never logged or shown."""
+        self.root = str(root)
+        self.storage_options = storage_options if storage_options is not None else storage.storage_options(self.root)
 
     def uri(self, table: Table) -> str:
-        return str(self.root / table.name)
+        return self.path(table.name)
+
+    def path(self, *parts: str) -> str:
+        """A location under the root (folder or URL)."""
+        return storage.join(self.root, *parts)
+
+    def files(self, *parts: str) -> storage.Files:
+        """Small non-table files under the root (e.g. the model store), with the lake's credentials."""
+        return storage.Files(self.path(*parts), self.storage_options or {})
+
+    def table(self, table: Table, version: int | None = None) -> DeltaTable:
+        return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
 
     def exists(self, table: Table) -> bool:
-        return DeltaTable.is_deltatable(self.uri(table))
+        return DeltaTable.is_deltatable(self.uri(table), storage_options=self.storage_options)
 
     def version(self, table: Table) -> int | None:
-        return DeltaTable(self.uri(table)).version() if self.exists(table) else None
+        return self.table(table).version() if self.exists(table) else None
 
     def dataset(self, table: Table, version: int | None = None) -> ds.Dataset | None:
         if not self.exists(table):
             return None
-        return DeltaTable(self.uri(table), version=version).to_pyarrow_dataset()
+        return self.table(table, version).to_pyarrow_dataset()
 
     def read_arrow(
         self,
@@ -70,27 +100,38 @@ class Lake:
         """The newest value of a custom commit-metadata key (e.g. which input version a write used)."""
         if not self.exists(table):
             return None
-        for commit in DeltaTable(self.uri(table)).history(lookback):
+        for commit in self.table(table).history(lookback):
             if key in commit:
                 return commit[key]
         return None
 
+    def commits_after(self, table: Table, version: int | None, upto: int | None = None) -> list[dict]:
+        """Commit infos of versions in (`version`, `upto`] (`upto` default: the newest), oldest first,
+        each with its `version`, `operation` and custom metadata. `version` None means from the start."""
+        if not self.exists(table):
+            return []
+        delta = self.table(table, upto)
+        newest = delta.version()
+        start = -1 if version is None else version
+        if newest <= start:
+            return []
+        commits = [c for c in delta.history(newest - start) if start < int(c.get("version", -1)) <= newest]
+        return sorted(commits, key=lambda c: int(c["version"]))
+
     def overwrite(self, table: Table, frame: pd.DataFrame | pa.Table, metadata: dict | None = None) -> int:
-        write_deltalake(
-            self.uri(table),
-            self._arrow(table, frame),
-            mode="overwrite",
-            partition_by=list(table.partition_by) or None,
-            schema_mode="overwrite",
-            commit_properties=_commit(metadata),
-        )
+        data = self._arrow(table, frame)
+        retry_commit(lambda: write_deltalake(
+            self.uri(table), data, mode="overwrite", partition_by=list(table.partition_by) or None,
+            schema_mode="overwrite", commit_properties=_commit(metadata), storage_options=self.storage_options,
+        ), table.name)
         return self.version(table)
 
     def append(self, table: Table, frame: pd.DataFrame | pa.Table, metadata: dict | None = None) -> int:
-        write_deltalake(
-            self.uri(table), self._arrow(table, frame), mode="append",
-            partition_by=list(table.partition_by) or None, commit_properties=_commit(metadata),
-        )
+        data = self._arrow(table, frame)
+        retry_commit(lambda: write_deltalake(
+            self.uri(table), data, mode="append", partition_by=list(table.partition_by) or None,
+            commit_properties=_commit(metadata), storage_options=self.storage_options,
+        ), table.name)
         return self.version(table)
 
     def merge(
@@ -115,14 +156,19 @@ class Lake:
             # Pruning: only partitions present in the batch are scanned for matches.
             values = sorted({str(v) for v in data.column(part).to_pylist()})
             predicate += f" AND t.{part} IN ({', '.join(repr(v) for v in values)})"
-        builder = DeltaTable(self.uri(table)).merge(
-            source=data, predicate=predicate, source_alias="s", target_alias="t", commit_properties=_commit(metadata)
-        )
-        if update_when:
-            builder = builder.when_matched_update_all(predicate=update_when)
-        else:
-            builder = builder.when_matched_update_all()
-        metrics = builder.when_not_matched_insert_all().execute()
+
+        def attempt() -> dict:
+            # A fresh snapshot each attempt: a retry merges against what the winner committed.
+            builder = self.table(table).merge(
+                source=data, predicate=predicate, source_alias="s", target_alias="t", commit_properties=_commit(metadata)
+            )
+            if update_when:
+                builder = builder.when_matched_update_all(predicate=update_when)
+            else:
+                builder = builder.when_matched_update_all()
+            return builder.when_not_matched_insert_all().execute()
+
+        metrics = retry_commit(attempt, table.name)
         return self.version(table), metrics
 
     def drop_moved_rows(self, table: Table, data: pa.Table) -> None:
@@ -142,11 +188,27 @@ class Lake:
         moved = joined[(joined[moving].astype(str).to_numpy() != joined[[f"{m}_new" for m in moving]].astype(str).to_numpy()).any(axis=1)]
         if len(moved):
             keys = ", ".join(repr(str(k)) for k in moved[key].unique())
-            DeltaTable(self.uri(table)).delete(f"{key} IN ({keys})")
+            retry_commit(lambda: self.table(table).delete(f"{key} IN ({keys})"), table.name)
 
     @staticmethod
     def _arrow(table: Table, frame: pd.DataFrame | pa.Table) -> pa.Table:
         return frame if isinstance(frame, pa.Table) else table.to_arrow(frame)
+
+
+def retry_commit(write: Callable[[], T], what: str, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run `write`; when another writer won the commit race, wait (exponential backoff with jitter,
+    so two losers do not collide again) and run it again on the new snapshot."""
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return write()
+        except CommitFailedError as exc:
+            if attempt == COMMIT_ATTEMPTS:
+                raise
+            wait = min(COMMIT_BACKOFF_MAX_S, COMMIT_BACKOFF_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            log.warning("%s: commit conflict (%s); retry %d/%d in %.2f s", what, str(exc).splitlines()[0][:200],
+                        attempt, COMMIT_ATTEMPTS - 1, wait)
+            sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def _commit(metadata: dict | None) -> CommitProperties | None:

@@ -25,7 +25,7 @@ from .policy import PolicyConfig, known_bad_releases, make_decisions
 from .scoring.base import Scorer, score_frame
 from .schemas import (
     BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, LANDING_FILES, QUARANTINE, RAW_FEEDBACK,
-    RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT,
+    RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT, UTC_TS,
 )
 from .taxonomy import Taxonomy
 
@@ -74,7 +74,9 @@ def _merge_batch(lake: Lake, batch: list, now, stats: dict) -> int | None:
     valid = pa.concat_tables([RAW_FEEDBACK.to_arrow(r.valid) for *_, r in batch])
     # The same event in two files of one batch: the later file wins, as it would in two batches.
     later_wins = ~valid.column("event_id").to_pandas().duplicated(keep="last").to_numpy()
-    version, metrics = lake.merge(RAW_FEEDBACK, valid.filter(later_wins), update_when="s.content_hash != t.content_hash")
+    # The commit names the stamp its rows carry, so `enrich` finds them by commit, not by clock.
+    version, metrics = lake.merge(RAW_FEEDBACK, valid.filter(later_wins), update_when="s.content_hash != t.content_hash",
+                                  metadata={"ingested_at": now})
     rejected = [r.quarantined for *_, r in batch if len(r.quarantined)]
     if rejected:  # merged on (file, line): a rerun or a retried unreadable file never duplicates a row
         lake.merge(QUARANTINE, pd.concat(rejected, ignore_index=True))
@@ -129,17 +131,20 @@ CHUNK_ROWS = 100_000  # rows per read-process-write round: bounds memory whateve
 
 
 def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
-    """Attribute new raw rows; when the releases or the cohort dimensions changed, re-attribute all.
+    """Attribute raw rows changed since the raw version the last run processed; when the releases or
+    the cohort dimensions changed, re-attribute all.
 
-    The watermark (newest `ingested_at` handled) is written with the last chunk only, so a run that
-    dies half-way is redone from the old watermark, and the MERGEs make that harmless.
+    Concurrency-safe: the watermark is a committed Delta version of `raw_feedback`, never a clock, so
+    an ingest run that started earlier but committed later is still picked up (see `_changed_since`).
+    Raw is read at one pinned version; commits after it are the next run's. The watermark is written
+    with the last chunk only, so a run that dies half-way is redone, and the MERGEs make that harmless.
     """
     releases = read_releases(lake)
     signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS), "cohort": list(cohort_dimensions)})
     full = lake.commit_metadata(ENRICHED_FEEDBACK, "attribution_signature") != signature
-    watermark = None if full else _watermark(lake, ENRICHED_FEEDBACK, "raw_watermark")
-    pending = None if watermark is None else ds.field("ingested_at") > watermark
-    keys = lake.read_arrow(RAW_FEEDBACK, columns=["event_id", "created_date"], filter=pending)
+    upto = lake.version(RAW_FEEDBACK)
+    pending = None if full else _changed_since(lake, RAW_FEEDBACK, "ingested_at", _processed(lake, ENRICHED_FEEDBACK, "raw_version"), upto)
+    keys = lake.read_arrow(RAW_FEEDBACK, columns=["event_id", "created_date"], filter=pending, version=upto)
     if not full:
         lake.drop_moved_rows(ENRICHED_FEEDBACK, keys)
     chunks = _date_chunks(keys.column("created_date"))
@@ -147,18 +152,20 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
     version, now = lake.version(ENRICHED_FEEDBACK), _now()
     for i, days in enumerate(chunks):
         in_chunk = ds.field("created_date").isin(days)
-        raw = lake.read(RAW_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk)
+        raw = lake.read(RAW_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto)
         enriched = attribute(raw, releases, cohort_dimensions)
         enriched["enriched_at"] = now
-        last = i == len(chunks) - 1
-        metadata = {"attribution_signature": signature, "raw_watermark": _max_of(raw.ingested_at, watermark)} if last else None
+        # Every commit names the stamp its rows carry (what `score` selects on); the last one also
+        # records the raw version now fully processed.
+        metadata = {"enriched_at": now}
+        if i == len(chunks) - 1:
+            metadata.update(attribution_signature=signature, raw_version=upto)
         if full and i == 0:
             version = lake.overwrite(ENRICHED_FEEDBACK, enriched, metadata=metadata)
-        elif full:
-            version = lake.append(ENRICHED_FEEDBACK, enriched, metadata=metadata)
         else:
+            # MERGE, not append, after the overwrite too: a concurrent run re-attributing the same
+            # days must not add its rows a second time.
             version, _ = lake.merge(ENRICHED_FEEDBACK, enriched, metadata=metadata, moved_rows_checked=True)
-        watermark = _max_of(raw.ingested_at, watermark)
         stats["rows_attributed"] += len(enriched)
         for method, count in enriched.attribution.value_counts().items():
             stats["by_method"][method] = stats["by_method"].get(method, 0) + int(count)
@@ -169,11 +176,11 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
 
 # ---------------------------------------------------------------- enriched -> scored
 def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
-    """Score rows attributed since the last run, a chunk of days at a time. A row whose text did not
-    change keeps its score (re-attribution never re-scores)."""
-    watermark = _watermark(lake, SCORED_SENTIMENT, "enriched_watermark")
-    pending = None if watermark is None else ds.field("enriched_at") > watermark
-    keys = lake.read_arrow(ENRICHED_FEEDBACK, columns=["event_id", "created_date"], filter=pending)
+    """Score rows attributed since the enriched version the last run processed, a chunk of days at
+    a time. A row whose text did not change keeps its score (re-attribution never re-scores)."""
+    upto = lake.version(ENRICHED_FEEDBACK)
+    pending = _changed_since(lake, ENRICHED_FEEDBACK, "enriched_at", _processed(lake, SCORED_SENTIMENT, "enriched_version"), upto)
+    keys = lake.read_arrow(ENRICHED_FEEDBACK, columns=["event_id", "created_date"], filter=pending, version=upto)
     lake.drop_moved_rows(SCORED_SENTIMENT, keys)
     chunks = _date_chunks(keys.column("created_date"))
     stats = {"rows_scored": 0, "rows_reused": 0, "scorer": scorer.name, "scorer_version": scorer.version}
@@ -181,14 +188,13 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     version = lake.version(SCORED_SENTIMENT)
     for i, days in enumerate(chunks):
         in_chunk = ds.field("created_date").isin(days)
-        changed = lake.read(ENRICHED_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk)
+        changed = lake.read(ENRICHED_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto)
         reuse = _reusable_scores(lake, changed)
         fresh = changed[~changed.event_id.isin(reuse.event_id)]
         scored_fresh = score_frame(scorer, taxonomy, fresh) if len(fresh) else None
         reused = changed.merge(reuse, on=["event_id", "content_hash"], how="inner")
         combined = pd.concat([f for f in (scored_fresh, reused) if f is not None and len(f)], ignore_index=True)
-        watermark = _max_of(changed.enriched_at, watermark)
-        metadata = {"enriched_watermark": watermark} if i == len(chunks) - 1 else None
+        metadata = {"enriched_version": upto} if i == len(chunks) - 1 else None
         version, _ = lake.merge(SCORED_SENTIMENT, combined, metadata=metadata, moved_rows_checked=True)
         stats["rows_scored"] += len(fresh)
         stats["rows_reused"] += len(reused)
@@ -216,15 +222,32 @@ def _date_chunks(days: pa.ChunkedArray) -> list[list]:
     return chunks + [current]
 
 
-def _watermark(lake: Lake, table, key: str) -> pd.Timestamp | None:
+# Commits that change no rows a downstream step must see (a delete only removes a row that moved day).
+_NO_NEW_ROWS = {"DELETE", "OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "CREATE TABLE"}
+
+
+def _processed(lake: Lake, table, key: str) -> int | None:
+    """The upstream version the newest commit of `table` says it processed. The newest, not the
+    largest: when two runs race, the later commit may have processed less, and re-reading those
+    versions repairs anything its MERGE overwrote with older input."""
     value = lake.commit_metadata(table, key)
-    return pd.Timestamp(value) if value else None
+    return int(value) if value is not None else None
 
 
-def _max_of(times: pd.Series, current: pd.Timestamp | None) -> pd.Timestamp | None:
-    newest = times.max() if len(times) else None
-    candidates = [t for t in (newest, current) if t is not None and not pd.isna(t)]
-    return max(candidates) if candidates else None
+def _changed_since(lake: Lake, upstream, stamp: str, since: int | None, upto: int | None) -> ds.Expression | None:
+    """Rows of `upstream` written by its commits in (since, upto]: every writer stamps its rows with
+    one value of `stamp` and names it in the commit metadata, so the stamps of those commits select
+    exactly their rows, whatever order concurrent runs started in. None (read everything) on the
+    first run, or when a commit carries no stamp (e.g. another engine's writer)."""
+    if since is None or upto is None:
+        return None
+    stamps = []
+    for commit in lake.commits_after(upstream, since, upto):
+        if commit.get(stamp) is not None:
+            stamps.append(pd.Timestamp(commit[stamp]))
+        elif commit.get("operation") not in _NO_NEW_ROWS:
+            return None
+    return ds.field(stamp).isin(pa.array(stamps, type=UTC_TS))
 
 
 def _reusable_scores(lake: Lake, changed: pd.DataFrame) -> pd.DataFrame:

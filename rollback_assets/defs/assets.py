@@ -163,7 +163,7 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         metadata={
             "trained": True,
             "model_version": model.version,
-            "model_path": dg.MetadataValue.path(str(path)),
+            "model_path": dg.MetadataValue.path(path),
             "rated_rows": len(rated),
             "holdout_rows": v.n_holdout,
             "calibrated_macro_f1": round(v.calibrated_macro_f1, 4),

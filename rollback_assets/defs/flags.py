@@ -16,12 +16,16 @@ from ..core import actions
 from ..core.flags import FlagBackend, make_flag_backend
 from ..core.notify import WebhookNotifier
 from ..core.policy import PolicyConfig
-from ..core.schemas import DECISIONS, FLAG_ACTIONS, RELEASE_ARTIFACTS
+from ..core.schemas import DECISIONS, FLAG_ACTIONS
 from .assets import rollback_decisions
 from .metadata import code_version, markdown_table, table_metadata
 from .resources import PROJECT_ROOT, LakeResource, SettingsResource
 
 FLAG_ACTION_JOB_NAME = "flag_action_job"
+FLAG_POOL = "flag_backend"
+UNACTED_LOOKBACK = timedelta(days=7)  # acting decisions this recent without an audit row are recovered
+ACTION_RUN_MAX_SECONDS = 600  # a flag_action_job run takes seconds; one older than this is dead
+MAX_RUN_KEY_SUFFIX = 50  # run-key suffixes tried per open item (killed runs in a row)
 
 
 class FlagControlResource(dg.ConfigurableResource):
@@ -97,6 +101,9 @@ class FlagActionConfig(dg.Config):
     deps=[rollback_decisions],
     kinds={"deltalake"},
     code_version=code_version(actions),
+    # One flag-changing step at a time across runs (the instance's `concurrency: pools` limit, 1 in the
+    # shipped dagster.yaml): an action is planned from the flag's state, so two at once could both act.
+    pool=FLAG_POOL,
     description="Audit trail of flag changes: before/after state, actor, approver, reason, decision, lineage.",
 )
 def flag_actions(
@@ -104,20 +111,26 @@ def flag_actions(
     settings: SettingsResource,
 ) -> dg.MaterializeResult:
     the_lake = lake.lake()
+    decisions = the_lake.read(DECISIONS, filter=ds.field("decision_id").isin(config.decision_ids)) if config.decision_ids else DECISIONS.empty_frame()
+    # Intent before effect: the pending rows go in before the policy, the backend or the flag's state
+    # are touched, so whatever fails after this leaves something the next tick retries.
+    for decision in decisions.to_dict("records"):
+        actions.record_intent(the_lake, decision, backend=flags.backend, run_id=context.run_id)
     policy = settings.policy()
     backend = flags.client()
     notifier = flags.notifier()
-    decisions = the_lake.read(DECISIONS, filter=ds.field("decision_id").isin(config.decision_ids)) if config.decision_ids else DECISIONS.empty_frame()
-    releases = the_lake.read(RELEASE_ARTIFACTS)
-    results = []
-    for decision in decisions.to_dict("records"):
-        release = releases[(releases.flag_key == decision["flag_key"]) & (releases.version == decision["release_version"])]
-        per_flag = flag_policy(policy, decision["flag_key"])
-        plan = actions.plan_action(decision, release.iloc[0] if len(release) else None, backend.get_state(decision["flag_key"]),
-                                   backend=backend.name, policy=per_flag)
-        results.append(actions.execute_action(the_lake, backend, plan, policy=per_flag, notifier=notifier,
-                                              decision=decision, run_id=context.run_id))
+    results = [
+        actions.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]), notifier=notifier,
+                    run_id=context.run_id)
+        for decision in decisions.to_dict("records")
+    ]
     if config.retry_pending:
+        # Decisions whose run died before their intent row, then every pending row.
+        since = datetime.now(timezone.utc) - UNACTED_LOOKBACK
+        for decision_id in actions.unacted_decisions(the_lake, since):
+            decision = the_lake.read(DECISIONS, filter=ds.field("decision_id") == decision_id).to_dict("records")[0]
+            results.append(actions.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]),
+                                       notifier=notifier, run_id=context.run_id))
         results += actions.retry_open_actions(
             the_lake, lambda name, flag: backend, policy_for=lambda flag: flag_policy(policy, flag), notifier=notifier,
             run_id=context.run_id, exclude={r.row["action_id"] for r in results if r.row},
@@ -145,8 +158,10 @@ def flag_actions(
 @dg.sensor(job_name=FLAG_ACTION_JOB_NAME, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def rollback_decision_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, settings: SettingsResource):
     """One run per actionable decision (run key = decision id, so a decision is acted on once however
-    often it is re-materialized), plus a retry run for each pending action and a re-check of actions a
-    hold or cooldown skipped once that block has ended. Cursor: the last materialization's storage id."""
+    often it is re-materialized), plus a run for each pending action, for each acting decision that
+    has no audit row yet (its run died before the intent row: found in the table, not in the cursor),
+    and a re-check of actions a hold or cooldown skipped once that block has ended. Cursor: the last
+    decision materialization's storage id."""
     after = int(context.cursor) if context.cursor else None
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=rollback_decisions.key, after_storage_id=after), limit=100, ascending=True
@@ -157,9 +172,17 @@ def rollback_decision_sensor(context: dg.SensorEvaluationContext, lake: LakeReso
         ids = metadata.get("actionable_decision_ids")
         for decision_id in (ids.value if ids is not None else []):
             requests.append(_action_request(decision_id, [decision_id]))
+    requested = {r.run_key for r in requests}
     the_lake = lake.lake()
-    for row in actions.open_actions(the_lake, statuses=("pending",)):
-        requests.append(_action_request(f"retry:{row['action_id']}:{row['attempts']}", []))
+    now = datetime.now(timezone.utc)
+    open_work = [(f"retry:{row['action_id']}:{row['attempts']}", [], pd.Timestamp(row["updated_at"]))
+                 for row in actions.open_actions(the_lake, statuses=("pending",))]
+    open_work += [(decision_id, [decision_id], None) for decision_id in actions.unacted_decisions(the_lake, now - UNACTED_LOOKBACK)
+                  if decision_id not in requested]
+    for base, decision_ids, since in open_work:
+        run_key = _unused_run_key(context.instance, base, now, since)
+        if run_key is not None:
+            requests.append(_action_request(run_key, decision_ids))
     requests += _rechecks(the_lake, settings.policy())
     if records:
         context.update_cursor(str(records[-1].storage_id))
@@ -171,8 +194,34 @@ def _action_request(run_key: str, decision_ids: list[str]) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=run_key,
         run_config={"ops": {"flag_actions": {"config": {"decision_ids": decision_ids}}}},
-        tags={"rollback/decisions": ",".join(decision_ids)[:200]},
+        # Run monitoring (dagster.yaml) fails a run past this, so a killed run does not look alive for ever.
+        tags={"rollback/decisions": ",".join(decision_ids)[:200], "dagster/max_runtime": str(ACTION_RUN_MAX_SECONDS)},
     )
+
+
+_IN_FLIGHT = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED)
+
+
+def _unused_run_key(instance: dg.DagsterInstance, base: str, now: datetime, since: pd.Timestamp | None) -> str | None:
+    """The run key for open work: `base`, or `base#n` when the runs under the earlier keys ended and
+    the work is still open (killed, or failed before writing anything), since the daemon never runs a
+    key twice. None while one of them is still in flight, or until the back-off after the n-th
+    failed attempt (30 s doubling, at most an hour) has passed. Runs created before `since` (the
+    row's last change) were about an earlier state and do not count."""
+    for n in range(0, MAX_RUN_KEY_SUFFIX):
+        key = base if n == 0 else f"{base}#{n}"
+        runs = [r for r in instance.get_run_records(dg.RunsFilter(tags={"dagster/run_key": key}), limit=10)
+                if since is None or r.create_timestamp >= since.floor("s")]  # run storage may keep whole seconds
+        if not runs:
+            return key
+        if any(r.dagster_run.status in _IN_FLIGHT for r in runs):
+            return None
+        ended = max((r.end_time or r.update_timestamp.timestamp()) for r in runs)
+        wait = 0 if n == 0 else min(3600, 30 * 2 ** (n - 1))
+        if now.timestamp() < ended + wait:
+            return None
+    return None
 
 
 def _rechecks(the_lake, policy: PolicyConfig) -> list[dg.RunRequest]:

@@ -22,7 +22,9 @@ def default_path(env: str, relative: str) -> str:
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Root of the Delta tables (a local folder by default; any path deltalake can write)."""
+    """Root of the Delta tables: a local folder by default, or an `s3://`, `abfss://` or `gs://` URL.
+    Credentials and endpoint options come from the environment (AWS_* / AZURE_* / GOOGLE_*, see
+    `core/storage.py`), never from this config, so they never show in the UI."""
 
     root: str
 
@@ -30,7 +32,8 @@ class LakeResource(dg.ConfigurableResource):
         return Lake(self.root)
 
     def model_store(self) -> ModelStore:
-        return ModelStore(Path(self.root) / "models")
+        """The sentiment model store, `<lake>/models` (local or object storage)."""
+        return ModelStore(self.lake().files("models"))
 
 
 class LandingZoneResource(dg.ConfigurableResource):

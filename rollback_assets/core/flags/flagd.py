@@ -64,8 +64,9 @@ class FlagdFileBackend:
         return doc
 
     def _write(self, doc: dict) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
             with os.fdopen(fd, "w") as f:
                 json.dump(doc, f, indent=2, sort_keys=False)
                 f.write("\n")
@@ -74,8 +75,9 @@ class FlagdFileBackend:
             os.chmod(tmp, 0o644)
             os.replace(tmp, self.path)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             raise TransientBackendError(f"flagd: cannot write {self.path.name}: {exc.strerror}") from None
 
     # -- state -------------------------------------------------------------------------------------

@@ -1,35 +1,33 @@
 """Where trained text models live: `<lake>/models/<version>.pkl` plus a pointer to the current one.
 
 The assets write it (sentiment_model) and read it (scored_sentiment); replay, a Spark job or a notebook
-read the same store, so every engine scores with the model the graph chose.
+read the same store, so every engine scores with the model the graph chose. It sits under the lake
+root, local or object storage (`core/storage.Files`).
 """
 
 from __future__ import annotations
 
 import json
 import pickle
-from pathlib import Path
 
+from ..storage import Files
 from .calibrated import CalibratedScorer
 
+POINTER = "current.json"
 RETRAIN_GROWTH = 0.2  # retrain once rated feedback has grown by this share since the last fit
 
 
 class ModelStore:
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, files: Files):
+        self.files = files
 
     def pointer(self) -> dict | None:
-        path = self.root / "current.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return json.loads(self.files.read_bytes(POINTER)) if self.files.exists(POINTER) else None
 
     def current(self) -> CalibratedScorer | None:
         """The newest trained model, whether or not it beat the lexicon (the scorer choice decides)."""
         chosen = self.pointer()
-        if not chosen:
-            return None
-        with open(self.root / chosen["file"], "rb") as handle:
-            return pickle.load(handle)
+        return pickle.loads(self.files.read_bytes(chosen["file"])) if chosen else None
 
     def needs_training(self, rated_rows: int) -> bool:
         """Train the first time, then only once rated feedback grew by RETRAIN_GROWTH: a model per run
@@ -41,12 +39,11 @@ class ModelStore:
     def retrain_at(rated_rows: int) -> int:
         return int(rated_rows * (1 + RETRAIN_GROWTH))
 
-    def save(self, model: CalibratedScorer, rated_rows: int) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / f"{model.version}.pkl"
-        with open(path, "wb") as handle:
-            pickle.dump(model, handle)
-        (self.root / "current.json").write_text(json.dumps(
-            {"file": path.name, "version": model.version, "rated_rows": rated_rows,
-             "use_calibrated": model.validation.calibrated_wins}))
-        return path
+    def save(self, model: CalibratedScorer, rated_rows: int) -> str:
+        """The model file first, then the pointer: a reader sees the old model or the new one, whole."""
+        name = f"{model.version}.pkl"
+        uri = self.files.write_bytes(name, pickle.dumps(model))
+        self.files.write_bytes(POINTER, json.dumps(
+            {"file": name, "version": model.version, "rated_rows": rated_rows,
+             "use_calibrated": model.validation.calibrated_wins}).encode())
+        return uri
