@@ -76,6 +76,7 @@ START = pd.Timestamp("2024-03-04 00:00:00")  # a Monday
 EFFECTS = (0.2, 0.3, 0.6)
 DETECT_DAYS = 7
 STEP = "6h"
+MIN_LISTED, MIN_PRINTED = 10, 30  # Netflix releases with fewer reviews (and no decision / no act or hold) are left out
 # Update behaviour: (share of reviews, logistic midpoint in days, logistic scale in days).
 COHORTS = ((0.30, 1.0, 0.4), (0.40, 4.0, 1.5), (0.22, 12.0, 4.0), (0.08, 40.0, 12.0))
 
@@ -301,8 +302,23 @@ def netflix_versions(decisions: dict[str, pd.DataFrame], replay_dir: Path, path:
                "first_review": str(first)}
         for method, frame in decisions.items():
             row[method] = _decision_of(frame[frame.release == release], first)
-        rows.append(row)
+        if row["n"] >= MIN_LISTED or any(row[m]["state"] != "none" for m in decisions):
+            rows.append(row)
     return sorted(rows, key=lambda r: tuple(int(p) for p in r["release"].split(".")))
+
+
+def netflix_targets(versions: list[dict], methods: list[str]) -> dict:
+    """Issue 8's targets on the real file: 8.104 acted on within 14 days of its first review; 8.113-8.127 not."""
+    def acts(row, method):
+        return row[method]["state"] == "act"
+    by_release = {r["release"]: r for r in versions}
+    quiet = [r for r in versions if r["release"].startswith("8.") and 113 <= int(r["release"].split(".")[1]) <= 127]
+    out = {}
+    for m in methods:
+        bad = by_release.get("8.104")
+        out[m] = {"8.104_acted_within_14_days": bool(bad and acts(bad, m) and bad[m]["days_after_first_review"] <= 14),
+                  "acted_among_8.113-8.127": [r["release"] for r in quiet if acts(r, m)]}
+    return out
 
 
 def _decision_of(frame: pd.DataFrame, first_review: pd.Timestamp) -> dict:
@@ -414,6 +430,7 @@ def run(n_null: int = 20, per_effect: int = 10, jobs: int = 2, days: int = 56, s
         decisions = {m: read_decisions(work / "netflix" / m / "decisions.csv") for m in policies}
         report["netflix"] = {"replay_seconds": {m: seconds[str(work / "netflix" / m)] for m in policies},
                              "versions": netflix_versions(decisions, work / "netflix" / next(iter(policies)))}
+        report["netflix"]["targets"] = netflix_targets(report["netflix"]["versions"], list(policies))
     report["seconds"] = round(time.perf_counter() - started, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
@@ -442,22 +459,29 @@ def print_report(report: dict) -> None:
     if seq:
         print(f"{'delay ratio':12s} {'':>12s} " + " ".join(
             f"{_fmt(seq[e].get('delay_ratio_vs_fixed_rule'), '{:.2f}x'):>26s}" for e in effects))
-    acted_with = {m: row["action_values"] for m, row in report["table"].items() if row["action_values"]}
+    acted_with = {m: row.get("action_values") for m, row in report["table"].items() if row.get("action_values")}
     if acted_with:
         print("action values on acts: " + "; ".join(f"{m}: {', '.join(v)}" for m, v in acted_with.items()))
     print(f"median replay time per stream: " + ", ".join(f"{m} {_fmt(v, '{:.1f}')} s" for m, v in report["replay_seconds_median"].items()))
     if "netflix" in report:
         nf = report["netflix"]
         methods = list(nf["replay_seconds"])
-        print(f"\nNetflix file, per release ({', '.join(f'{m} replay {v:.1f} s' for m, v in nf['replay_seconds'].items())}):")
+        print(f"\nNetflix file, per release with >= {MIN_PRINTED} reviews or an act/hold "
+              f"({', '.join(f'{m} replay {v:.1f} s' for m, v in nf['replay_seconds'].items())}); "
+              f"label- = share the product labels negative; +Nd = days after the release's first review:")
         print(f"{'release':9s} {'n':>6s} {'1-2★':>6s} {'label-':>7s} " + " ".join(f"{m:>24s}" for m in methods))
-        for r in nf["versions"]:
+        shown = [r for r in nf["versions"]
+                 if r["n"] >= MIN_PRINTED or any(r[m]["state"] in ("act", "hold") for m in methods)]
+        for r in shown:
             cells = []
             for m in methods:
                 d = r[m]
                 cells.append(d["state"] + (f" +{d['days_after_first_review']:.0f}d" if "days_after_first_review" in d else ""))
             print(f"{r['release']:9s} {r['n']:>6d} {r['low_star_share']:>6.2f} {_fmt(r['label_negative_share'], '{:.2f}'):>7s} "
                   + " ".join(f"{c:>24s}" for c in cells))
+        for m, t in nf.get("targets", {}).items():
+            print(f"  {m}: 8.104 acted on within 14 days: {'yes' if t['8.104_acted_within_14_days'] else 'NO'}; "
+                  f"acted on among 8.113-8.127: {', '.join(t['acted_among_8.113-8.127']) or 'none'}")
 
 
 def arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
