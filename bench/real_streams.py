@@ -188,9 +188,23 @@ def simulate_stream(pools: dict[int, np.ndarray], star_share: dict[int, float], 
         "at": at.strftime("%Y-%m-%d %H:%M:%S"),
         "appVersion": version,
     })[EXPORT_COLUMNS]
+    # What the stream looks like (reported, so a reader can check the claims above).
+    newest = np.searchsorted(release_days, day[hour_of_row], side="right") - 1
+    daily_counts = np.bincount(hour_of_row // 24, minlength=days)
+    first_week = [(release_idx == i)[(day[hour_of_row] >= d) & (day[hour_of_row] < d + 7)].mean()
+                  for i, d in enumerate(release_days) if 0 <= d <= days - 7]
+    shape = {
+        "reviews_per_day": float(daily_counts.mean()),
+        "weekday_volume_max_over_min": float(np.bincount(np.arange(days) % 7, daily_counts).max()
+                                             / max(np.bincount(np.arange(days) % 7, daily_counts).min(), 1)),
+        "rows_without_version": float(np.mean([v is None for v in version])),
+        "reviews_on_older_releases": float((release_idx < newest).mean()),
+        "new_release_share_of_its_first_week": float(np.mean(first_week)) if first_week else None,
+        "builds_per_release": float(np.mean([len(r["builds"]) for r in releases])),
+    }
     truth = {
-        "seed": seed, "effect": effect, "days": days, "rows": n, "base_share": round(base_share, 4),
-        "missing_version_share": round(missing_share, 4), "reviews_per_day": round(n / days, 1),
+        "seed": seed, "shape": {k: (round(v, 3) if v is not None else None) for k, v in shape.items()}, "effect": effect, "days": days, "rows": n, "base_share": round(base_share, 4),
+        "missing_version_share": round(missing_share, 4),
         "bad_release": releases[bad]["release"] if bad is not None else None,
         "releases": [{"release": r["release"], "released_at": str(START + pd.Timedelta(days=r["released_day"])),
                       "builds": [b["version"] for b in r["builds"]], "negative_share": round(float(neg_share[i]), 4)}
@@ -381,7 +395,9 @@ def product_labels(path: Path) -> pd.DataFrame | None:
 
 def run(n_null: int = 20, per_effect: int = 10, jobs: int = 2, days: int = 56, seed: int = 20261127,
         netflix: bool = True, workdir: str | None = None, keep: bool = False,
-        out: Path = ROOT / "bench" / "results" / "real_streams.json", policies: dict[str, Path] | None = None) -> dict:
+        out: Path = ROOT / "bench" / "results" / "real_streams.json", policies: dict[str, Path] | None = None,
+        resume: bool = False) -> dict:
+    """resume: keep replay outputs already in `workdir` (streams are rebuilt from their seeds, bit for bit)."""
     started = time.perf_counter()
     policies = dict(policies or POLICIES)
     work = Path(workdir or tempfile.mkdtemp(prefix="real_streams_"))
@@ -406,7 +422,11 @@ def run(n_null: int = 20, per_effect: int = 10, jobs: int = 2, days: int = 56, s
           f"{len(tasks)} replays on {jobs} processes (step {STEP}) in {work}", flush=True)
     # Netflix replays are the longest: start them first so they do not trail at the end.
     tasks.sort(key=lambda t: "netflix" not in t[2])
-    seconds = {}
+    seconds: dict[str, float | None] = {}
+    if resume:
+        seconds = {t[2]: None for t in tasks if (Path(t[2]) / "decisions.csv").exists()}
+        tasks = [t for t in tasks if t[2] not in seconds]
+        print(f"  resuming: {len(seconds)} replays already done", flush=True)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
         for i, done in enumerate(pool.map(_replay, tasks), 1):
             seconds[done["out"]] = done["seconds"]
@@ -417,10 +437,11 @@ def run(n_null: int = 20, per_effect: int = 10, jobs: int = 2, days: int = 56, s
         for method in policies:
             out_dir = work / s["name"] / method
             s["result"][method] = score_stream(read_decisions(out_dir / "decisions.csv"), s)
-            s["result"][method]["replay_seconds"] = seconds[str(out_dir)]
+            s["result"][method]["replay_seconds"] = seconds.get(str(out_dir))
     report = {
         "streams": {"null": n_null, "per_effect": per_effect, "effects": list(EFFECTS), "days": days, "seed": seed,
-                    "step": STEP, "reviews": rows, "detect_within_days": DETECT_DAYS},
+                    "step": STEP, "reviews": rows, "detect_within_days": DETECT_DAYS,
+                    "shape_median": {k: _median([s["shape"][k] for s in streams]) for k in streams[0]["shape"]} if streams else {}},
         "policies": {m: str(p) for m, p in policies.items()},
         "table": summarise(streams, list(policies)),
         "replay_seconds_median": {m: _median([s["result"][m]["replay_seconds"] for s in streams]) for m in policies},
@@ -428,7 +449,7 @@ def run(n_null: int = 20, per_effect: int = 10, jobs: int = 2, days: int = 56, s
     }
     if netflix and NETFLIX.exists():
         decisions = {m: read_decisions(work / "netflix" / m / "decisions.csv") for m in policies}
-        report["netflix"] = {"replay_seconds": {m: seconds[str(work / "netflix" / m)] for m in policies},
+        report["netflix"] = {"replay_seconds": {m: seconds.get(str(work / "netflix" / m)) for m in policies},
                              "versions": netflix_versions(decisions, work / "netflix" / next(iter(policies)))}
         report["netflix"]["targets"] = netflix_targets(report["netflix"]["versions"], list(policies))
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -462,6 +483,9 @@ def print_report(report: dict) -> None:
     acted_with = {m: row.get("action_values") for m, row in report["table"].items() if row.get("action_values")}
     if acted_with:
         print("action values on acts: " + "; ".join(f"{m}: {', '.join(v)}" for m, v in acted_with.items()))
+    shape = s.get("shape_median") or {}
+    if shape:
+        print("stream shape (median over streams): " + ", ".join(f"{k} {_fmt(v, '{:.2f}')}" for k, v in shape.items()))
     print(f"median replay time per stream: " + ", ".join(f"{m} {_fmt(v, '{:.1f}')} s" for m, v in report["replay_seconds_median"].items()))
     if "netflix" in report:
         nf = report["netflix"]
@@ -494,6 +518,7 @@ def arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argume
     parser.add_argument("--no-netflix", action="store_true", help="skip the real Netflix file")
     parser.add_argument("--workdir", default=None, help="where the stream CSVs and replay outputs go (default: a temp dir, removed)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--resume", action="store_true", help="reuse replay outputs already in --workdir")
     parser.add_argument("--real-out", default=str(ROOT / "bench" / "results" / "real_streams.json"))
     parser.add_argument("--policy", action="append", default=[], metavar="NAME=YAML",
                         help="compare this policy file too (repeatable; NAME sequential or fixed-rule replaces the shipped one)")
@@ -513,7 +538,7 @@ def run_from_args(args: argparse.Namespace) -> dict:
             raise SystemExit(f"--policy wants NAME=YAML, not {item!r}")
         policies[name] = Path(path)
     return run(args.null, args.per_effect, args.jobs, args.days, args.seed, not args.no_netflix, args.workdir,
-               args.keep, Path(args.real_out), policies)
+               args.keep, Path(args.real_out), policies, args.resume)
 
 
 if __name__ == "__main__":
