@@ -76,6 +76,7 @@ START = pd.Timestamp("2024-03-04 00:00:00")  # a Monday
 EFFECTS = (0.2, 0.3, 0.6)
 DETECT_DAYS = 7
 STEP = "6h"
+SECONDS_FILE = "bench_replay.json"  # beside decisions.csv: the replay's wall time, kept for --resume
 MIN_LISTED, MIN_PRINTED = 10, 30  # Netflix releases with fewer reviews (and no decision / no act or hold) are left out
 # Update behaviour: (share of reviews, logistic midpoint in days, logistic scale in days).
 COHORTS = ((0.30, 1.0, 0.4), (0.40, 4.0, 1.5), (0.22, 12.0, 4.0), (0.08, 40.0, 12.0))
@@ -225,7 +226,15 @@ def _replay(task: tuple[str, str, str]) -> dict:
     with contextlib.redirect_stdout(buffer):
         run_replay_cli(["--feedback", feedback, "--mapping", "google_play", "--step", STEP, "--out", out,
                         "--policy", policy])
-    return {"out": out, "seconds": round(time.perf_counter() - started, 2), "console": buffer.getvalue().strip()}
+    done = {"out": out, "seconds": round(time.perf_counter() - started, 2), "console": buffer.getvalue().strip()}
+    (Path(out) / SECONDS_FILE).write_text(json.dumps(done))
+    return done
+
+
+def _replay_seconds(out: Path) -> float | None:
+    """Wall time of an earlier replay into `out` (for --resume), if it was recorded."""
+    path = out / SECONDS_FILE
+    return json.loads(path.read_text()).get("seconds") if path.exists() else None
 
 
 def read_decisions(path: Path) -> pd.DataFrame:
@@ -424,7 +433,7 @@ def run(n_null: int = 20, per_effect: int = 10, jobs: int = 2, days: int = 56, s
     tasks.sort(key=lambda t: "netflix" not in t[2])
     seconds: dict[str, float | None] = {}
     if resume:
-        seconds = {t[2]: None for t in tasks if (Path(t[2]) / "decisions.csv").exists()}
+        seconds = {t[2]: _replay_seconds(Path(t[2])) for t in tasks if (Path(t[2]) / "decisions.csv").exists()}
         tasks = [t for t in tasks if t[2] not in seconds]
         print(f"  resuming: {len(seconds)} replays already done", flush=True)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
@@ -490,8 +499,8 @@ def print_report(report: dict) -> None:
     if "netflix" in report:
         nf = report["netflix"]
         methods = list(nf["replay_seconds"])
-        print(f"\nNetflix file, per release with >= {MIN_PRINTED} reviews or an act/hold "
-              f"({', '.join(f'{m} replay {v:.1f} s' for m, v in nf['replay_seconds'].items())}); "
+        timing = ", ".join(f"{m} replay {_fmt(v, '{:.1f}')} s" for m, v in nf["replay_seconds"].items())
+        print(f"\nNetflix file, per release with >= {MIN_PRINTED} reviews or an act/hold ({timing}); "
               f"label- = share the product labels negative; +Nd = days after the release's first review:")
         print(f"{'release':9s} {'n':>6s} {'1-2★':>6s} {'label-':>7s} " + " ".join(f"{m:>24s}" for m in methods))
         shown = [r for r in nf["versions"]
