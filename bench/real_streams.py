@@ -479,7 +479,8 @@ def print_report(report: dict) -> None:
     s = report["streams"]
     print(f"\nReal-text streams ({s['null']} null, {s['per_effect']} per effect; {s['days']} days; replay step {s['step']};"
           f" detected = acted on the bad release within {s['detect_within_days']} days)")
-    effects = [f"+{e:.0%}" for e in s["effects"]]
+    first = next(iter(report["table"].values()), {})
+    effects = [f"+{e:.0%}" for e in s["effects"] if f"+{e:.0%}" in first]  # sizes with at least one stream
     print(f"{'method':12s} {'false/app-wk':>12s} " + " ".join(f"{e:>26s}" for e in effects))
     print(f"{'':12s} {'(null)':>12s} " + " ".join(f"{'det% / med h / good acts':>26s}" for _ in effects))
     for method, row in report["table"].items():
