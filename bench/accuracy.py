@@ -17,8 +17,11 @@ version); an off-topic shipping incident (excluded topic) in half of the streams
 arrive 1-8 steps late. Regressions: +10..60 % relative negative share from release time, global or
 confined to one cohort; the extra complaints sit on a high-risk surface.
 
-Run:  .venv/bin/python bench/accuracy.py [--quick] [--no-netflix]
-Writes bench/results/accuracy.json and prints the table.
+Then the real-text streams (bench/real_streams.py): real review texts on synthetic release schedules,
+fed through `rollback-assets replay`, and the real Netflix file's per-release table.
+
+Run:  .venv/bin/python bench/accuracy.py [--quick] [--no-netflix] [--real-only | --no-real] [--real-null N] [--real-per-effect N]
+Writes bench/results/accuracy.json and bench/results/real_streams.json and prints the tables.
 """
 
 from __future__ import annotations
@@ -299,7 +302,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-netflix", action="store_true")
     parser.add_argument("--seed", type=int, default=20240219)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "accuracy.json"))
+    parser.add_argument("--real-only", action="store_true", help="only the real-text streams (bench/real_streams.py)")
+    parser.add_argument("--no-real", action="store_true", help="skip the real-text streams")
+    parser.add_argument("--real-null", type=int, default=None, help="real-text null streams (default 20, --quick 6)")
+    parser.add_argument("--real-per-effect", type=int, default=None, help="real-text streams per effect (default 10, --quick 3)")
+    parser.add_argument("--jobs", type=int, default=2, help="replay processes for the real-text streams")
     args = parser.parse_args(argv)
+    if args.real_only:
+        return real_text_streams(args)
     started = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     n_null, n_eff = (150, 60) if args.quick else (600, 200)
@@ -339,7 +349,19 @@ def main(argv=None) -> dict:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, default=str))
     print(f"total {report['seconds']} s -> {args.out}")
+    if not args.no_real:
+        real_text_streams(args)
     return report
+
+
+def real_text_streams(args) -> dict:
+    """Real review texts on synthetic release schedules through `rollback-assets replay` (bench/real_streams.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import real_streams
+
+    quick = args.quick
+    return real_streams.run(n_null=args.real_null or (6 if quick else 20), per_effect=args.real_per_effect or (3 if quick else 10),
+                            jobs=args.jobs, netflix=not args.no_netflix)
 
 
 def _fmt(v, pct=False):
