@@ -42,6 +42,7 @@ def cmd_demo(args) -> int:
 
     from .core.flags import FlagTarget, make_flag_backend
     from .definitions import build_definitions
+    from .defs.launch import run_in_code_location
 
     flagd = make_flag_backend("flagd", path=flag_file)
     for flag in sorted({r["flag_key"] for r in demo_data.releases()}):
@@ -51,14 +52,14 @@ def cmd_demo(args) -> int:
     defs = build_definitions()
     instance = dg.DagsterInstance.get()
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    result = defs.resolve_job_def("feedback_job").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
-    failed_checks = [
-        e.asset_check_evaluation_data.check_name
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+    run = run_in_code_location(instance, defs, "feedback_job", run_config=quiet)
+    evaluations = [
+        e.dagster_event.asset_check_evaluation_data
+        for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     ]
-    print(f"dagster run {result.run_id} in {os.environ['DAGSTER_HOME']}: "
-          f"{'success' if result.success else 'stopped by a blocking check'}; failed checks: {', '.join(failed_checks) or 'none'}")
+    failed = [f"{e.check_name} ({e.severity.value})" for e in evaluations if not e.passed]
+    print(f"dagster run {run.run_id} of feedback_job in {os.environ['DAGSTER_HOME']}: {run.status.value.lower()}; "
+          f"{len(evaluations)} checks, failing: {', '.join(failed) or 'none'}")
     print_decisions(Lake(lake_root))
     apply_decisions_like_the_daemon(defs, instance, quiet)
     print("\nflags now:")
@@ -83,19 +84,22 @@ def apply_decisions_like_the_daemon(defs, instance, run_config) -> None:
     a run key that already has a run is not run again."""
     import dagster as dg
 
+    from .defs.launch import run_in_code_location
+
     sensor = defs.resolve_sensor_def("rollback_decision_sensor")
     with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as context:
         result = sensor(context)
+    if isinstance(result, dg.SkipReason):
+        print(f"\n{sensor.name}: skipped, {result.skip_message}")
     requests = [r for r in (result if isinstance(result, list) else []) if isinstance(r, dg.RunRequest)]
-    job = defs.resolve_job_def("flag_action_job")
     for request in requests:
         if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}), limit=1):
+            print(f"\nrun key {request.run_key} already has a run: not run again")
             continue
-        config = {**run_config, **request.run_config}
-        # The same tags the daemon sets, so a daemon started later sees this run key as taken.
+        # The tags the daemon sets: the run shows under the sensor, and a daemon started later sees the key as taken.
         tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}
-        run = job.execute_in_process(instance=instance, run_config=config, tags=tags)
-        print(f"\nflag action run {run.run_id} (run key {request.run_key}): {'success' if run.success else 'failed'}")
+        run = run_in_code_location(instance, defs, request.job_name or sensor.job_name, run_config={**run_config, **request.run_config}, tags=tags)
+        print(f"\nflag action run {run.run_id} (sensor {sensor.name}, run key {request.run_key}): {run.status.value.lower()}")
     from .core.lake import Lake
     from .core.schemas import FLAG_ACTIONS
 

@@ -1,0 +1,46 @@
+"""Runs started outside the daemon that still belong to the code location.
+
+`execute_in_process` records runs without a code-location origin, so the UI's job, sensor and Overview
+views do not list them and location-scoped sensors (the failure alert) ignore them. Here a run is
+created against the origin `workspace.yaml` gives the code location (the one `dagster dev` and the
+daemon load) and then executed in this process, as a run worker would: same tags, same origin, no
+second interpreter to start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+from dagster._core.execution.api import execute_run
+from dagster._core.remote_origin import RemoteRepositoryOrigin
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+from .resources import PROJECT_ROOT
+
+WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
+DEFINITIONS_MODULE = "rollback_assets.definitions"
+# One process, steps in order: the demo's runs are small and a subprocess per step costs seconds each.
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+
+def run_in_code_location(
+    instance: dg.DagsterInstance, defs: dg.Definitions, job_name: str, run_config: Mapping | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> dg.DagsterRun:
+    """Create the run with the workspace's code-location origin, execute it here, return the finished run."""
+    [origin] = WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)]).create_origins()
+    recon_job = ReconstructableRepository.for_module(
+        DEFINITIONS_MODULE, "defs", working_directory=str(PROJECT_ROOT)
+    ).get_reconstructable_job(job_name)
+    run = instance.create_run_for_job(
+        job_def=defs.resolve_job_def(job_name),
+        run_config={**IN_PROCESS, **(run_config or {})},
+        tags=dict(tags or {}),
+        remote_job_origin=RemoteRepositoryOrigin(origin, SINGLETON_REPOSITORY_NAME).get_job_origin(job_name),
+        job_code_origin=recon_job.get_python_origin(),
+    )
+    execute_run(recon_job, run, instance)
+    return instance.get_run_by_id(run.run_id)
