@@ -17,7 +17,8 @@ from .defs.assets import FEEDBACK_ASSETS
 from .defs.checks import STATIC_CHECKS, guardrail_checks
 from .defs.governance import GOVERNANCE_CHECKS
 from .defs.resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, default_path
-from .defs.flags import FLAG_ACTION_JOB_NAME, flag_actions, flag_control_from_env, rollback_decision_sensor, run_failure_alert
+from .defs.alerts import guardrail_alert, run_failure_alert
+from .defs.flags import FLAG_ACTION_JOB_NAME, flag_actions, flag_control_from_env, rollback_decision_sensor
 from .defs.sensors import FEEDBACK_JOB_NAME, landing_zone_sensor
 
 
@@ -82,14 +83,17 @@ def build_definitions(deployment: str | None = None) -> dg.Definitions:
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references: stable in practice, labelled beta
         assets = dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions])
     # Daily: retry anything still pending and re-run the fallback-age governance check.
-    daily_flag_upkeep = dg.ScheduleDefinition(name="daily_flag_upkeep", job=flag_action_job, cron_schedule="0 6 * * *",
-                                              default_status=dg.DefaultScheduleStatus.RUNNING)
+    daily_flag_upkeep = dg.ScheduleDefinition(
+        name="daily_flag_upkeep", job=flag_action_job, cron_schedule="0 6 * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every day at 06:00 UTC: retry flag actions still pending and re-run the fallback-age check.",
+    )
     return dg.Definitions(
         assets=assets,
         schedules=[daily_flag_upkeep],
         asset_checks=checks,
         jobs=[feedback_job, flag_action_job],
-        sensors=[landing_zone_sensor, rollback_decision_sensor, run_failure_alert],
+        sensors=[landing_zone_sensor, rollback_decision_sensor, guardrail_alert, run_failure_alert],
         resources=resources,
     )
 

@@ -253,9 +253,16 @@ def test_decision_to_flagd_exactly_once(world, openfeature, base):
     meta = flag_actions_metadata(result)
     assert meta["backend"] == "flagd" and meta["backend_calls"] == 1 and meta["by_status"] == {"applied": 1}
     table = meta["actions"]
-    assert all(col in table.splitlines()[0] for col in ("actor", "reason", "decision_id", "before_rollout", "after_rollout"))
-    assert f"| {BAD_FLAG} | step_down | applied | 100 | 25 | None | auto | " in table
-    assert world.decision_id in table and "checkout" in table.splitlines()[2]  # why: the decision's reason
+    columns = {c.name: c for c in table.schema.columns}
+    assert {"actor", "approver", "reason", "decision_id", "before_rollout", "after_rollout", "cohort", "release_version"} <= set(columns)
+    assert columns["actor"].description  # the column schema comes from schemas.py
+    (record,) = [r.data for r in table.records]
+    assert (record["flag_key"], record["release_version"], record["cohort"], record["kind"], record["status"],
+            record["before_rollout"], record["after_rollout"], record["actor"], record["approver"]) == (
+        BAD_FLAG, BAD_VERSION, BAD_COHORT, "step_down", "applied", 100, 25, "auto", None)
+    assert record["decision_id"] == world.decision_id and "checkout" in record["reason"]  # why: the decision's reason
+    assert (meta["flag"], meta["release"], meta["cohort"], meta["decision_id"]) == (BAD_FLAG, BAD_VERSION, BAD_COHORT, world.decision_id)
+    assert meta["decisions"] == dg.AssetKey("rollback_decisions")  # a link back to the decision asset
     assert meta["decision_run_0"] == base["feedback_run_id"]
 
     # decisions re-materialized (same inputs: the same decision id), a new tick, the job run again
@@ -340,7 +347,8 @@ def test_hold_skips_then_release_rechecks_and_promote_is_refused(world, capsys):
     assert row["status"] == "skipped" and "flag held by human:alice" in row["reason"] and "launch week freeze" in row["reason"]
     assert read_calls(world.log) == [] and world.state().rollout == 100
     meta = flag_actions_metadata(result)
-    assert meta["backend_calls"] == 0 and meta["by_status"] == {"skipped": 1} and "held by human:alice" in meta["actions"]
+    assert meta["backend_calls"] == 0 and meta["by_status"] == {"skipped": 1}
+    assert "held by human:alice" in meta["actions"].records[0].data["reason"]
     requests, _ = world.tick()
     assert requests == [], "no re-check while the hold is active"
 

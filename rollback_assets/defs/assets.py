@@ -6,7 +6,6 @@ what a person needs to see in the UI.
 """
 
 import hashlib
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +18,7 @@ from ..core.schemas import (
     BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
 )
 from ..core.scoring import base as scoring_base, calibrated, lexicon
-from .metadata import code_version, data_version, markdown_table, table_metadata
+from .metadata import code_version, data_version, decision_lineage, evidence_markdown, flag_series, table_metadata, table_value
 from .resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, model_pointer, save_model
 
 TRAINING_ROWS = 60_000  # the newest rated rows; more adds fit time but little accuracy
@@ -89,7 +88,7 @@ def release_artifacts(lake: LakeResource, settings: SettingsResource) -> dg.Mate
         metadata={
             **table_metadata(RELEASE_ARTIFACTS, the_lake.uri(RELEASE_ARTIFACTS), version, len(releases)),
             "flags": len(set(releases.flag_key)),
-            "releases": markdown_table(shown.sort_values(["flag_key", "released_at"])),
+            "releases": table_value(shown.sort_values(["flag_key", "released_at"]), RELEASE_ARTIFACTS),
         },
         data_version=data_version("release_artifacts", version),
     )
@@ -215,7 +214,8 @@ def cohort_baselines(config: BaselineConfig, lake: LakeResource, settings: Setti
             "as_of": result.stats.get("as_of", ""),
             "cohorts": result.stats.get("cohorts", 0),
             "rows_read": result.stats.get("rows_read", 0),
-            "flags": markdown_table(shown),
+            "flags": table_value(shown, COHORT_BASELINES),
+            **flag_series(flag_level),
         },
         data_version=data_version("cohort_baselines", result.version),
     )
@@ -261,22 +261,13 @@ def rollback_decisions(context: dg.AssetExecutionContext, lake: LakeResource, se
             "decisions_new": result.stats["new"],
             "by_state": dg.MetadataValue.json(decisions.state.value_counts().to_dict()),
             "actionable_decision_ids": dg.MetadataValue.json(sorted(decisions[decisions.state == "act"].decision_id)),
-            "actions": markdown_table(acting[["flag_key", "release_version", "cohort", "action", "target_rollout",
-                                              "severity", "relative_rise", "n", "reason"]]),
-            "evidence": dg.MetadataValue.md(_evidence_markdown(acting)),
+            "actions": table_value(acting[["flag_key", "release_version", "cohort", "action", "target_rollout",
+                                           "severity", "relative_rise", "n", "reason"]], DECISIONS),
+            "evidence": dg.MetadataValue.md(evidence_markdown(acting)),
+            **decision_lineage(decisions),
         },
         data_version=dg.DataVersion(hashlib.sha256(ids.encode()).hexdigest()[:16]),
     )
-
-
-def _evidence_markdown(decisions: pd.DataFrame) -> str:
-    if decisions.empty:
-        return "_no flag needs action_"
-    parts = []
-    for row in decisions.itertuples():
-        quotes = "\n".join(f"> {q}" for q in json.loads(row.evidence or "[]"))
-        parts.append(f"**{row.flag_key} {row.release_version} — {row.cohort}** ({row.action})\n\n{quotes}")
-    return "\n\n".join(parts)
 
 
 FEEDBACK_ASSETS = [raw_feedback, release_artifacts, enriched_feedback, sentiment_model, scored_sentiment,
