@@ -145,7 +145,41 @@ def cmd_release_register(args) -> int:
     for row in frame.itertuples():
         print(f"registered {row.flag_key} {row.version} (released {row.released_at:%Y-%m-%d %H:%M} UTC, ladder {list(row.ladder)})")
     print(f"release_artifacts at Delta version {result.version}")
+    registered = ", ".join(f"{r.flag_key} {r.version}" for r in frame.itertuples())
+    _tell_dagster("release_artifacts", f"registered from the CLI: {registered}", {
+        "delta_version": result.version, "releases_registered": len(frame), "releases": registered,
+        "code_commits": ", ".join(sorted({str(c) for c in frame.code_commit.dropna()})) or None,
+    }, data_version=f"release_artifacts@{result.version}")
     return 0
+
+
+def _tell_dagster(asset_name: str, description: str, metadata: dict, data_version: str | None = None) -> None:
+    """Out-of-run writes show in the asset's history in the UI (a runless materialization)."""
+    from .defs.launch import report_out_of_run_write
+
+    home = report_out_of_run_write(asset_name, description, {**metadata, "source": "rollback-assets CLI"}, data_version)
+    print(f"recorded in Dagster ({home}) as a materialization of {asset_name}" if home
+          else "not recorded in Dagster: DAGSTER_HOME is not set")
+
+
+def _tell_dagster_action(args, row: dict | None) -> None:
+    """A human's hold, approval, rejection, promotion or forced change: one runless flag_actions event."""
+    if not row:
+        return
+    from .core.schemas import FLAG_ACTIONS
+    from .defs.flags import describe_action
+
+    version = _lake(args).version(FLAG_ACTIONS)
+    fields = ("flag_key", "release_version", "cohort", "kind", "status", "actor", "approver", "decision_id",
+              "before_rollout", "after_rollout", "reason")
+    metadata = {}
+    for name in fields:
+        value = row.get(name)
+        if value is None or value == "" or (isinstance(value, float) and value != value):  # value != value: NaN
+            continue
+        metadata[name] = int(value) if name.endswith("_rollout") else str(value)
+    _tell_dagster("flag_actions", describe_action(row), {**metadata, "delta_version": version},
+                  data_version=f"flag_actions@{version}")
 
 
 def _control(args):
@@ -162,8 +196,9 @@ def _actor(args) -> str:
     return args.actor or os.environ.get("ROLLBACK_ACTOR") or os.environ.get("USER") or "unknown"
 
 
-def _report(result) -> int:
+def _report(args, result) -> int:
     row = result.row or {}
+    _tell_dagster_action(args, result.row)
     print(f"{result.status}: {result.message or row.get('reason', '')}")
     if row:
         print(f"  audit row {row['action_id']}: {row.get('before_rollout')} % -> {row.get('after_rollout')} % "
@@ -193,6 +228,7 @@ def cmd_override(args) -> int:
     else:
         row = actions.release_hold(lake, args.flag, actor=_actor(args), reason=args.reason or "")
         print(f"hold on {args.flag} released by {row['actor']}")
+    _tell_dagster_action(args, row)
     return 0
 
 
@@ -204,7 +240,7 @@ def cmd_approve(args) -> int:
     if existing is None:
         print(f"no action awaiting approval for decision {args.decision}", file=sys.stderr)
         return 2
-    return _report(actions.approve(lake, backend, args.decision, approver=_actor(args), reason=args.reason or "",
+    return _report(args, actions.approve(lake, backend, args.decision, approver=_actor(args), reason=args.reason or "",
                                    policy=policy_for(existing["flag_key"]), notifier=notifier))
 
 
@@ -213,6 +249,7 @@ def cmd_reject(args) -> int:
 
     row = actions.reject(_lake(args), args.decision, approver=_actor(args), reason=args.reason)
     print(f"rejected {args.decision} by {row.get('approver') or row.get('actor')}: {args.reason}")
+    _tell_dagster_action(args, row)
     return 0
 
 
@@ -220,7 +257,7 @@ def cmd_force(args) -> int:
     from .core import actions
 
     lake, backend, notifier, policy_for = _control(args)
-    return _report(actions.force(lake, backend, args.flag, actor=_actor(args), reason=args.reason, rollout=args.rollout,
+    return _report(args, actions.force(lake, backend, args.flag, actor=_actor(args), reason=args.reason, rollout=args.rollout,
                                  enabled=not args.disable, variant=args.variant, notifier=notifier,
                                  policy=policy_for(args.flag)))
 
@@ -236,8 +273,9 @@ def cmd_promote(args) -> int:
                              guardrail_ok=passing, guardrail_reason=why, policy=policy_for(args.flag), notifier=notifier)
     if result.status == "rejected":  # audited as a refused promotion; nothing was changed
         print(f"refused: promotion of {args.flag} to {args.to} % is blocked: {result.message}", file=sys.stderr)
+        _tell_dagster_action(args, result.row)
         return 3
-    return _report(result)
+    return _report(args, result)
 
 
 def _utc_now() -> str:

@@ -123,7 +123,7 @@ def base(tmp_path_factory, instance):
 
 
 def _set_env(mp, lake_root, landing, flag_file, log, **extra):
-    for name in ENV_CLEARED:
+    for name in (*ENV_CLEARED, "DAGSTER_HOME"):  # no DAGSTER_HOME: CLI writes are not reported anywhere
         mp.delenv(name, raising=False)
     mp.setenv("ROLLBACK_LAKE", str(lake_root))
     mp.setenv("ROLLBACK_LANDING", str(landing))
@@ -370,6 +370,32 @@ def test_hold_skips_then_release_rechecks_and_promote_is_refused(world, capsys):
 
     code, _, err = cli(capsys, "promote", BAD_FLAG, "--to", "100", "--actor", "bob")
     assert code == 3 and "guardrail check failing" in err and world.state().rollout == 25
+
+
+def test_cli_writes_show_in_the_dagster_ui_history(world, capsys, tmp_path, monkeypatch):
+    """Holds, forced changes and release registrations made from the CLI are runless materializations."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    code, out, _ = cli(capsys, "override", "hold", BAD_FLAG, "--reason", "launch week freeze", "--actor", "alice")
+    assert code == 0 and f"recorded in Dagster ({home})" in out
+    code, out, _ = cli(capsys, "override", "release", BAD_FLAG, "--actor", "alice")
+    code, out, _ = cli(capsys, "force", BAD_FLAG, "--rollout", "5", "--reason", "hotfix", "--actor", "bob")
+    assert code == 0
+    code, out, _ = cli(capsys, "release", "register", "--flag", BAD_FLAG, "--version", "5.3", "--code-commit", "abc1234")
+    assert code == 0
+    with dg.DagsterInstance.get() as instance:
+        actions_ = instance.fetch_materializations(dg.AssetKey("flag_actions"), limit=10, ascending=True).records
+        releases = instance.fetch_materializations(dg.AssetKey("release_artifacts"), limit=10).records
+    events = [r.asset_materialization for r in actions_]
+    assert all(r.run_id == "" for r in actions_), "runless: no run behind a CLI write"
+    assert [e.metadata["kind"].value for e in events] == ["hold", "release_hold", "force"]
+    forced = events[-1]
+    assert (forced.metadata["actor"].value, forced.metadata["after_rollout"].value) == ("human:bob", 5)
+    assert forced.metadata["delta_version"].value == world.lake.version(FLAG_ACTIONS)
+    assert "5 %" in forced.description and BAD_FLAG in forced.description
+    (registered,) = [r.asset_materialization for r in releases]
+    assert f"{BAD_FLAG} 5.3" in registered.description and registered.metadata["code_commits"].value == "abc1234"
 
 
 def test_refused_promotion_is_audited(world, capsys):

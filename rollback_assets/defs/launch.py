@@ -1,4 +1,5 @@
-"""Runs started outside the daemon that still belong to the code location.
+"""Work done outside the daemon that still shows in the UI: runs that belong to the code location, and
+writes made from the CLI reported as runless asset events.
 
 `execute_in_process` records runs without a code-location origin, so the UI's job, sensor and Overview
 views do not list them and location-scoped sensors (the failure alert) ignore them. Here a run is
@@ -9,7 +10,9 @@ second interpreter to start.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
@@ -44,3 +47,19 @@ def run_in_code_location(
     )
     execute_run(recon_job, run, instance)
     return instance.get_run_by_id(run.run_id)
+
+
+def report_out_of_run_write(asset_name: str, description: str, metadata: Mapping, data_version: str | None = None) -> str | None:
+    """A CLI write (release registration, hold, approval, forced change) as a runless materialization of the
+    asset it changed, so the asset's history in the UI is complete. Returns the instance's $DAGSTER_HOME,
+    or None when none is set (the write itself is in the lake either way)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home or not Path(home).is_dir():
+        return None
+    tags = {"dagster/data_version": data_version} if data_version else None
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key=asset_name, description=description, tags=tags,
+            metadata={k: v for k, v in metadata.items() if v is not None},
+        ))
+    return home
