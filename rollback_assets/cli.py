@@ -81,17 +81,22 @@ def reset_instance(dagster_home: Path) -> None:
 
 def apply_decisions_like_the_daemon(defs, instance, run_config) -> None:
     """One tick of the decision sensor, and the runs it asks for, as the Dagster daemon would do:
-    a run key that already has a run is not run again."""
+    a run key that already has a run is not run again. The tick is recorded, so the sensor's page shows it."""
+    import time
+
     import dagster as dg
 
-    from .defs.launch import run_in_code_location
+    from .defs.launch import record_sensor_tick, run_in_code_location
 
     sensor = defs.resolve_sensor_def("rollback_decision_sensor")
+    started = time.time()
     with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as context:
         result = sensor(context)
-    if isinstance(result, dg.SkipReason):
-        print(f"\n{sensor.name}: skipped, {result.skip_message}")
+    skip = result.skip_message if isinstance(result, dg.SkipReason) else None
+    if skip:
+        print(f"\n{sensor.name}: skipped, {skip}")
     requests = [r for r in (result if isinstance(result, list) else []) if isinstance(r, dg.RunRequest)]
+    run_ids, run_keys = [], []
     for request in requests:
         if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}), limit=1):
             print(f"\nrun key {request.run_key} already has a run: not run again")
@@ -99,7 +104,10 @@ def apply_decisions_like_the_daemon(defs, instance, run_config) -> None:
         # The tags the daemon sets: the run shows under the sensor, and a daemon started later sees the key as taken.
         tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}
         run = run_in_code_location(instance, defs, request.job_name or sensor.job_name, run_config={**run_config, **request.run_config}, tags=tags)
+        run_ids.append(run.run_id)
+        run_keys.append(request.run_key)
         print(f"\nflag action run {run.run_id} (sensor {sensor.name}, run key {request.run_key}): {run.status.value.lower()}")
+    record_sensor_tick(instance, sensor.name, started, run_ids, run_keys, skip_reason=skip)
     from .core.lake import Lake
     from .core.schemas import FLAG_ACTIONS
 

@@ -189,6 +189,7 @@ def test_runs_are_listed_under_their_job_sensor_and_timeline(page, demo):
     expect(page.get_by_text(demo["action_run"][:8], exact=True).first).to_be_visible()
 
     _open(page, f"/locations/{LOCATION}/sensors/rollback_decision_sensor", "Starts flag_action_job once per actionable")
+    expect(page.get_by_text("1 run requested").first).to_be_visible()  # the demo's tick, with its run
     _shot(page, "ui-decision-sensor.png")
 
     _open(page, "/overview/activity/timeline", LOCATION)

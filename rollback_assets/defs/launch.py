@@ -11,14 +11,17 @@ second interpreter to start.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+from dagster._core.definitions.selector import InstigatorSelector
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import RemoteRepositoryOrigin
+from dagster._core.scheduler.instigation import InstigatorType, TickData, TickStatus
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 from .resources import PROJECT_ROOT
@@ -29,12 +32,38 @@ DEFINITIONS_MODULE = "rollback_assets.definitions"
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
+def _repository_origin() -> RemoteRepositoryOrigin:
+    [origin] = WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)]).create_origins()
+    return RemoteRepositoryOrigin(origin, SINGLETON_REPOSITORY_NAME)
+
+
+def record_sensor_tick(instance: dg.DagsterInstance, sensor_name: str, started: float, run_ids: Sequence[str],
+                       run_keys: Sequence[str], skip_reason: str | None = None) -> None:
+    """The tick a daemon would have stored for one sensor evaluation, so the sensor's page lists it with
+    the runs it requested (the daemon's own ticks follow; its cursor starts fresh and skips used run keys)."""
+    origin = _repository_origin()
+    selector = InstigatorSelector(location_name=origin.code_location_origin.location_name,
+                                  repository_name=origin.repository_name, name=sensor_name)
+    instance.create_tick(TickData(
+        instigator_origin_id=origin.get_instigator_origin(sensor_name).get_id(),
+        instigator_name=sensor_name,
+        instigator_type=InstigatorType.SENSOR,
+        status=TickStatus.SUCCESS if run_ids else TickStatus.SKIPPED,
+        timestamp=started,
+        end_timestamp=time.time(),
+        run_ids=list(run_ids),
+        run_keys=list(run_keys),
+        skip_reason=skip_reason,
+        selector_id=selector.get_id(),
+    ))
+
+
 def run_in_code_location(
     instance: dg.DagsterInstance, defs: dg.Definitions, job_name: str, run_config: Mapping | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> dg.DagsterRun:
     """Create the run with the workspace's code-location origin, execute it here, return the finished run."""
-    [origin] = WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)]).create_origins()
+    origin = _repository_origin()
     recon_job = ReconstructableRepository.for_module(
         DEFINITIONS_MODULE, "defs", working_directory=str(PROJECT_ROOT)
     ).get_reconstructable_job(job_name)
@@ -42,7 +71,7 @@ def run_in_code_location(
         job_def=defs.resolve_job_def(job_name),
         run_config={**IN_PROCESS, **(run_config or {})},
         tags=dict(tags or {}),
-        remote_job_origin=RemoteRepositoryOrigin(origin, SINGLETON_REPOSITORY_NAME).get_job_origin(job_name),
+        remote_job_origin=origin.get_job_origin(job_name),
         job_code_origin=recon_job.get_python_origin(),
     )
     execute_run(recon_job, run, instance)
