@@ -286,6 +286,19 @@ def cmd_promote(args) -> int:
     return _report(args, result)
 
 
+def cmd_postmortem(args) -> int:
+    from .core import postmortem
+    from .core.policy import PolicyConfig
+
+    report = postmortem.build(_lake(args), args.decision, PolicyConfig.load(os.environ.get("ROLLBACK_POLICY")))
+    paths = postmortem.write(report, args.out)
+    print(report.sentence)
+    print(postmortem.match_statement(report))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0 if report.matches else 4
+
+
 def _utc_now() -> str:
     from datetime import datetime, timezone
 
@@ -361,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason")
     promote.add_argument("--actor")
     promote.set_defaults(func=cmd_promote)
+    postmortem = sub.add_parser("postmortem", help="one decision's report: why, what happened, lineage recomputed (HTML + Markdown)")
+    postmortem.add_argument("decision")
+    postmortem.add_argument("--out", required=True, help="folder for postmortem-<id>.html, .md and .svg")
+    postmortem.set_defaults(func=cmd_postmortem)
     return parser
 
 

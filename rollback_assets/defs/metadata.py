@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import re
 from types import ModuleType
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
+from ..core.evidence import distinct_quotes
 from ..core.schemas import DECISIONS, Table
 
 
@@ -113,17 +113,6 @@ def flag_series(flag_level: pd.DataFrame) -> dict:
     return out
 
 
-def distinct_quotes(quotes: list[str], similarity: float = 0.7) -> list[str]:
-    """Evidence without near-duplicates: a quote whose word set overlaps an earlier one by `similarity`
-    (Jaccard) or more says nothing new to the reader."""
-    kept: list[tuple[str, set[str]]] = []
-    for quote in quotes:
-        words = set(re.findall(r"[a-z0-9']+", quote.lower()))
-        if words and all(len(words & seen) / len(words | seen) < similarity for _, seen in kept):
-            kept.append((quote, words))
-    return [q for q, _ in kept]
-
-
 def evidence_markdown(decisions: pd.DataFrame) -> str:
     """Per acting or held decision: a heading, then its quotes as a list, de-duplicated."""
     if decisions.empty:
@@ -149,7 +138,8 @@ def decision_lineage(decisions: pd.DataFrame) -> dict:
     if len(acting):
         worst = acting.sort_values("relative_rise", ascending=False).iloc[0]
         meta.update({"code_commit": str(worst.code_commit or "-"), "notebook_commit": str(worst.notebook_commit or "-"),
-                     "model": f"{worst.model_name or '-'} {worst.model_version or ''}".strip()})
+                     "model": f"{worst.model_name or '-'} {worst.model_version or ''}".strip(),
+                     "postmortem": f"rollback-assets postmortem {worst.decision_id} --out postmortems/"})
         acted = sorted(acting[acting.state == "act"].decision_id)
         if acted:  # forward links: an automatic action's id is its decision's id
             meta["flag_action_ids"] = dg.MetadataValue.json(acted)
