@@ -299,6 +299,17 @@ def cmd_postmortem(args) -> int:
     return 0 if report.matches else 4
 
 
+def cmd_dashboard(args) -> int:
+    from .core import dashboard
+
+    result = dashboard.write(_lake(args), args.out)
+    for flag, health in result.items():
+        print(f"{flag}: {health.rollbacks} rollback(s), {len(health.open_holds)} open hold(s), "
+              f"{health.awaiting_approval} awaiting approval -> {Path(args.out) / dashboard.file_name(flag)}")
+    print(f"index: {Path(args.out) / 'index.html'}")
+    return 0
+
+
 def _utc_now() -> str:
     from datetime import datetime, timezone
 
@@ -378,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     postmortem.add_argument("decision")
     postmortem.add_argument("--out", required=True, help="folder for postmortem-<id>.html, .md and .svg")
     postmortem.set_defaults(func=cmd_postmortem)
+    dashboard = sub.add_parser("dashboard", help="release-health pages, one per flag, offline HTML")
+    dashboard.add_argument("--out", required=True, help="folder for index.html and <flag>.html")
+    dashboard.set_defaults(func=cmd_dashboard)
     return parser
 
 

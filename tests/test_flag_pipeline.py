@@ -398,6 +398,27 @@ def test_cli_writes_show_in_the_dagster_ui_history(world, capsys, tmp_path, monk
     assert f"{BAD_FLAG} 5.3" in registered.description and registered.metadata["code_commits"].value == "abc1234"
 
 
+def test_release_health_dashboard_after_a_rollback_and_a_hold(world, capsys, tmp_path):
+    """The flag_action_job run refreshes the dashboard asset; the CLI writes the same pages."""
+    (request,), _ = world.tick()
+    result = world.run(request)
+    mats = result.asset_materializations_for_node("release_health")
+    assert len(mats) == 1 and mats[0].metadata[f"{BAD_FLAG}/rollbacks"].value == 1
+    page = (world.lake_root / mats[0].metadata["index"].value).with_name("checkout-redesign.html").read_text()
+    assert "rollbacks: <b>1</b>" in page and "<svg" in page and world.decision_id in page
+    assert "src=" not in page and "<link" not in page  # offline: nothing fetched
+
+    until = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+    cli(capsys, "override", "hold", BAD_FLAG, "--until", until, "--reason", "launch week freeze", "--actor", "alice")
+    code, out, _ = cli(capsys, "dashboard", "--out", str(tmp_path / "dash"))
+    assert code == 0 and f"{BAD_FLAG}: 1 rollback(s), 1 open hold(s)" in out
+    page = (tmp_path / "dash" / "checkout-redesign.html").read_text()
+    assert "held by human:alice" in page and "launch week freeze" in page
+    assert "release_to_detection_days" in page and "decision_to_change_seconds" in page
+    index = (tmp_path / "dash" / "index.html").read_text()
+    assert all(f">{flag}</a>" in index for flag in FLAGS)
+
+
 def test_refused_promotion_is_audited(world, capsys):
     """core.actions.promote audits a refused promotion as a `rejected` promote row; the CLI must not lose it."""
     code, _, _ = cli(capsys, "promote", BAD_FLAG, "--to", "100", "--actor", "bob", "--reason", "looks fine to me")

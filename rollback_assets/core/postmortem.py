@@ -11,7 +11,6 @@ and the same content as Markdown (with the chart as an SVG file next to it).
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import reporting
 from .baselines import BASELINE_INPUT_COLUMNS, compute_baselines, relative_rise
 from .evidence import distinct_quotes
 from .lake import Lake
@@ -176,13 +176,8 @@ def _actions(lake: Lake, d: dict) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------ rendering
 def chart_svg(pm: Postmortem) -> str:
     """The release's daily negative share against earlier releases (the baselines), the looks and the action."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     d = pm.decision
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, ax = reporting.figure()
     for series, rows in pm.daily.groupby("series"):
         rows = rows.sort_values("day")
         is_release = series == d["release_version"]
@@ -204,26 +199,10 @@ def chart_svg(pm: Postmortem) -> str:
                     color="crimson", fontsize=9)
     ax.set_ylabel("negative share")
     ax.set_title(f"{d['flag_key']} — cohort {d['cohort']}", fontsize=10)
-    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(reporting.PercentFormatter(1.0))
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None})
-    plt.close(fig)
-    svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]
-
-
-def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, pd.Timestamp):
-        return f"{value:%Y-%m-%d %H:%M}"
-    return str(value)
+    return reporting.svg(fig)
 
 
 def match_statement(pm: Postmortem) -> str:
@@ -251,19 +230,12 @@ def _sections(pm: Postmortem) -> list[tuple[str, object]]:
     ]
 
 
-def _md_table(frame: pd.DataFrame) -> str:
-    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(_fmt(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |"
-            for row in frame.itertuples(index=False)]
-    return "\n".join([head, *rows])
-
-
 def to_markdown(pm: Postmortem, chart_file: str) -> str:
     out = [f"# Postmortem: decision {pm.decision['decision_id']}", "", f"![negative share timeline]({chart_file})", ""]
     for title, body in _sections(pm):
         out.append(f"## {title}\n")
         if isinstance(body, pd.DataFrame):
-            out.append(_md_table(body))
+            out.append(reporting.md_table(body))
         elif isinstance(body, list):
             out.extend(f"- {line}" for line in body)
         else:
@@ -278,21 +250,13 @@ def to_html(pm: Postmortem, svg: str) -> str:
     for title, body in _sections(pm):
         parts.append(f"<h2>{esc(title)}</h2>")
         if isinstance(body, pd.DataFrame):
-            head = "".join(f"<th>{esc(str(c))}</th>" for c in body.columns)
-            rows = "".join("<tr>" + "".join(f"<td>{esc(_fmt(v))}</td>" for v in row) + "</tr>"
-                           for row in body.itertuples(index=False))
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            parts.append(reporting.html_table(body))
         elif isinstance(body, list):
             parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in body) + "</ul>")
         else:
-            css = ' class="verdict ok"' if title == "Verdict" and pm.matches else (' class="verdict bad"' if title == "Verdict" else "")
+            css = (' class="ok"' if pm.matches else ' class="bad"') if title == "Verdict" else ""
             parts.append(f"<p{css}>{esc(body)}</p>")
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;"
-             "text-align:left}th{background:#f3f3f3}.verdict.ok{color:#17603a;font-weight:600}"
-             ".verdict.bad{color:#b00020;font-weight:600}figure{margin:0}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Postmortem {esc(pm.decision['decision_id'])}"
-            f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    return reporting.page(f"Postmortem {pm.decision['decision_id']}", "".join(parts))
 
 
 def write(pm: Postmortem, out_dir: str | Path) -> dict[str, Path]:
