@@ -82,32 +82,14 @@ def reset_instance(dagster_home: Path) -> None:
 def apply_decisions_like_the_daemon(defs, instance, run_config) -> None:
     """One tick of the decision sensor, and the runs it asks for, as the Dagster daemon would do:
     a run key that already has a run is not run again. The tick is recorded, so the sensor's page shows it."""
-    import time
+    from .defs.launch import tick_sensor
 
-    import dagster as dg
-
-    from .defs.launch import record_sensor_tick, run_in_code_location
-
-    sensor = defs.resolve_sensor_def("rollback_decision_sensor")
-    started = time.time()
-    with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as context:
-        result = sensor(context)
-    skip = result.skip_message if isinstance(result, dg.SkipReason) else None
+    runs, _, skip = tick_sensor(instance, defs, "rollback_decision_sensor", run_config=run_config)
     if skip:
-        print(f"\n{sensor.name}: skipped, {skip}")
-    requests = [r for r in (result if isinstance(result, list) else []) if isinstance(r, dg.RunRequest)]
-    run_ids, run_keys = [], []
-    for request in requests:
-        if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}), limit=1):
-            print(f"\nrun key {request.run_key} already has a run: not run again")
-            continue
-        # The tags the daemon sets: the run shows under the sensor, and a daemon started later sees the key as taken.
-        tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}
-        run = run_in_code_location(instance, defs, request.job_name or sensor.job_name, run_config={**run_config, **request.run_config}, tags=tags)
-        run_ids.append(run.run_id)
-        run_keys.append(request.run_key)
-        print(f"\nflag action run {run.run_id} (sensor {sensor.name}, run key {request.run_key}): {run.status.value.lower()}")
-    record_sensor_tick(instance, sensor.name, started, run_ids, run_keys, skip_reason=skip)
+        print(f"\nrollback_decision_sensor: skipped, {skip}")
+    for run in runs:
+        print(f"\nflag action run {run.run_id} (sensor rollback_decision_sensor, run key {run.tags['dagster/run_key']}): "
+              f"{run.status.value.lower()}")
     from .core.lake import Lake
     from .core.schemas import FLAG_ACTIONS
 
@@ -310,6 +292,24 @@ def cmd_dashboard(args) -> int:
     return 0
 
 
+def cmd_drill(args) -> int:
+    """Kill-switch drill in a staging lake, landing zone, flag file and instance; the result goes to $DAGSTER_HOME."""
+    from .defs.drill import report_to_main_instance, run_drill
+
+    result = run_drill(args.flag, rows_per_day=args.rows_per_day, workdir=args.workdir, keep=args.keep)
+    print(f"\ndrill {result.drill_id} on {result.flag_key}: {'PASSED' if result.flag_changed else 'FAILED'}")
+    print(f"  time to detection: {result.seconds_to_detection} s; time to the flag change: {result.seconds_to_flag_change} s")
+    print(f"  decision {result.decision_id}; flag {result.flag_before} -> {result.flag_after}; {len(result.runs)} runs")
+    for row in result.audit.itertuples():
+        print(f"  audit {row.action_id}: {row.kind} {row.status}, {row.before_rollout} % -> {row.after_rollout} %"
+              f"{f', variant {row.after_variant}' if row.after_variant else ''} by {row.actor}")
+    home = report_to_main_instance(result)
+    print(f"  recorded in Dagster ({home}) as an observation of flag_actions" if home
+          else "  not recorded in Dagster: DAGSTER_HOME is not set")
+    print(f"  staging kept in {args.workdir}" if args.keep and args.workdir else "  staging removed")
+    return 0 if result.flag_changed else 1
+
+
 def _utc_now() -> str:
     from datetime import datetime, timezone
 
@@ -392,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = sub.add_parser("dashboard", help="release-health pages, one per flag, offline HTML")
     dashboard.add_argument("--out", required=True, help="folder for index.html and <flag>.html")
     dashboard.set_defaults(func=cmd_dashboard)
+    drill = sub.add_parser("drill", help="kill-switch drill: inject a regression for one flag in staging, time detection and the flag change")
+    drill.add_argument("--flag", required=True)
+    drill.add_argument("--rows-per-day", type=int, default=1000)
+    drill.add_argument("--workdir", help="staging folder (default: a temp folder)")
+    drill.add_argument("--keep", action="store_true", help="keep the staging folder (e.g. to open dagster dev on it)")
+    drill.set_defaults(func=cmd_drill)
     return parser
 
 
