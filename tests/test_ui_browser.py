@@ -124,18 +124,25 @@ def page(browser, webserver):
     context.close()
 
 
+def _dismiss_community_dialog(page: Page) -> None:
+    """A fresh profile gets "Join the Dagster community" a moment after the page loads: Skip it."""
+    skip = page.get_by_role("button", name="Skip")
+    if skip.count() and skip.first.is_visible():
+        skip.first.click()
+        expect(page.get_by_text("Join the Dagster community")).to_have_count(0)
+
+
 def _open(page: Page, path: str, ready_text: str) -> None:
     """Go to a page, wait for `ready_text`, dismiss the first-visit community dialog if it shows."""
     page.goto(path)
     page.get_by_text(ready_text, exact=False).first.wait_for()
-    skip = page.get_by_role("button", name="Skip")
-    if skip.count():
-        skip.first.click()
+    _dismiss_community_dialog(page)
 
 
 def _shot(page: Page, name: str) -> None:
     DOCS.mkdir(exist_ok=True)
-    page.wait_for_timeout(500)  # let the last layout settle before the picture
+    page.wait_for_timeout(2000)  # let the last layout settle (and a late dialog appear) before the picture
+    _dismiss_community_dialog(page)
     page.screenshot(path=str(DOCS / name))
 
 
@@ -195,3 +202,26 @@ def test_runs_are_listed_under_their_job_sensor_and_timeline(page, demo):
     _open(page, "/overview/activity/timeline", LOCATION)
     expect(page.get_by_text("feedback_job", exact=True).first).to_be_visible()
     expect(page.get_by_text("flag_action_job", exact=True).first).to_be_visible()
+
+
+def test_postmortem_and_dashboard_render_offline(browser, demo):
+    """The two report pages open from disk with every network request refused, chart included."""
+    out = demo["root"] / "reports"
+    for argv in (["postmortem", demo["decision_id"], "--out", str(out)], ["dashboard", "--out", str(out)]):
+        done = subprocess.run([sys.executable, "-m", "rollback_assets.cli", *argv], cwd=PROJECT_ROOT, env=demo["env"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    context = browser.new_context(viewport={"width": 1200, "height": 1300})
+    refused = []
+    context.route("http*://**", lambda route: (refused.append(route.request.url), route.abort()))
+    tab = context.new_page()
+    tab.goto((out / f"postmortem-{demo['decision_id']}.html").as_uri())
+    expect(tab.get_by_text("match the stored decision").first).to_be_visible()
+    expect(tab.locator("svg").first).to_be_visible()
+    tab.screenshot(path=str(DOCS / "postmortem.png"))
+    tab.goto((out / "checkout-redesign.html").as_uri())
+    expect(tab.get_by_text("Release health: checkout-redesign").first).to_be_visible()
+    expect(tab.locator("svg").first).to_be_visible()
+    tab.screenshot(path=str(DOCS / "release-health.png"))
+    context.close()
+    assert refused == [], f"the reports asked the network for {refused}"
