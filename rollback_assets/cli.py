@@ -66,7 +66,8 @@ def cmd_demo(args) -> int:
     for flag in sorted({r["flag_key"] for r in demo_data.releases()}):
         state = flagd.get_state(flag)
         print(f"  {flag}: {'on' if state.enabled else 'off'} at {state.rollout} %" + (f", variant {state.variant}" if state.variant else ""))
-    print("\nOpen the UI on the same instance: make ui  (then http://127.0.0.1:3000)")
+    print("\nRelease health: rollback-assets dashboard --out reports/")
+    print("Open the UI on the same instance: make ui  (then http://127.0.0.1:3000)")
     return 0
 
 
@@ -109,6 +110,7 @@ def print_decisions(lake) -> None:
         print(f"\n  {row.flag_key} {row.release_version} [{row.cohort}]: {row.action}{target} ({row.severity})")
         print(f"    {row.reason}")
         print(f"    decision {row.decision_id}, policy {row.policy_version}, code {row.code_commit}, notebook {row.notebook_commit}")
+        print(f"    postmortem: rollback-assets postmortem {row.decision_id} --out postmortems/")
     untouched = sorted(set(latest.flag_key) - set(latest[latest.state == "act"].flag_key))
     print(f"\n  no action on: {', '.join(untouched) or '-'}")
 
