@@ -43,7 +43,6 @@ class DrillResult:
     flag_after: str
     audit: pd.DataFrame
     runs: list[str] = field(default_factory=list)
-    log: list[str] = field(default_factory=list)
 
 
 def run_drill(flag_key: str, rows_per_day: int = 1000, workdir: str | None = None, keep: bool = False) -> DrillResult:
@@ -70,10 +69,7 @@ def _drill(drill_id: str, flag_key: str, rows_per_day: int, root: Path) -> Drill
     os.environ.update(DAGSTER_HOME=str(home), ROLLBACK_LAKE=str(lake_root), ROLLBACK_LANDING=str(landing),
                       ROLLBACK_FLAGD_FILE=str(flag_file), ROLLBACK_FLAG_BACKEND="flagd")
     os.environ.pop("ROLLBACK_RELEASES", None)
-    log: list[str] = []
-
     def say(line: str) -> None:
-        log.append(line)
         print(line, flush=True)
 
     history, regression = drill_data.split_with_regression(flag_key, rows_per_day=rows_per_day)
@@ -137,7 +133,7 @@ def _drill(drill_id: str, flag_key: str, rows_per_day: int, root: Path) -> Drill
         decision_id=(changed.iloc[0].decision_id if len(changed) else acting.iloc[0].decision_id if len(acting) else None),
         flag_before=_state(before), flag_after=_state(after),
         audit=audit[["action_id", "kind", "status", "before_rollout", "after_rollout", "after_variant", "actor", "decision_id"]],
-        runs=runs, log=log,
+        runs=runs,
     )
     say(f"  flag {flag_key}: {result.flag_before} -> {result.flag_after}"
         + (f" after {result.seconds_to_flag_change} s" if result.flag_changed else f" (no change: {skip or 'no action applied'})"))
