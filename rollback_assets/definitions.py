@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -83,6 +84,12 @@ def build_definitions(deployment: str | None = None) -> dg.Definitions:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references: stable in practice, labelled beta
         assets = dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions, release_health])
+        if os.environ.get("ROLLBACK_GIT_URL"):  # code references open the file at that branch instead of on disk
+            assets = dg.link_code_references_to_git(
+                assets, git_url=os.environ["ROLLBACK_GIT_URL"], git_branch=os.environ.get("ROLLBACK_GIT_BRANCH", "main"),
+                file_path_mapping=dg.AnchorBasedFilePathMapping(
+                    local_file_anchor=Path(__file__), file_anchor_path_in_repository="rollback_assets/definitions.py"),
+            )
     # Daily: retry anything still pending and re-run the fallback-age governance check.
     daily_flag_upkeep = dg.ScheduleDefinition(
         name="daily_flag_upkeep", job=flag_action_job, cron_schedule="0 6 * * *",

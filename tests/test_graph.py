@@ -291,3 +291,14 @@ def test_new_landing_file_is_ingested_alone(second_run, demo_env, graph_defs, da
     # and the sensor now has nothing left to ask for
     assert isinstance(landing_zone_sensor(dg.build_sensor_context(instance=dagster_instance, resources=resources)),
                       dg.SkipReason)
+
+
+def test_code_references_link_to_git_when_configured(monkeypatch, tmp_path):
+    from rollback_assets.definitions import build_definitions
+
+    monkeypatch.setenv("ROLLBACK_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("ROLLBACK_GIT_URL", "https://github.com/acme/rollback-assets")
+    monkeypatch.setenv("ROLLBACK_GIT_BRANCH", "release")
+    assets = build_definitions().resolve_assets_def("rollback_decisions")
+    (reference,) = assets.specs_by_key[assets.key].metadata["dagster/code_references"].code_references
+    assert reference.url.startswith("https://github.com/acme/rollback-assets/tree/release/rollback_assets/defs/assets.py#L")
