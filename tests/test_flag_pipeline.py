@@ -407,6 +407,13 @@ def test_release_health_dashboard_after_a_rollback_and_a_hold(world, capsys, tmp
     page = (world.lake_root / mats[0].metadata["index"].value).with_name("checkout-redesign.html").read_text()
     assert "rollbacks: <b>1</b>" in page and "<svg" in page and world.decision_id in page
     assert "src=" not in page and "<link" not in page  # offline: nothing fetched
+    # ... and the postmortem of the decision that caused the action, its figures recomputed by time travel
+    (pm,) = result.asset_materializations_for_node("decision_postmortems")
+    assert pm.metadata["all_recomputed_match"].value is True
+    (record,) = [r.data for r in pm.metadata["postmortems"].value.records]
+    assert record["decision_id"] == world.decision_id and record["recomputed_matches"] is True
+    page = (world.lake_root / record["page"]).read_text()
+    assert "match the stored decision" in page and "step_down" in page and "human" not in page
 
     until = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
     cli(capsys, "override", "hold", BAD_FLAG, "--until", until, "--reason", "launch week freeze", "--actor", "alice")

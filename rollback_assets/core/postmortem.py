@@ -259,10 +259,14 @@ def to_html(pm: Postmortem, svg: str) -> str:
     return reporting.page(f"Postmortem {pm.decision['decision_id']}", "".join(parts))
 
 
+def file_stem(decision_id: str) -> str:
+    return f"postmortem-{decision_id}"
+
+
 def write(pm: Postmortem, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"postmortem-{pm.decision['decision_id']}"
+    stem = file_stem(pm.decision["decision_id"])
     svg = chart_svg(pm)
     paths = {"html": out / f"{stem}.html", "markdown": out / f"{stem}.md", "chart": out / f"{stem}.svg"}
     paths["chart"].write_text(svg)

@@ -6,14 +6,19 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+from pathlib import Path
 from types import ModuleType
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
+from ..core import postmortem
 from ..core.evidence import distinct_quotes
 from ..core.schemas import DECISIONS, Table
+
+REPORTS_DIR = Path("reports")  # under the lake root
+POSTMORTEM_DIR = REPORTS_DIR / "postmortems"
 
 
 def code_version(*modules: ModuleType) -> str:
@@ -139,7 +144,8 @@ def decision_lineage(decisions: pd.DataFrame) -> dict:
         worst = acting.sort_values("relative_rise", ascending=False).iloc[0]
         meta.update({"code_commit": str(worst.code_commit or "-"), "notebook_commit": str(worst.notebook_commit or "-"),
                      "model": f"{worst.model_name or '-'} {worst.model_version or ''}".strip(),
-                     "postmortem": f"rollback-assets postmortem {worst.decision_id} --out postmortems/"})
+                     "postmortem": dg.MetadataValue.path(postmortem_page(worst.decision_id)),
+                     "postmortem_command": f"rollback-assets postmortem {worst.decision_id} --out postmortems/"})
         acted = sorted(acting[acting.state == "act"].decision_id)
         if acted:  # forward links: an automatic action's id is its decision's id
             meta["flag_action_ids"] = dg.MetadataValue.json(acted)
@@ -150,6 +156,11 @@ def decision_lineage(decisions: pd.DataFrame) -> dict:
             DECISIONS,
         )
     return meta
+
+
+def postmortem_page(decision_id: str) -> str:
+    """Where the decision_postmortems asset writes a decision's postmortem, relative to the lake root."""
+    return str(POSTMORTEM_DIR / f"{postmortem.file_stem(decision_id)}.html")
 
 
 def data_version(table_name: str, version: int | None) -> dg.DataVersion:
