@@ -17,7 +17,7 @@ from .core.schemas import RELEASE_ARTIFACTS
 from .defs.assets import FEEDBACK_ASSETS
 from .defs.checks import STATIC_CHECKS, guardrail_checks
 from .defs.governance import GOVERNANCE_CHECKS
-from .defs.reports import decision_postmortems, release_health
+from .defs.reports import postmortems, release_health
 from .defs.resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, default_path
 from .defs.alerts import guardrail_alert, run_failure_alert
 from .defs.flags import FLAG_ACTION_JOB_NAME, flag_actions, flag_control_from_env, rollback_decision_sensor
@@ -78,12 +78,12 @@ def build_definitions(deployment: str | None = None) -> dg.Definitions:
     )
     flag_action_job = dg.define_asset_job(
         FLAG_ACTION_JOB_NAME,
-        selection=dg.AssetSelection.assets(flag_actions, release_health, decision_postmortems),
+        selection=dg.AssetSelection.assets(flag_actions, release_health, postmortems),
         description="Apply rollback decisions to the flag backend, exactly once each, audit it, refresh the reports.",
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references: stable in practice, labelled beta
-        assets = dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions, release_health, decision_postmortems])
+        assets = dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions, release_health, postmortems])
         if os.environ.get("ROLLBACK_GIT_URL"):  # code references open the file at that branch instead of on disk
             assets = dg.link_code_references_to_git(
                 assets, git_url=os.environ["ROLLBACK_GIT_URL"], git_branch=os.environ.get("ROLLBACK_GIT_BRANCH", "main"),

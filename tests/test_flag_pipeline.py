@@ -408,7 +408,7 @@ def test_release_health_dashboard_after_a_rollback_and_a_hold(world, capsys, tmp
     assert "rollbacks: <b>1</b>" in page and "<svg" in page and world.decision_id in page
     assert "src=" not in page and "<link" not in page  # offline: nothing fetched
     # ... and the postmortem of the decision that caused the action, its figures recomputed by time travel
-    (pm,) = result.asset_materializations_for_node("decision_postmortems")
+    (pm,) = result.asset_materializations_for_node("postmortems")
     assert pm.metadata["all_recomputed_match"].value is True
     (record,) = [r.data for r in pm.metadata["postmortems"].value.records]
     assert record["decision_id"] == world.decision_id and record["recomputed_matches"] is True

@@ -184,7 +184,7 @@ def test_decision_metadata_people_can_read(first_run, demo_env):
     for table, version in json.loads(act.input_versions).items():
         assert meta[f"input_version/{table}"].value == version
     assert meta["flag_action_ids"].value == [act.decision_id]
-    assert meta["postmortem"].value == f"reports/postmortems/postmortem-{act.decision_id}.html"  # decision_postmortems writes it
+    assert meta["postmortem"].value == f"reports/postmortems/postmortem-{act.decision_id}.html"  # postmortems writes it
     lineage = [r.data for r in meta["lineage"].records]
     assert lineage[0]["decision_id"] == act.decision_id and lineage[0]["code_commit"] == act.code_commit
     # evidence: one bullet per distinct quote, none repeated

@@ -159,7 +159,7 @@ def decision_lineage(decisions: pd.DataFrame) -> dict:
 
 
 def postmortem_page(decision_id: str) -> str:
-    """Where the decision_postmortems asset writes a decision's postmortem, relative to the lake root."""
+    """Where the postmortems asset writes a decision's postmortem, relative to the lake root."""
     return str(POSTMORTEM_DIR / f"{postmortem.file_stem(decision_id)}.html")
 
 

@@ -46,7 +46,7 @@ def release_health(lake: LakeResource) -> dg.MaterializeResult:
     description="One postmortem (HTML + Markdown) per decision that caused a flag action: the decision, a timeline, "
                 "cohorts, evidence, the actions, and its figures recomputed from the Delta versions it names.",
 )
-def decision_postmortems(lake: LakeResource, settings: SettingsResource) -> dg.MaterializeResult:
+def postmortems(lake: LakeResource, settings: SettingsResource) -> dg.MaterializeResult:
     the_lake = lake.lake()
     audit = the_lake.read(FLAG_ACTIONS, columns=["decision_id"]) if the_lake.exists(FLAG_ACTIONS) else pd.DataFrame(columns=["decision_id"])
     out = Path(lake.root) / POSTMORTEM_DIR
