@@ -190,11 +190,11 @@ def _actor(args) -> str:
 
 def _report(args, result) -> int:
     row = result.row or {}
-    _tell_dagster_action(args, result.row)
     print(f"{result.status}: {result.message or row.get('reason', '')}")
     if row:
         print(f"  audit row {row['action_id']}: {row.get('before_rollout')} % -> {row.get('after_rollout')} % "
               f"(enabled {row.get('after_enabled')}, variant {row.get('after_variant')}), actor {row['actor']}")
+    _tell_dagster_action(args, result.row)
     return 0 if result.status in ("applied", "noop", "skipped", "awaiting_approval") else 1
 
 
