@@ -14,9 +14,11 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/rollback-assets demo
 
-# Services the tests talk to for real: PostgreSQL (installed and started if missing; needs root once).
+# Services the tests talk to for real: PostgreSQL (installed and started if missing; needs root once) and
+# Debian's Chromium for the browser test (tests/test_ui_browser.py).
 services:
 	bash scripts/ensure_postgres.sh
+	bash scripts/ensure_chromium.sh
 
 test: $(VENV)/.installed services
 	$(PY) -m pytest

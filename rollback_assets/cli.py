@@ -52,6 +52,7 @@ def cmd_demo(args) -> int:
 
     from .core.flags import FlagTarget, make_flag_backend
     from .definitions import build_definitions
+    from .defs.launch import run_in_code_location
 
     flagd = make_flag_backend("flagd", path=flag_file)
     for flag in sorted({r["flag_key"] for r in demo_data.releases()}):
@@ -61,21 +62,22 @@ def cmd_demo(args) -> int:
     defs = build_definitions()
     instance = dg.DagsterInstance.get()
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    result = defs.resolve_job_def("feedback_job").execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
-    failed_checks = [
-        e.asset_check_evaluation_data.check_name
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+    run = run_in_code_location(instance, defs, "feedback_job", run_config=quiet)
+    evaluations = [
+        e.dagster_event.asset_check_evaluation_data
+        for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     ]
-    print(f"dagster run {result.run_id} in {os.environ['DAGSTER_HOME']}: "
-          f"{'success' if result.success else 'stopped by a blocking check'}; failed checks: {', '.join(failed_checks) or 'none'}")
+    failed = [f"{e.check_name} ({e.severity.value})" for e in evaluations if not e.passed]
+    print(f"dagster run {run.run_id} of feedback_job in {os.environ['DAGSTER_HOME']}: {run.status.value.lower()}; "
+          f"{len(evaluations)} checks, failing: {', '.join(failed) or 'none'}")
     print_decisions(Lake(lake_root))
     apply_decisions_like_the_daemon(defs, instance, quiet)
     print("\nflags now:")
     for flag in sorted({r["flag_key"] for r in demo_data.releases()}):
         state = flagd.get_state(flag)
         print(f"  {flag}: {'on' if state.enabled else 'off'} at {state.rollout} %" + (f", variant {state.variant}" if state.variant else ""))
-    print("\nOpen the UI on the same instance: make ui  (then http://127.0.0.1:3000)")
+    print("\nRelease health: rollback-assets dashboard --out reports/")
+    print("Open the UI on the same instance: make ui  (then http://127.0.0.1:3000)")
     return 0
 
 
@@ -90,22 +92,15 @@ def reset_instance(dagster_home: Path) -> None:
 
 def apply_decisions_like_the_daemon(defs, instance, run_config) -> None:
     """One tick of the decision sensor, and the runs it asks for, as the Dagster daemon would do:
-    a run key that already has a run is not run again."""
-    import dagster as dg
+    a run key that already has a run is not run again. The tick is recorded, so the sensor's page shows it."""
+    from .defs.launch import tick_sensor
 
-    sensor = defs.resolve_sensor_def("rollback_decision_sensor")
-    with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as context:
-        result = sensor(context)
-    requests = [r for r in (result if isinstance(result, list) else []) if isinstance(r, dg.RunRequest)]
-    job = defs.resolve_job_def("flag_action_job")
-    for request in requests:
-        if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}), limit=1):
-            continue
-        config = {**run_config, **request.run_config}
-        # The same tags the daemon sets, so a daemon started later sees this run key as taken.
-        tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}
-        run = job.execute_in_process(instance=instance, run_config=config, tags=tags)
-        print(f"\nflag action run {run.run_id} (run key {request.run_key}): {'success' if run.success else 'failed'}")
+    runs, _, skip = tick_sensor(instance, defs, "rollback_decision_sensor", run_config=run_config)
+    if skip:
+        print(f"\nrollback_decision_sensor: skipped, {skip}")
+    for run in runs:
+        print(f"\nflag action run {run.run_id} (sensor rollback_decision_sensor, run key {run.tags['dagster/run_key']}): "
+              f"{run.status.value.lower()}")
     from .core.lake import Lake
     from .core.schemas import FLAG_ACTIONS
 
@@ -125,6 +120,7 @@ def print_decisions(lake) -> None:
         print(f"\n  {row.flag_key} {row.release_version} [{row.cohort}]: {row.action}{target} ({row.severity})")
         print(f"    {row.reason}")
         print(f"    decision {row.decision_id}, policy {row.policy_version}, code {row.code_commit}, notebook {row.notebook_commit}")
+        print(f"    postmortem: rollback-assets postmortem {row.decision_id} --out postmortems/")
     untouched = sorted(set(latest.flag_key) - set(latest[latest.state == "act"].flag_key))
     print(f"\n  no action on: {', '.join(untouched) or '-'}")
 
@@ -153,7 +149,41 @@ def cmd_release_register(args) -> int:
     for row in frame.itertuples():
         print(f"registered {row.flag_key} {row.version} (released {row.released_at:%Y-%m-%d %H:%M} UTC, ladder {list(row.ladder)})")
     print(f"release_artifacts at Delta version {result.version}")
+    registered = ", ".join(f"{r.flag_key} {r.version}" for r in frame.itertuples())
+    _tell_dagster("release_artifacts", f"registered from the CLI: {registered}", {
+        "delta_version": result.version, "releases_registered": len(frame), "releases": registered,
+        "code_commits": ", ".join(sorted({str(c) for c in frame.code_commit.dropna()})) or None,
+    }, data_version=f"release_artifacts@{result.version}")
     return 0
+
+
+def _tell_dagster(asset_name: str, description: str, metadata: dict, data_version: str | None = None) -> None:
+    """Out-of-run writes show in the asset's history in the UI (a runless materialization)."""
+    from .defs.launch import report_out_of_run_write
+
+    home = report_out_of_run_write(asset_name, description, {**metadata, "source": "rollback-assets CLI"}, data_version)
+    print(f"recorded in Dagster ({home}) as a materialization of {asset_name}" if home
+          else "not recorded in Dagster: DAGSTER_HOME is not set")
+
+
+def _tell_dagster_action(args, row: dict | None) -> None:
+    """A human's hold, approval, rejection, promotion or forced change: one runless flag_actions event."""
+    if not row:
+        return
+    from .core.schemas import FLAG_ACTIONS
+    from .defs.flags import describe_action
+
+    version = _lake(args).version(FLAG_ACTIONS)
+    fields = ("flag_key", "release_version", "cohort", "kind", "status", "actor", "approver", "decision_id",
+              "before_rollout", "after_rollout", "reason")
+    metadata = {}
+    for name in fields:
+        value = row.get(name)
+        if value is None or value == "" or (isinstance(value, float) and value != value):  # value != value: NaN
+            continue
+        metadata[name] = int(value) if name.endswith("_rollout") else str(value)
+    _tell_dagster("flag_actions", describe_action(row), {**metadata, "delta_version": version},
+                  data_version=f"flag_actions@{version}")
 
 
 def _control(args):
@@ -170,12 +200,13 @@ def _actor(args) -> str:
     return args.actor or os.environ.get("ROLLBACK_ACTOR") or os.environ.get("USER") or "unknown"
 
 
-def _report(result) -> int:
+def _report(args, result) -> int:
     row = result.row or {}
     print(f"{result.status}: {result.message or row.get('reason', '')}")
     if row:
         print(f"  audit row {row['action_id']}: {row.get('before_rollout')} % -> {row.get('after_rollout')} % "
               f"(enabled {row.get('after_enabled')}, variant {row.get('after_variant')}), actor {row['actor']}")
+    _tell_dagster_action(args, result.row)
     return 0 if result.status in ("applied", "noop", "skipped", "awaiting_approval") else 1
 
 
@@ -201,6 +232,7 @@ def cmd_override(args) -> int:
     else:
         row = actions.release_hold(lake, args.flag, actor=_actor(args), reason=args.reason or "")
         print(f"hold on {args.flag} released by {row['actor']}")
+    _tell_dagster_action(args, row)
     return 0
 
 
@@ -212,7 +244,7 @@ def cmd_approve(args) -> int:
     if existing is None:
         print(f"no action awaiting approval for decision {args.decision}", file=sys.stderr)
         return 2
-    return _report(actions.approve(lake, backend, args.decision, approver=_actor(args), reason=args.reason or "",
+    return _report(args, actions.approve(lake, backend, args.decision, approver=_actor(args), reason=args.reason or "",
                                    policy=policy_for(existing["flag_key"]), notifier=notifier))
 
 
@@ -221,6 +253,7 @@ def cmd_reject(args) -> int:
 
     row = actions.reject(_lake(args), args.decision, approver=_actor(args), reason=args.reason)
     print(f"rejected {args.decision} by {row.get('approver') or row.get('actor')}: {args.reason}")
+    _tell_dagster_action(args, row)
     return 0
 
 
@@ -228,7 +261,7 @@ def cmd_force(args) -> int:
     from .core import actions
 
     lake, backend, notifier, policy_for = _control(args)
-    return _report(actions.force(lake, backend, args.flag, actor=_actor(args), reason=args.reason, rollout=args.rollout,
+    return _report(args, actions.force(lake, backend, args.flag, actor=_actor(args), reason=args.reason, rollout=args.rollout,
                                  enabled=not args.disable, variant=args.variant, notifier=notifier,
                                  policy=policy_for(args.flag)))
 
@@ -244,8 +277,51 @@ def cmd_promote(args) -> int:
                              guardrail_ok=passing, guardrail_reason=why, policy=policy_for(args.flag), notifier=notifier)
     if result.status == "rejected":  # audited as a refused promotion; nothing was changed
         print(f"refused: promotion of {args.flag} to {args.to} % is blocked: {result.message}", file=sys.stderr)
+        _tell_dagster_action(args, result.row)
         return 3
-    return _report(result)
+    return _report(args, result)
+
+
+def cmd_postmortem(args) -> int:
+    from .core import postmortem
+    from .core.policy import PolicyConfig
+
+    report = postmortem.build(_lake(args), args.decision, PolicyConfig.load(os.environ.get("ROLLBACK_POLICY")))
+    paths = postmortem.write(report, args.out)
+    print(report.sentence)
+    print(postmortem.match_statement(report))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0 if report.matches else 4
+
+
+def cmd_dashboard(args) -> int:
+    from .core import dashboard
+
+    result = dashboard.write(_lake(args), args.out)
+    for flag, health in result.items():
+        print(f"{flag}: {health.rollbacks} rollback(s), {len(health.open_holds)} open hold(s), "
+              f"{health.awaiting_approval} awaiting approval -> {Path(args.out) / dashboard.file_name(flag)}")
+    print(f"index: {Path(args.out) / 'index.html'}")
+    return 0
+
+
+def cmd_drill(args) -> int:
+    """Kill-switch drill in a staging lake, landing zone, flag file and instance; the result goes to $DAGSTER_HOME."""
+    from .defs.drill import report_to_main_instance, run_drill
+
+    result = run_drill(args.flag, rows_per_day=args.rows_per_day, workdir=args.workdir, keep=args.keep)
+    print(f"\ndrill {result.drill_id} on {result.flag_key}: {'PASSED' if result.flag_changed else 'FAILED'}")
+    print(f"  time to detection: {result.seconds_to_detection} s; time to the flag change: {result.seconds_to_flag_change} s")
+    print(f"  decision {result.decision_id}; flag {result.flag_before} -> {result.flag_after}; {len(result.runs)} runs")
+    for row in result.audit.itertuples():
+        print(f"  audit {row.action_id}: {row.kind} {row.status}, {row.before_rollout} % -> {row.after_rollout} %"
+              f"{f', variant {row.after_variant}' if row.after_variant else ''} by {row.actor}")
+    home = report_to_main_instance(result)
+    print(f"  recorded in Dagster ({home}) as an observation of flag_actions" if home
+          else "  not recorded in Dagster: DAGSTER_HOME is not set")
+    print(f"  staging kept in {args.workdir}" if args.keep and args.workdir else "  staging removed")
+    return 0 if result.flag_changed else 1
 
 
 def _utc_now() -> str:
@@ -330,6 +406,19 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason")
     promote.add_argument("--actor")
     promote.set_defaults(func=cmd_promote)
+    postmortem = sub.add_parser("postmortem", help="one decision's report: why, what happened, lineage recomputed (HTML + Markdown)")
+    postmortem.add_argument("decision")
+    postmortem.add_argument("--out", required=True, help="folder for postmortem-<id>.html, .md and .svg")
+    postmortem.set_defaults(func=cmd_postmortem)
+    dashboard = sub.add_parser("dashboard", help="release-health pages, one per flag, offline HTML")
+    dashboard.add_argument("--out", required=True, help="folder for index.html and <flag>.html")
+    dashboard.set_defaults(func=cmd_dashboard)
+    drill = sub.add_parser("drill", help="kill-switch drill: inject a regression for one flag in staging, time detection and the flag change")
+    drill.add_argument("--flag", required=True)
+    drill.add_argument("--rows-per-day", type=int, default=1000)
+    drill.add_argument("--workdir", help="staging folder (default: a temp folder)")
+    drill.add_argument("--keep", action="store_true", help="keep the staging folder (e.g. to open dagster dev on it)")
+    drill.set_defaults(func=cmd_drill)
     return parser
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -16,8 +17,10 @@ from .core.schemas import RELEASE_ARTIFACTS
 from .defs.assets import FEEDBACK_ASSETS
 from .defs.checks import STATIC_CHECKS, guardrail_checks
 from .defs.governance import GOVERNANCE_CHECKS
+from .defs.reports import postmortems, release_health
 from .defs.resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, default_path
-from .defs.flags import FLAG_ACTION_JOB_NAME, flag_actions, flag_control_from_env, rollback_decision_sensor, run_failure_alert
+from .defs.alerts import guardrail_alert, run_failure_alert
+from .defs.flags import FLAG_ACTION_JOB_NAME, flag_actions, flag_control_from_env, rollback_decision_sensor
 from .defs.sensors import FEEDBACK_JOB_NAME, landing_zone_sensor
 
 
@@ -75,21 +78,30 @@ def build_definitions(deployment: str | None = None) -> dg.Definitions:
     )
     flag_action_job = dg.define_asset_job(
         FLAG_ACTION_JOB_NAME,
-        selection=dg.AssetSelection.assets(flag_actions),
-        description="Apply rollback decisions to the flag backend, exactly once each, and audit it.",
+        selection=dg.AssetSelection.assets(flag_actions, release_health, postmortems),
+        description="Apply rollback decisions to the flag backend, exactly once each, audit it, refresh the reports.",
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references: stable in practice, labelled beta
-        assets = dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions])
+        assets = dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions, release_health, postmortems])
+        if os.environ.get("ROLLBACK_GIT_URL"):  # code references open the file at that branch instead of on disk
+            assets = dg.link_code_references_to_git(
+                assets, git_url=os.environ["ROLLBACK_GIT_URL"], git_branch=os.environ.get("ROLLBACK_GIT_BRANCH", "main"),
+                file_path_mapping=dg.AnchorBasedFilePathMapping(
+                    local_file_anchor=Path(__file__), file_anchor_path_in_repository="rollback_assets/definitions.py"),
+            )
     # Daily: retry anything still pending and re-run the fallback-age governance check.
-    daily_flag_upkeep = dg.ScheduleDefinition(name="daily_flag_upkeep", job=flag_action_job, cron_schedule="0 6 * * *",
-                                              default_status=dg.DefaultScheduleStatus.RUNNING)
+    daily_flag_upkeep = dg.ScheduleDefinition(
+        name="daily_flag_upkeep", job=flag_action_job, cron_schedule="0 6 * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every day at 06:00 UTC: retry flag actions still pending and re-run the fallback-age check.",
+    )
     return dg.Definitions(
         assets=assets,
         schedules=[daily_flag_upkeep],
         asset_checks=checks,
         jobs=[feedback_job, flag_action_job],
-        sensors=[landing_zone_sensor, rollback_decision_sensor, run_failure_alert],
+        sensors=[landing_zone_sensor, rollback_decision_sensor, guardrail_alert, run_failure_alert],
         resources=resources,
     )
 

@@ -131,7 +131,7 @@ def base(tmp_path_factory, instance):
 
 
 def _set_env(mp, lake_root, landing, flag_file, log, **extra):
-    for name in ENV_CLEARED:
+    for name in (*ENV_CLEARED, "DAGSTER_HOME"):  # no DAGSTER_HOME: CLI writes are not reported anywhere
         mp.delenv(name, raising=False)
     mp.setenv("ROLLBACK_LAKE", str(lake_root))
     mp.setenv("ROLLBACK_LANDING", str(landing))
@@ -262,9 +262,16 @@ def test_decision_to_flagd_exactly_once(world, openfeature, base):
     meta = flag_actions_metadata(result)
     assert meta["backend"] == "flagd" and meta["backend_calls"] == 1 and meta["by_status"] == {"applied": 1}
     table = meta["actions"]
-    assert all(col in table.splitlines()[0] for col in ("actor", "reason", "decision_id", "before_rollout", "after_rollout"))
-    assert f"| {BAD_FLAG} | step_down | applied | 100 | 25 | None | auto | " in table
-    assert world.decision_id in table and "checkout" in table.splitlines()[2]  # why: the decision's reason
+    columns = {c.name: c for c in table.schema.columns}
+    assert {"actor", "approver", "reason", "decision_id", "before_rollout", "after_rollout", "cohort", "release_version"} <= set(columns)
+    assert columns["actor"].description  # the column schema comes from schemas.py
+    (record,) = [r.data for r in table.records]
+    assert (record["flag_key"], record["release_version"], record["cohort"], record["kind"], record["status"],
+            record["before_rollout"], record["after_rollout"], record["actor"], record["approver"]) == (
+        BAD_FLAG, BAD_VERSION, BAD_COHORT, "step_down", "applied", 100, 25, "auto", None)
+    assert record["decision_id"] == world.decision_id and "checkout" in record["reason"]  # why: the decision's reason
+    assert (meta["flag"], meta["release"], meta["cohort"], meta["decision_id"]) == (BAD_FLAG, BAD_VERSION, BAD_COHORT, world.decision_id)
+    assert meta["decisions"] == dg.AssetKey("rollback_decisions")  # a link back to the decision asset
     assert meta["decision_run_0"] == base["feedback_run_id"]
 
     # decisions re-materialized (same inputs: the same decision id), a new tick, the job run again
@@ -528,7 +535,8 @@ def test_hold_skips_then_release_rechecks_and_promote_is_refused(world, capsys):
     assert row["status"] == "skipped" and "flag held by human:alice" in row["reason"] and "launch week freeze" in row["reason"]
     assert read_calls(world.log) == [] and world.state().rollout == 100
     meta = flag_actions_metadata(result)
-    assert meta["backend_calls"] == 0 and meta["by_status"] == {"skipped": 1} and "held by human:alice" in meta["actions"]
+    assert meta["backend_calls"] == 0 and meta["by_status"] == {"skipped": 1}
+    assert "held by human:alice" in meta["actions"].records[0].data["reason"]
     requests, _ = world.tick()
     assert requests == [], "no re-check while the hold is active"
 
@@ -550,6 +558,60 @@ def test_hold_skips_then_release_rechecks_and_promote_is_refused(world, capsys):
 
     code, _, err = cli(capsys, "promote", BAD_FLAG, "--to", "100", "--actor", "bob")
     assert code == 3 and "guardrail check failing" in err and world.state().rollout == 25
+
+
+def test_cli_writes_show_in_the_dagster_ui_history(world, capsys, tmp_path, monkeypatch):
+    """Holds, forced changes and release registrations made from the CLI are runless materializations."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    code, out, _ = cli(capsys, "override", "hold", BAD_FLAG, "--reason", "launch week freeze", "--actor", "alice")
+    assert code == 0 and f"recorded in Dagster ({home})" in out
+    code, out, _ = cli(capsys, "override", "release", BAD_FLAG, "--actor", "alice")
+    code, out, _ = cli(capsys, "force", BAD_FLAG, "--rollout", "5", "--reason", "hotfix", "--actor", "bob")
+    assert code == 0
+    code, out, _ = cli(capsys, "release", "register", "--flag", BAD_FLAG, "--version", "5.3", "--code-commit", "abc1234")
+    assert code == 0
+    with dg.DagsterInstance.get() as instance:
+        actions_ = instance.fetch_materializations(dg.AssetKey("flag_actions"), limit=10, ascending=True).records
+        releases = instance.fetch_materializations(dg.AssetKey("release_artifacts"), limit=10).records
+    events = [r.asset_materialization for r in actions_]
+    assert all(r.run_id == "" for r in actions_), "runless: no run behind a CLI write"
+    assert [e.metadata["kind"].value for e in events] == ["hold", "release_hold", "force"]
+    forced = events[-1]
+    assert (forced.metadata["actor"].value, forced.metadata["after_rollout"].value) == ("human:bob", 5)
+    assert forced.metadata["delta_version"].value == world.lake.version(FLAG_ACTIONS)
+    assert "5 %" in forced.description and BAD_FLAG in forced.description
+    (registered,) = [r.asset_materialization for r in releases]
+    assert f"{BAD_FLAG} 5.3" in registered.description and registered.metadata["code_commits"].value == "abc1234"
+
+
+def test_release_health_dashboard_after_a_rollback_and_a_hold(world, capsys, tmp_path):
+    """The flag_action_job run refreshes the dashboard asset; the CLI writes the same pages."""
+    (request,), _ = world.tick()
+    result = world.run(request)
+    mats = result.asset_materializations_for_node("release_health")
+    assert len(mats) == 1 and mats[0].metadata[f"{BAD_FLAG}/rollbacks"].value == 1
+    page = (world.lake_root / mats[0].metadata["index"].value).with_name("checkout-redesign.html").read_text()
+    assert "rollbacks: <b>1</b>" in page and "<svg" in page and world.decision_id in page
+    assert "src=" not in page and "<link" not in page  # offline: nothing fetched
+    # ... and the postmortem of the decision that caused the action, its figures recomputed by time travel
+    (pm,) = result.asset_materializations_for_node("postmortems")
+    assert pm.metadata["all_recomputed_match"].value is True
+    (record,) = [r.data for r in pm.metadata["postmortems"].value.records]
+    assert record["decision_id"] == world.decision_id and record["recomputed_matches"] is True
+    page = (world.lake_root / record["page"]).read_text()
+    assert "match the stored decision" in page and "step_down" in page and "human" not in page
+
+    until = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+    cli(capsys, "override", "hold", BAD_FLAG, "--until", until, "--reason", "launch week freeze", "--actor", "alice")
+    code, out, _ = cli(capsys, "dashboard", "--out", str(tmp_path / "dash"))
+    assert code == 0 and f"{BAD_FLAG}: 1 rollback(s), 1 open hold(s)" in out
+    page = (tmp_path / "dash" / "checkout-redesign.html").read_text()
+    assert "held by human:alice" in page and "launch week freeze" in page
+    assert "release_to_detection_days" in page and "decision_to_change_seconds" in page
+    index = (tmp_path / "dash" / "index.html").read_text()
+    assert all(f">{flag}</a>" in index for flag in FLAGS)
 
 
 def test_refused_promotion_is_audited(world, capsys):

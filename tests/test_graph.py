@@ -70,8 +70,40 @@ def test_guardrail_check_fails_for_bad_flag_only(first_run):
     assert bad.metadata["cohorts_acting"].value == 1
     for flag in ("reco-model", "search-v2"):
         assert checks[guardrail_check_name(flag)].passed is True
+        assert checks[guardrail_check_name(flag)].description.startswith("No cohort of release")
     assert checks["raw_feedback_schema"].passed is True
     assert checks["raw_feedback_unique_event_id"].passed is True
+
+
+def test_tripped_guardrail_is_a_business_signal_not_a_crash(first_run):
+    """The run succeeds; the red check says in one sentence who, how much and what happens, with links."""
+    assert first_run.result.success, "a tripped guardrail must not fail the run"
+    bad = first_run.checks[guardrail_check_name("checkout-redesign")]
+    decision = _decisions(first_run).query("state == 'act'").iloc[0]
+    text = bad.description
+    for part in ("checkout-redesign", "5.2", BAD_COHORT, "step down to 25 %", decision.decision_id,
+                 f"{decision.relative_rise:+.0%}", f"{decision.bound:+.0%}"):
+        assert part in text, f"{part!r} missing from {text!r}"
+    meta = {k: v.value for k, v in bad.metadata.items()}
+    assert meta["relative_rise"] == round(decision.relative_rise, 3) and meta["n"] == decision.n
+    assert meta["relative_rise_lower_bound"] == round(decision.bound, 3)
+    assert meta["decision_id"] == meta["flag_action_id"] == decision.decision_id
+    assert (meta["flag"], meta["release"], meta["cohort"], meta["action"], meta["target_rollout"]) == (
+        "checkout-redesign", "5.2", BAD_COHORT, "step_down", 25)
+
+
+def test_descriptions_everywhere(graph_defs):
+    repo = graph_defs.get_repository_def()
+    graph = repo.asset_graph
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).description, f"asset {key.to_user_string()} has no description"
+    for check_key in graph.asset_check_keys:
+        assert graph.get_check_spec(check_key).description, f"check {check_key.name} has no description"
+    for job in repo.get_all_jobs():
+        if not job.name.startswith("__"):
+            assert job.description, f"job {job.name} has no description"
+    for instigator in [*repo.sensor_defs, *repo.schedule_defs]:
+        assert instigator.description, f"{instigator.name} has no description"
 
 
 # ------------------------------------------------------------------------------------------------ metadata
@@ -141,6 +173,42 @@ def test_decisions_carry_lineage(first_run):
     for table, version in versions.items():
         assert isinstance(version, int)
         assert version == first_run.versions[table], table
+
+
+def test_decision_metadata_people_can_read(first_run, demo_env):
+    """Lineage, evidence, tables and series are in the materialization, not only in the Delta rows."""
+    meta = first_run.materializations["rollback_decisions"].metadata
+    act = _decisions(first_run).query("state == 'act'").iloc[0]
+    assert (meta["code_commit"].value, meta["notebook_commit"].value) == (act.code_commit, act.notebook_commit)
+    assert meta["scorer_version"].value == act.scorer_version and meta["policy_version"].value == act.policy_version
+    for table, version in json.loads(act.input_versions).items():
+        assert meta[f"input_version/{table}"].value == version
+    assert meta["flag_action_ids"].value == [act.decision_id]
+    assert meta["postmortem"].value == f"reports/postmortems/postmortem-{act.decision_id}.html"  # postmortems writes it
+    lineage = [r.data for r in meta["lineage"].records]
+    assert lineage[0]["decision_id"] == act.decision_id and lineage[0]["code_commit"] == act.code_commit
+    # evidence: one bullet per distinct quote, none repeated
+    evidence = meta["evidence"].value
+    bullets = [line for line in evidence.splitlines() if line.startswith("- ")]
+    assert 1 <= len(bullets) <= 5 and len(set(bullets)) == len(bullets)
+    assert act.decision_id in evidence
+    # tables carry their column schema; paths are relative to the lake root
+    actions = meta["actions"]
+    assert {c.name for c in actions.schema.columns} >= {"flag_key", "cohort", "relative_rise", "reason"}
+    for name, mat in first_run.materializations.items():
+        if "delta_path" in mat.metadata:
+            path = mat.metadata["delta_path"].value
+            assert str(demo_env.lake_root) not in path and path == name, (name, path)
+
+
+def test_per_flag_series_under_stable_keys(first_run):
+    meta = first_run.materializations["cohort_baselines"].metadata
+    baselines = first_run.tables["cohort_baselines"]
+    for flag in ("checkout-redesign", "reco-model", "search-v2"):
+        row = baselines[(baselines.flag_key == flag) & (baselines.cohort == "all")].iloc[0]
+        assert meta[f"{flag}/negative_share"].value == round(row.negative_share, 4)
+        assert meta[f"{flag}/n"].value == row.n
+        assert isinstance(meta[f"{flag}/relative_rise"].value, float)
 
 
 def test_time_travel_reproduces_baseline_counts(first_run, demo_env):
@@ -224,3 +292,14 @@ def test_new_landing_file_is_ingested_alone(second_run, demo_env, graph_defs, da
     # and the sensor now has nothing left to ask for
     assert isinstance(landing_zone_sensor(dg.build_sensor_context(instance=dagster_instance, resources=resources)),
                       dg.SkipReason)
+
+
+def test_code_references_link_to_git_when_configured(monkeypatch, tmp_path):
+    from rollback_assets.definitions import build_definitions
+
+    monkeypatch.setenv("ROLLBACK_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("ROLLBACK_GIT_URL", "https://github.com/acme/rollback-assets")
+    monkeypatch.setenv("ROLLBACK_GIT_BRANCH", "release")
+    assets = build_definitions().resolve_assets_def("rollback_decisions")
+    (reference,) = assets.specs_by_key[assets.key].metadata["dagster/code_references"].code_references
+    assert reference.url.startswith("https://github.com/acme/rollback-assets/tree/release/rollback_assets/defs/assets.py#L")

@@ -20,7 +20,7 @@ from ..core.schemas import (
 )
 from ..core import new_terms, ratings, sequential_policy, stats
 from ..core.scoring import base as scoring_base, calibrated, lexicon, model_store, registry
-from .metadata import code_version, data_version, markdown_table, table_metadata
+from .metadata import code_version, data_version, decision_lineage, evidence_markdown, flag_series, table_metadata, table_value
 from .resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource
 
 
@@ -98,7 +98,7 @@ def release_artifacts(lake: LakeResource, settings: SettingsResource) -> dg.Mate
         metadata={
             **table_metadata(RELEASE_ARTIFACTS, the_lake.uri(RELEASE_ARTIFACTS), version, len(releases)),
             "flags": len(set(releases.flag_key)),
-            "releases": markdown_table(shown.sort_values(["flag_key", "released_at"])),
+            "releases": table_value(shown.sort_values(["flag_key", "released_at"]), RELEASE_ARTIFACTS),
         },
         data_version=data_version("release_artifacts", version),
     )
@@ -225,7 +225,8 @@ def cohort_baselines(config: BaselineConfig, lake: LakeResource, settings: Setti
             "as_of": result.stats.get("as_of", ""),
             "cohorts": result.stats.get("cohorts", 0),
             "rows_read": result.stats.get("rows_read", 0),
-            "flags": markdown_table(shown),
+            "flags": table_value(shown, COHORT_BASELINES),
+            **flag_series(flag_level),
         },
         data_version=data_version("cohort_baselines", result.version),
     )
@@ -275,25 +276,14 @@ def rollback_decisions(context: dg.AssetExecutionContext, lake: LakeResource, se
             "actionable_decision_ids": dg.MetadataValue.json(sorted(flag_changing.decision_id)),
             "releases_marked_bad": dg.MetadataValue.json(sorted(
                 f"{r.flag_key} {r.release_version}" for r in decisions[decisions.action == "block_release"].itertuples())),
-            "actions": markdown_table(acting[["flag_key", "release_version", "release_live", "cohort", "baseline_kind",
-                                              "action", "target_rollout", "severity", "relative_rise", "n", "reason"]]),
-            "evidence": dg.MetadataValue.md(_evidence_markdown(acting)),
+            "actions": table_value(acting[["flag_key", "release_version", "release_live", "cohort", "baseline_kind",
+                                           "action", "target_rollout", "severity", "relative_rise", "n", "reason"]], DECISIONS),
+            "evidence": dg.MetadataValue.md(evidence_markdown(acting)),
             "suggested_taxonomy_terms": dg.MetadataValue.json(_suggested_terms(decisions, settings.taxonomy())),
+            **decision_lineage(decisions),
         },
         data_version=dg.DataVersion(hashlib.sha256(ids.encode()).hexdigest()[:16]),
     )
-
-
-def _evidence_markdown(decisions: pd.DataFrame) -> str:
-    if decisions.empty:
-        return "_no flag needs action_"
-    parts = []
-    for row in decisions.itertuples():
-        quotes = "\n".join(f"> {q}" for q in json.loads(row.evidence or "[]"))
-        terms = ", ".join(f"{t} (z={z:.1f})" for t, z in json.loads(row.new_terms or "[]"))
-        new = f"\n\nNew in the complaints: {terms}" if terms else ""
-        parts.append(f"**{row.flag_key} {row.release_version} — {row.cohort}** ({row.action}){new}\n\n{quotes}")
-    return "\n\n".join(parts)
 
 
 def _suggested_terms(decisions: pd.DataFrame, taxonomy_: taxonomy.Taxonomy) -> list[str]:

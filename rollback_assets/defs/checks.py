@@ -4,14 +4,17 @@ import re
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from sklearn.metrics import f1_score
 
 from ..core.policy import latest_decisions
+from ..core.schemas import (
+    ALL_COHORTS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, FLAG_ACTIONS, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT,
+)
 from ..core.taxonomy import OTHER
-from ..core.schemas import ALL_COHORTS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT
 from .assets import cohort_baselines, enriched_feedback, raw_feedback, rollback_decisions, scored_sentiment, sentiment_model
 from .resources import LakeResource, SettingsResource
 
@@ -162,18 +165,26 @@ def _count_rows(the_lake, table) -> int:
     return data.count_rows() if data is not None else 0
 
 
+GUARDRAIL_CHECK_PREFIX = "sentiment_guardrail"
+
+
 def guardrail_check_name(flag_key: str) -> str:
-    return "sentiment_guardrail_" + re.sub(r"[^A-Za-z0-9_]", "_", flag_key)
+    return f"{GUARDRAIL_CHECK_PREFIX}_" + re.sub(r"[^A-Za-z0-9_]", "_", flag_key)
 
 
 def guardrail_checks(flag_keys: list[str]) -> dg.AssetChecksDefinition:
-    """One blocking ERROR check per flag: it fails while any cohort of the flag's live release says act."""
+    """One ERROR check per flag: red while any cohort of the flag's live release says act.
+
+    Not blocking: a tripped guardrail is the product working (a business signal, acted on by the flag
+    action sensor), not a pipeline failure, so the run succeeds and the check carries the story."""
     specs = [
-        dg.AssetCheckSpec(guardrail_check_name(flag), asset=rollback_decisions, blocking=True,
-                          description=f"Sentiment guardrail for flag {flag}")
+        dg.AssetCheckSpec(guardrail_check_name(flag), asset=rollback_decisions, blocking=False,
+                          description=f"Customers of flag {flag}'s live release are not unhappier than its baseline "
+                                      "in any cohort (red = the policy acts: step down, disable or switch variant).")
         for flag in sorted(flag_keys)
-    ] or [dg.AssetCheckSpec("sentiment_guardrail", asset=rollback_decisions, blocking=True,
-                            description="Sentiment guardrail (no flags registered when the code location loaded)")]
+    ] or [dg.AssetCheckSpec(GUARDRAIL_CHECK_PREFIX, asset=rollback_decisions, blocking=False,
+                            description="Sentiment guardrail over every flag (no flags were registered when the "
+                                        "code location loaded; reload it after registering releases).")]
 
     @dg.multi_asset_check(specs=specs, can_subset=True, name="sentiment_guardrails")
     def sentiment_guardrails(context: dg.AssetCheckExecutionContext, lake: LakeResource, settings: SettingsResource):
@@ -181,30 +192,98 @@ def guardrail_checks(flag_keys: list[str]) -> dg.AssetChecksDefinition:
         decisions = the_lake.read(DECISIONS)
         policy = settings.policy()
         latest = latest_decisions(decisions[decisions.policy_version == policy.version])
+        action_status = _action_status(the_lake)
         for key in context.selected_asset_check_keys:
             flags = [f for f in flag_keys if guardrail_check_name(f) == key.name] or sorted(set(latest.flag_key))
             rows = latest[latest.flag_key.isin(flags)]
-            acting = rows[rows.state == "act"]
             t = policy.for_flag(flags[0]) if flags else policy.defaults
-            yield dg.AssetCheckResult(
-                check_name=key.name,
-                passed=acting.empty,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={
-                    "threshold_min_relative_rise": t.min_relative_rise,
-                    "threshold_min_sample": t.min_sample,
-                    "threshold_min_mean_confidence": t.min_mean_confidence,
-                    "cohorts_evaluated": len(rows),
-                    "cohorts_acting": len(acting),
-                    "max_relative_rise": float(rows.relative_rise.replace(np.inf, np.nan).max()) if len(rows) and rows.relative_rise.notna().any() else 0.0,
-                    "acting": dg.MetadataValue.json(
-                        [{"cohort": r.cohort, "action": r.action, "relative_rise": r.relative_rise, "n": int(r.n),
-                          "mean_confidence": r.mean_confidence, "decision_id": r.decision_id} for r in acting.itertuples()]
-                    ),
-                },
-            )
+            yield guardrail_result(key.name, rows, t, action_status)
 
     return sentiment_guardrails
+
+
+def guardrail_result(check_name: str, rows: pd.DataFrame, thresholds, action_status: dict[str, str]) -> dg.AssetCheckResult:
+    """The check's sentence and figures, from the latest decision rows of one flag (worst acting cohort first)."""
+    acting = rows[rows.state == "act"].sort_values("relative_rise", ascending=False)
+    rises = rows.relative_rise.replace([np.inf, -np.inf], np.nan).dropna()
+    metadata = {
+        "cohorts_evaluated": len(rows),
+        "cohorts_acting": len(acting),
+        "max_relative_rise": _round(rises.max()) if len(rises) else None,
+        "threshold_min_relative_rise": thresholds.min_relative_rise,
+        "threshold_min_sample": thresholds.min_sample,
+        "threshold_min_mean_confidence": thresholds.min_mean_confidence,
+        "flag_actions": dg.MetadataValue.asset(dg.AssetKey("flag_actions")),
+    }
+    if acting.empty:
+        release = ", ".join(sorted(set(rows.release_version))) or "-"
+        return dg.AssetCheckResult(
+            check_name=check_name, passed=True, severity=dg.AssetCheckSeverity.ERROR,
+            metadata={k: v for k, v in metadata.items() if v is not None},
+            description=f"No cohort of release {release} needs action ({len(rows)} evaluated, "
+                        f"largest rise {_percent(metadata['max_relative_rise'])}).",
+        )
+    worst = acting.iloc[0]
+    # Automatic actions are keyed by their decision: the action id is the decision id.
+    action_id = worst.decision_id
+    metadata.update({
+        "flag": worst.flag_key,
+        "release": worst.release_version,
+        "cohort": worst.cohort,
+        "action": worst.action,
+        "target_rollout": int(worst.target_rollout) if pd.notna(worst.target_rollout) else -1,
+        "negative_share": _round(worst.negative_share),
+        "baseline_negative_share": _round(worst.baseline_negative_share),
+        "relative_rise": _round(worst.relative_rise),
+        "relative_rise_lower_bound": _round(worst.bound),
+        "n": int(worst.n),
+        "baseline_n": int(worst.baseline_n),
+        "mean_confidence": _round(worst.mean_confidence),
+        "decision_id": worst.decision_id,
+        "flag_action_id": action_id,
+        "flag_action_status": action_status.get(action_id, "not yet applied (the decision sensor starts it)"),
+        "acting_cohorts": dg.MetadataValue.table(
+            records=[dg.TableRecord({"cohort": r.cohort, "action": r.action, "relative_rise": _round(r.relative_rise),
+                                     "n": int(r.n), "decision_id": r.decision_id}) for r in acting.itertuples()],
+            schema=dg.TableSchema(columns=[
+                dg.TableColumn("cohort", "string"), dg.TableColumn("action", "string"),
+                dg.TableColumn("relative_rise", "float", description="Rise of the negative share over the baseline."),
+                dg.TableColumn("n", "int", description="Feedback rows in the cohort."),
+                dg.TableColumn("decision_id", "string", description="Row of rollback_decisions; also the flag action id."),
+            ]),
+        ),
+    })
+    more = f" ({len(acting) - 1} more cohort(s) acting)" if len(acting) > 1 else ""
+    target = f" to {int(worst.target_rollout)} %" if worst.action == "step_down" and pd.notna(worst.target_rollout) else ""
+    description = (
+        f"Flag {worst.flag_key} release {worst.release_version}, cohort {worst.cohort}: negative share "
+        f"{_percent(worst.negative_share, signed=False)} vs {_percent(worst.baseline_negative_share, signed=False)}, "
+        f"rise {_percent(worst.relative_rise)} with lower bound {_percent(worst.bound)} "
+        f"(threshold {_percent(thresholds.min_relative_rise)}, n={int(worst.n)}); action: "
+        f"{worst.action.replace('_', ' ')}{target} (decision {worst.decision_id}, flag action {action_id}){more}."
+    )
+    return dg.AssetCheckResult(check_name=check_name, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                               description=description, metadata={k: v for k, v in metadata.items() if v is not None})
+
+
+def _action_status(the_lake) -> dict[str, str]:
+    if not the_lake.exists(FLAG_ACTIONS):
+        return {}
+    audit = the_lake.read(FLAG_ACTIONS, columns=["action_id", "status"])
+    return dict(zip(audit.action_id, audit.status))
+
+
+def _round(value, digits: int = 3) -> float | None:
+    """Figures people read: three decimals; missing or infinite values are left out of the metadata."""
+    return round(float(value), digits) if value is not None and pd.notna(value) and np.isfinite(value) else None
+
+
+def _percent(value, signed: bool = True) -> str:
+    if value is None or pd.isna(value):
+        return "n/a"
+    if not np.isfinite(value):
+        return "+inf"
+    return f"{value:+.0%}" if signed else f"{value:.0%}"
 
 
 STATIC_CHECKS = [raw_feedback_schema, raw_feedback_unique_event_id, raw_feedback_quarantine_share, attribution_rate_check,

@@ -1,10 +1,9 @@
-"""Decisions become flag changes: the flag_actions asset, the sensor that starts it, failure alerts.
+"""Decisions become flag changes: the flag_actions asset and the sensor that starts it.
 
 The core (`core/actions.py`) guarantees at most one backend change per decision; this module only
 decides when to ask and shows what happened.
 """
 
-import json
 import os
 from datetime import datetime, timedelta, timezone
 
@@ -18,7 +17,7 @@ from ..core.notify import WebhookNotifier
 from ..core.policy import PolicyConfig
 from ..core.schemas import DECISIONS, FLAG_ACTIONS
 from .assets import rollback_decisions
-from .metadata import code_version, markdown_table, table_metadata
+from .metadata import code_version, table_metadata, table_value
 from .resources import PROJECT_ROOT, LakeResource, SettingsResource
 
 FLAG_ACTION_JOB_NAME = "flag_action_job"
@@ -26,6 +25,8 @@ FLAG_POOL = "flag_backend"
 UNACTED_LOOKBACK = timedelta(days=7)  # acting decisions this recent without an audit row are recovered
 ACTION_RUN_MAX_SECONDS = 600  # a flag_action_job run takes seconds; one older than this is dead
 MAX_RUN_KEY_SUFFIX = 50  # run-key suffixes tried per open item (killed runs in a row)
+AUDIT_COLUMNS_SHOWN = ["flag_key", "release_version", "cohort", "kind", "status", "before_rollout", "after_rollout",
+                       "after_variant", "actor", "approver", "reason", "decision_id"]
 
 
 class FlagControlResource(dg.ConfigurableResource):
@@ -137,9 +138,8 @@ def flag_actions(
         )
     rows = pd.DataFrame([r.row for r in results if r.row])
     for r in results:
-        context.log.info(f"{r.status}: {r.message}")
-    shown = rows[["flag_key", "kind", "status", "before_rollout", "after_rollout", "after_variant", "actor", "reason",
-                  "decision_id"]] if len(rows) else rows
+        context.log.info(f"{r.status}: {r.message or describe_action(r.row)}")
+    shown = (rows if len(rows) else FLAG_ACTIONS.empty_frame())[AUDIT_COLUMNS_SHOWN]
     decision_runs = {d["decision_id"]: d.get("run_id") for d in decisions.to_dict("records")}
     version = the_lake.version(FLAG_ACTIONS)
     return dg.MaterializeResult(
@@ -148,14 +148,40 @@ def flag_actions(
             "backend": backend.name,
             "backend_calls": sum(r.called_backend for r in results),
             "by_status": dg.MetadataValue.json(rows.status.value_counts().to_dict() if len(rows) else {}),
-            "actions": markdown_table(shown),
+            "actions": table_value(shown, FLAG_ACTIONS),
+            **_single_action(rows),
+            "decisions": dg.MetadataValue.asset(rollback_decisions.key),
             **{f"decision_run_{i}": dg.MetadataValue.dagster_run(run) for i, run in enumerate(decision_runs.values()) if run},
         },
         data_version=dg.DataVersion(f"flag_actions@{version}"),
     )
 
 
-@dg.sensor(job_name=FLAG_ACTION_JOB_NAME, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def describe_action(row: dict | None) -> str:
+    """One line for the run log when the action itself has no message to give."""
+    if not row:
+        return "nothing to do"
+    scope = f" {row.get('release_version')} [{row.get('cohort')}]" if row.get("release_version") else ""
+    approver = f", approved by {row['approver']}" if row.get("approver") else ""
+    return (f"{row['flag_key']}{scope} {row['kind']}: {row.get('before_rollout')} % -> {row.get('after_rollout')} % "
+            f"by {row['actor']}{approver} (decision {row.get('decision_id') or '-'})")
+
+
+def _single_action(rows: pd.DataFrame) -> dict:
+    """When a run handled one action (the usual case: one run per decision), its scope as plain fields."""
+    if len(rows) != 1:
+        return {}
+    row = rows.iloc[0]
+    fields = {"flag": row.flag_key, "release": row.release_version, "cohort": row.cohort, "kind": row.kind,
+              "status": row.status, "actor": row.actor, "approver": row.approver, "decision_id": row.decision_id}
+    return {k: str(v) for k, v in fields.items() if v is not None and pd.notna(v)}
+
+
+@dg.sensor(
+    job_name=FLAG_ACTION_JOB_NAME, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts flag_action_job once per actionable rollback decision (run key = decision id), retries pending "
+                "actions and re-checks actions a hold or cooldown skipped once that block has ended.",
+)
 def rollback_decision_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, settings: SettingsResource):
     """One run per actionable decision (run key = decision id, so a decision is acted on once however
     often it is re-materialized), plus a run for each pending action, for each acting decision that
@@ -239,18 +265,3 @@ def _rechecks(the_lake, policy: PolicyConfig) -> list[dg.RunRequest]:
         if blocked_until <= now and row.get("decision_id"):
             out.append(_action_request(f"recheck:{row['action_id']}:{blocked_until.isoformat()}", [row["decision_id"]]))
     return out
-
-
-@dg.run_failure_sensor(monitor_all_code_locations=False, default_status=dg.DefaultSensorStatus.RUNNING)
-def run_failure_alert(context: dg.RunFailureSensorContext, flags: FlagControlResource):
-    """A failed run (including a blocking guardrail check) is announced, not only logged."""
-    message = context.failure_event.message or "run failed"
-    payload = {
-        "text": f"rollback-assets run {context.dagster_run.run_id} of {context.dagster_run.job_name} failed: {message}",
-        "summary": f"{context.dagster_run.job_name} failed", "severity": "error", "source": "rollback-assets",
-        "dedup_key": f"run-failure:{context.dagster_run.run_id}",
-    }
-    notifier = flags.notifier()
-    if notifier is not None:
-        notifier.notify(payload)
-    context.log.error(json.dumps(payload))

@@ -26,7 +26,7 @@ from ..core.flags import FlagState, PermanentBackendError
 from ..core.schemas import FLAG_ACTIONS, RELEASE_ARTIFACTS
 from .assets import release_artifacts
 from .flags import FlagControlResource, flag_actions
-from .metadata import markdown_table
+from .metadata import table_value
 from .resources import LakeResource, SettingsResource
 
 DEFAULT_MAX_FALLBACK_DAYS = 14.0
@@ -151,7 +151,7 @@ def flag_expiry(lake: LakeResource, flags: FlagControlResource) -> dg.AssetCheck
             "expired_still_enabled": dg.MetadataValue.json(overdue),
             "expired_retired": dg.MetadataValue.json([f for f in found if f["live"] is False]),
             "owners": _owners_text(overdue),
-            "overdue": markdown_table(table),
+            "overdue": table_value(table),
         },
     )
 
@@ -186,7 +186,7 @@ def fallback_age_check(max_days: float = DEFAULT_MAX_FALLBACK_DAYS) -> dg.AssetC
                 "stale_fallbacks": dg.MetadataValue.json(stale),
                 "active_fallbacks": dg.MetadataValue.json(active),
                 "owners": _owners_text(stale),
-                "stale": markdown_table(table),
+                "stale": table_value(table),
             },
         )
 

@@ -1,4 +1,4 @@
-"""Sensors: new landing-zone files start runs."""
+"""The landing-zone sensor: new files start runs."""
 
 import json
 
@@ -11,7 +11,11 @@ from .resources import LakeResource, LandingZoneResource
 FEEDBACK_JOB_NAME = "feedback_job"
 
 
-@dg.sensor(job_name=FEEDBACK_JOB_NAME, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job_name=FEEDBACK_JOB_NAME, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts feedback_job for each new file in the landing zone (run key = content hash, so the same bytes "
+                "never run twice, whatever the file is called).",
+)
 def landing_zone_sensor(context: dg.SensorEvaluationContext, landing: LandingZoneResource, lake: LakeResource):
     """One run per new file. The run key is the file's content hash and its mapping's fingerprint, so the
     same bytes never run twice under one mapping, whatever the file is called, while a corrected

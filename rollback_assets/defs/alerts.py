@@ -1,0 +1,111 @@
+"""Two alerts with two meanings: a guardrail turned red (the product working: customers dislike a
+release) and a run failed (the pipeline broken). Both are plain sensors with storage-id cursors so
+no event is skipped: Dagster's `run_failure_sensor` starts its cursor at the newest event on its first
+tick, which drops the failures of runs made before the daemon started (the demo's, a CI backfill's).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from .checks import GUARDRAIL_CHECK_PREFIX
+from .flags import FlagControlResource
+
+FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600  # a new daemon reports the last day's failures, not all history
+BATCH = 100
+
+
+def _notify(context: dg.SensorEvaluationContext, flags: FlagControlResource, payload: dict) -> None:
+    notifier = flags.notifier()
+    if notifier is not None:
+        notifier.notify(payload)
+    context.log.warning(json.dumps(payload))
+
+
+def _belongs_here(context: dg.SensorEvaluationContext, run: dg.DagsterRun) -> bool:
+    """Runs of this code location, and runs without an origin (execute_in_process) of one of its jobs."""
+    origin = context.code_location_origin
+    if run.remote_job_origin is not None:
+        return origin is None or run.remote_job_origin.repository_origin.code_location_origin.location_name == origin.location_name
+    repository = context.repository_def
+    return repository is None or repository.has_job(run.job_name)
+
+
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Announces every failed run of this code location (pipeline broken: a crash, a blocking data-quality "
+                "check, a flag backend that kept failing). Guardrail trips are not failures: see guardrail_alert.",
+)
+def run_failure_alert(context: dg.SensorEvaluationContext, flags: FlagControlResource):
+    """Cursor: the storage id of the last RUN_FAILURE event read. Without one it starts a day back."""
+    first_tick = context.cursor is None
+    after = int(context.cursor) if context.cursor else -1
+    records = context.instance.fetch_run_status_changes(
+        dg.RunStatusChangeRecordsFilter(event_type=dg.DagsterEventType.RUN_FAILURE, after_storage_id=after),
+        limit=BATCH, ascending=True,
+    ).records
+    announced = []
+    for record in records:
+        if first_tick and record.timestamp < time.time() - FIRST_TICK_LOOKBACK_SECONDS:
+            continue
+        run = context.instance.get_run_by_id(record.event_log_entry.run_id)
+        if run is None or not _belongs_here(context, run):
+            continue
+        message = record.event_log_entry.message or "run failed"
+        _notify(context, flags, {
+            "text": f"rollback-assets run {run.run_id} of {run.job_name} failed: {message}",
+            "summary": f"{run.job_name} failed", "severity": "error", "source": "rollback-assets",
+            "dedup_key": f"run-failure:{run.run_id}",
+        })
+        announced.append(f"{run.job_name} {run.run_id[:8]}")
+    if records:
+        context.update_cursor(str(records[-1].storage_id))
+    if announced:
+        return dg.SkipReason(f"announced {len(announced)} failed run(s): {', '.join(announced)}")
+    return dg.SkipReason(f"no new failed runs ({len(records)} failure event(s) read, none of this code location)"
+                         if records else "no new failed runs")
+
+
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Notifies the flag's owner channel when a per-flag sentiment guardrail check turns red (it passed "
+                "or had never run before), with the check's sentence: flag, release, cohort, rise, bound, action.",
+)
+def guardrail_alert(context: dg.SensorEvaluationContext, flags: FlagControlResource):
+    """Cursor: per guardrail check, the id of the last evaluation read and whether it passed, so a check
+    that stays red is announced once, and again only after it has passed in between."""
+    state: dict = json.loads(context.cursor) if context.cursor else {}
+    repository = context.repository_def
+    keys = [k for k in (repository.asset_graph.asset_check_keys if repository else []) if k.name.startswith(GUARDRAIL_CHECK_PREFIX)]
+    announced, read = [], 0
+    for key in sorted(keys, key=lambda k: k.name):
+        last_id, last_passed = state.get(key.name, [-1, None])
+        history = context.instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=BATCH, status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED},
+        )
+        for record in sorted((r for r in history if r.id > last_id), key=lambda r: r.id):
+            read += 1
+            passed = record.status == AssetCheckExecutionRecordStatus.SUCCEEDED
+            if not passed and last_passed is not False:
+                evaluation = record.event.dagster_event.asset_check_evaluation_data if record.event else None
+                metadata = {k: v.value for k, v in (evaluation.metadata if evaluation else {}).items()
+                            if k in ("flag", "release", "cohort", "decision_id", "flag_action_id")}
+                _notify(context, flags, {
+                    "text": (evaluation.description if evaluation and evaluation.description else f"{key.name} failed"),
+                    "summary": f"guardrail red: {metadata.get('flag', key.name)}", "severity": "warning",
+                    "source": "rollback-assets", "check": key.name, "run_id": record.run_id, **metadata,
+                    "dedup_key": f"guardrail:{key.name}:{metadata.get('decision_id', record.id)}",
+                })
+                announced.append(key.name)
+            last_id, last_passed = record.id, passed
+        state[key.name] = [last_id, last_passed]
+    context.update_cursor(json.dumps(state, sort_keys=True))
+    if announced:
+        return dg.SkipReason(f"notified {len(announced)} newly failing guardrail(s): {', '.join(announced)}")
+    return dg.SkipReason(f"no newly failing guardrail ({read} new evaluation(s) of {len(keys)} guardrail check(s))")
