@@ -281,6 +281,17 @@ def test_hold_blocks_until_released_or_expired(lake, backend, rx):
     assert planned.status == "skipped" and "held" in planned.reason
 
 
+def test_a_hold_without_an_end_lasts_until_released(lake, backend, rx):
+    held = A.hold(lake, "checkout", actor="bob", reason="investigating", now=T0)
+    assert held["hold_until"] is None or pd.isna(held["hold_until"])
+    plan = plan_action(decision("dec-open"), LADDER, backend.get_state("checkout"), backend="webhook")
+    assert execute_action(lake, backend, plan, now=T0 + timedelta(days=30)).status == "skipped" and rx.flag_posts == 0
+    A.release_hold(lake, "checkout", actor="bob", now=T0 + timedelta(days=31))
+    assert execute_action(lake, backend, plan, now=T0 + timedelta(days=31, minutes=1)).status == "applied"
+    with pytest.raises(ValueError, match="in the future"):
+        A.hold(lake, "checkout", until=T0 - timedelta(hours=1), actor="bob", reason="x", now=T0)
+
+
 def test_approval_mode_approve_and_reject(lake, backend, rx):
     policy = FlagPolicy(approval_mode="approve")
     notifier = RecordingNotifier()

@@ -733,14 +733,16 @@ def _audit_row(action_id: str, flag_key: str, backend: str, kind: str, actor: st
     return row
 
 
-def hold(lake: Lake, flag_key: str, *, until: datetime, actor: str, reason: str, backend: str = "none", now: datetime | None = None) -> dict:
-    """Block automatic actions on `flag_key` until `until` (or until release_hold)."""
+def hold(lake: Lake, flag_key: str, *, until: datetime | None = None, actor: str, reason: str, backend: str = "none",
+         now: datetime | None = None) -> dict:
+    """Block automatic actions on `flag_key` until `until`, or, without one, until release_hold."""
     now = _utc(now)
     if not reason:
         raise ValueError("a hold needs a reason")
-    until = _utc(until)
-    if until <= now:
-        raise ValueError("hold_until must be in the future")
+    if until is not None:
+        until = until if until.tzinfo else until.replace(tzinfo=timezone.utc)
+        if until <= now:
+            raise ValueError("hold_until must be in the future")
     row = _audit_row(f"hold:{flag_key}:{uuid.uuid4().hex[:12]}", flag_key, backend, "hold", _human(actor), reason, now, hold_until=until)
     return _write(lake, row)
 

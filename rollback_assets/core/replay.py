@@ -14,6 +14,7 @@ import argparse
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +127,9 @@ def decide_looks(scored: pd.DataFrame, releases: pd.DataFrame, config: PolicyCon
         kept.append(decisions[decisions.window_end <= first_look])
         known_bad = known_bad | known_bad_releases(newly_bad[newly_bad.window_end == first_look])
         remaining = remaining[remaining > first_look]
-    decisions = pd.concat([k for k in kept if len(k)] or [kept[0]], ignore_index=True)
+    with warnings.catch_warnings():  # all-None columns (e.g. bound) in some passes: the dtype is object either way
+        warnings.simplefilter("ignore", FutureWarning)
+        decisions = pd.concat([k for k in kept if len(k)] or [kept[0]], ignore_index=True)
     decisions = decisions.sort_values(["window_end", "flag_key", "release_version", "cohort"], kind="stable")
     return _describe_first_alerts(decisions.reset_index(drop=True), scored, releases, config, agg)
 
