@@ -34,7 +34,7 @@ def zone(tmp_path):
 
 
 def ingest(lake: Lake, files) -> None:
-    pipeline.ingest(lake, pipeline.pending_files(lake, files))
+    pipeline.ingest(lake, pipeline.pending_files(lake, files), author_salt="concurrency-test-salt")
 
 
 def downstream(lake: Lake) -> None:
