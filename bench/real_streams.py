@@ -380,18 +380,14 @@ def product_labels(path: Path) -> pd.DataFrame | None:
     """
     try:
         from rollback_assets.core.ingest import load_mapping, read_file
-        from rollback_assets.core.replay import replay_arg_parser
+        from rollback_assets.core.replay import replay_arg_parser, scorer_for
         from rollback_assets.core.scoring.base import score_frame
-        from rollback_assets.core.scoring.llm import make_scorer
         from rollback_assets.core.taxonomy import Taxonomy
 
         kind = replay_arg_parser().get_default("scorer")
         taxonomy = Taxonomy.load()
-        feedback = read_file(path, load_mapping("google_play")).valid
-        scorer = make_scorer(kind, taxonomy)
-        if hasattr(scorer, "fit") and "rating" in feedback:  # a scorer calibrated on the customer's rated rows
-            with contextlib.suppress(Exception):
-                scorer.fit(feedback)
+        feedback = read_file(path, load_mapping("google_play"), author_salt="bench").valid
+        scorer = scorer_for(kind, feedback, taxonomy, tempfile.mkdtemp(prefix="real_streams_lake_"))
         scored = score_frame(scorer, taxonomy, feedback)
         return pd.DataFrame({"reviewId": scored.event_id.astype(str),
                              "negative": (scored.sentiment_label == "negative").astype(float)})

@@ -61,3 +61,21 @@ def test_google_play_export_pools_builds_and_keeps_the_raw_string(tmp_path):
     assert valid.app_build.tolist() == ["8.104.0 build 5 50619", "8.104.1 build 2 50620", None]
     assert valid.rating_scale.tolist() == ["stars"] * 3
     assert result.quarantined.reason.tolist() == ["rating out of range for scale stars (1-5)"]
+
+
+def test_rows_without_a_version_are_not_charged_to_a_self_selected_live_release():
+    from rollback_assets.core.attribution import attribute
+    from rollback_assets.core.releases import releases_frame
+
+    at = pd.Timestamp("2024-03-01", tz="UTC")
+    feedback = pd.DataFrame({
+        "event_id": ["a", "b"], "created_at": [at, at], "product": ["app", "web"],
+        "app_version": [None, None], "device": None, "locale": None,
+    })
+    releases = releases_frame([
+        release_record("app-flag", "8.104", at - pd.Timedelta(days=3), product="app", adoption="self_selected"),
+        release_record("web-flag", "2.1", at - pd.Timedelta(days=3), product="web"),
+    ])
+    out = attribute(feedback, releases).set_index("event_id")
+    assert out.loc["a", "attribution"] == "none" and out.loc["a", "release_version"] is None
+    assert out.loc["b", "attribution"] == "time" and out.loc["b", "release_version"] == "2.1"

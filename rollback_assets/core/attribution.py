@@ -1,7 +1,9 @@
 """Attribute each feedback row to the release cohort that produced it.
 
 By explicit version where the row carries one; otherwise by the release of the product's flag that
-was live when the customer wrote it. Rows that match no release are kept, marked `none`.
+was live when the customer wrote it, where the flag assigns users to releases (`randomized`): for
+self-selected releases (app versions) a row without a version cannot be placed. Rows that match no
+release are kept, marked `none`.
 """
 
 from __future__ import annotations
@@ -44,10 +46,17 @@ def attribute(feedback: pd.DataFrame, releases: pd.DataFrame, dimensions=DEFAULT
     pending = out.index[(out.attribution == "none") & out.app_version.isna()]
     if len(pending):
         left = out.loc[pending, ["created_at", "product"]].reset_index().sort_values("created_at")
-        right = releases[["released_at", "product", "version", "flag_key"]].sort_values("released_at")
+        adoption = releases["adoption"] if "adoption" in releases else pd.Series("randomized", index=releases.index)
+        right = releases.assign(adoption=adoption.fillna("randomized"))[
+            ["released_at", "product", "version", "flag_key", "adoption"]].sort_values("released_at")
         right = right.astype({"product": object})
         left = left.astype({"product": object})
         live = pd.merge_asof(left, right, left_on="created_at", right_on="released_at", by="product", direction="backward")
+        # Users of a self-selected release (an app version) keep writing long after a newer one ships:
+        # a row without a version then says nothing about which release its author runs, so it stays
+        # unattributed rather than land on the live release (after a bad release is superseded its
+        # users' unversioned complaints would otherwise be charged to its good successor).
+        live = live[live.adoption != "self_selected"]
         live = live.dropna(subset=["version"]).set_index("index")
         out.loc[live.index, "release_version"] = live["version"]
         out.loc[live.index, "attributed_flag"] = live["flag_key"]
