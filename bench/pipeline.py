@@ -102,7 +102,7 @@ def main() -> int:
     pipeline_peak_mb = peak_rss_mb()
 
     # 2. The scorer alone on the same rows, same process: sentiment, label, confidence, topic, surface.
-    scorer = make_scorer("auto", model=ModelStore(Lake(os.environ["ROLLBACK_LAKE"]).files("models")).current())
+    scorer = make_scorer("auto", text_model=ModelStore(Lake(os.environ["ROLLBACK_LAKE"]).files("models")).current())
     texts = Lake(full_root / "lake").read(RAW_FEEDBACK, columns=["text", "rating", "rating_scale", "sentiment_from"])
     started = time.perf_counter()
     score_frame(scorer, Taxonomy.load(), texts)

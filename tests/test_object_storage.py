@@ -178,7 +178,7 @@ def test_commit_retries_give_up_after_the_limit():
 
 # ------------------------------------------------------------------------------------------ the whole graph on S3
 def test_feedback_job_and_model_store_on_an_s3_lake(s3_env, tmp_path, monkeypatch, caplog):
-    from rollback_assets.defs.resources import LakeResource, current_model, model_pointer
+    from rollback_assets.defs.resources import LakeResource
 
     root = f"s3://{BUCKET}/graph"
     frame = demo_data.generate(demo_data.DemoSpec(rows_per_day=250, days=20))
@@ -211,13 +211,11 @@ def test_feedback_job_and_model_store_on_an_s3_lake(s3_env, tmp_path, monkeypatc
     assert not (tmp_path / "s3:").exists()
 
     # The model store lives in the bucket, read back through the resource.
-    store = LakeResource(root=root).model_dir()
-    pointer = model_pointer(store)
+    store = LakeResource(root=root).model_store()
+    pointer = store.pointer()
     assert pointer is not None and f"graph/models/{pointer['file']}" in keys_under(s3_env["client"], "graph/models/")
-    model = current_model(store)
-    assert (model is not None) == pointer["use_calibrated"]
-    if model is not None:
-        assert model.version == pointer["version"]
+    model = store.current()
+    assert model is not None and model.version == pointer["version"]
     mats = result.asset_materializations_for_node("sentiment_model")
     assert mats and mats[0].metadata["model_path"].value == f"{root}/models/{pointer['file']}"
     # Table locations in metadata are the URL, not a mangled path.

@@ -227,7 +227,7 @@ def scorer_for(kind: str, feedback: pd.DataFrame, taxonomy: Taxonomy, lake_root:
     if kind in ("openai", "azure"):
         return make_scorer(kind, taxonomy, cache_root=lake_root)
     needs_model = kind in ("auto", "calibrated") and "rating" in feedback and (kind == "calibrated" or _needs_text(feedback))
-    return make_scorer(kind, taxonomy, model=calibrated.train_on(feedback) if needs_model else None)
+    return make_scorer(kind, taxonomy, text_model=calibrated.train_on(feedback) if needs_model else None)
 
 
 def _needs_text(feedback: pd.DataFrame) -> bool:

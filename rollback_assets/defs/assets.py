@@ -226,7 +226,7 @@ def cohort_baselines(config: BaselineConfig, lake: LakeResource, settings: Setti
             "cohorts": result.stats.get("cohorts", 0),
             "rows_read": result.stats.get("rows_read", 0),
             "flags": table_value(shown, COHORT_BASELINES),
-            **flag_series(flag_level),
+            **flag_series(flag_level[flag_level.release_live.astype(bool)].drop_duplicates("flag_key")),
         },
         data_version=data_version("cohort_baselines", result.version),
     )

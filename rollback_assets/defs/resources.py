@@ -96,4 +96,4 @@ class ScorerResource(dg.ConfigurableResource):
                 "prompt_version": self.prompt_version, "cache_root": lake.root,
             }
             return make_scorer(self.kind, taxonomy, **{k: v for k, v in options.items() if v is not None})
-        return make_scorer(self.kind, taxonomy, model=lake.model_store().current())
+        return make_scorer(self.kind, taxonomy, text_model=lake.model_store().current())

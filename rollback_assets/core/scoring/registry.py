@@ -21,10 +21,10 @@ SCORER_KINDS = ("auto", "calibrated", "lexicon", "openai", "azure")
 ALIASES = {"offline": "lexicon"}
 
 
-def make_scorer(kind: str = "auto", taxonomy: Taxonomy | None = None, *, model: CalibratedScorer | None = None,
+def make_scorer(kind: str = "auto", taxonomy: Taxonomy | None = None, *, text_model: CalibratedScorer | None = None,
                 **llm_config: Any) -> Scorer:
-    """A Scorer by kind. `model`: the trained text model (from the model store, or `calibrated.train_on`);
-    `llm_config`: LLMConfig fields for openai / azure."""
+    """A Scorer by kind. `text_model`: the trained text model (from the model store, or `calibrated.train_on`);
+    `llm_config`: LLMConfig fields for openai / azure (`model` is the LLM's name there)."""
     kind = ALIASES.get((kind or "auto").lower(), (kind or "auto").lower())
     if kind not in SCORER_KINDS:
         raise ValueError(f"scorer kind must be one of {', '.join(SCORER_KINDS)}, not {kind!r}")
@@ -39,8 +39,8 @@ def make_scorer(kind: str = "auto", taxonomy: Taxonomy | None = None, *, model: 
         raise ValueError(f"scorer {kind!r} takes no LLM settings, got {sorted(llm_config)}")
     if kind == "lexicon":
         return LexiconScorer()
-    if model is not None and (kind == "calibrated" or model.validation.calibrated_wins):
-        return model
+    if text_model is not None and (kind == "calibrated" or text_model.validation.calibrated_wins):
+        return text_model
     if kind == "calibrated":
         raise ValueError("scorer 'calibrated' needs a trained model: too few rated rows to train one")
     return LexiconScorer()
