@@ -14,9 +14,11 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/rollback-assets demo
 
-# Services the tests talk to for real: PostgreSQL (installed and started if missing; needs root once).
-services:
+# Services the tests talk to for real: PostgreSQL (installed and started if missing; needs root once),
+# a Java runtime and delta-spark's jars for the Spark engine (resolved from Maven Central once).
+services: $(VENV)/.installed
 	bash scripts/ensure_postgres.sh
+	bash scripts/ensure_spark.sh $(PY)
 
 test: $(VENV)/.installed services
 	$(PY) -m pytest
