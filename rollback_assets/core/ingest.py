@@ -367,3 +367,32 @@ def _raw_json(record: dict | None) -> str | None:
 def _content_hash(frame: pd.DataFrame) -> pd.Series:
     hashed = pd.util.hash_pandas_object(frame[list(FEEDBACK_FIELDS)], index=False)
     return pd.Series([f"{h:016x}" for h in hashed.to_numpy()], index=frame.index, dtype=object)
+
+
+SUFFIXES = {"csv": (".csv",), "jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}
+
+
+def landing_candidates(root: str | Path, mapping_dir: str | Path | None = None) -> list[tuple[Path, Mapping]]:
+    """Files of a landing zone with the mapping of their folder (one subfolder per source, named after
+    its mapping). Shared by the Dagster resource and the Spark job, which lists the zone on the cluster."""
+    root = Path(root)
+    if not root.exists():
+        return []
+    search = [Path(mapping_dir)] if mapping_dir else []
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        mapping = load_mapping(folder.name, search)
+        out.extend((f, mapping) for f in sorted(folder.iterdir()) if f.suffix in SUFFIXES[mapping.format])
+    return out
+
+
+def select_candidates(candidates: list[tuple[Path, Mapping]], files: list[str]) -> list[tuple[Path, Mapping]]:
+    """The candidates named in `files` (all when empty); a named file outside the zone is an error."""
+    if not files:
+        return candidates
+    wanted = {str(Path(f).resolve()) for f in files}
+    chosen = [(p, m) for p, m in candidates if str(p.resolve()) in wanted]
+    missing = wanted - {str(p.resolve()) for p, _ in chosen}
+    if missing:
+        raise FileNotFoundError(f"not in the landing zone (or no mapping for its folder): {sorted(missing)}")
+    return chosen

@@ -44,13 +44,10 @@ def raw_feedback(
     context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource, landing: LandingZoneResource
 ) -> dg.MaterializeResult:
     the_lake = lake.lake()
-    candidates = landing.candidates()
-    if config.files:
-        wanted = {str(Path(f).resolve()) for f in config.files}
-        candidates = [(p, m) for p, m in candidates if str(p.resolve()) in wanted]
-        missing = wanted - {str(p.resolve()) for p, _ in candidates}
-        if missing:
-            raise dg.Failure(f"not in the landing zone (or no mapping for its folder): {sorted(missing)}")
+    try:
+        candidates = ingest_module.select_candidates(landing.candidates(), config.files)
+    except FileNotFoundError as error:
+        raise dg.Failure(str(error)) from None
     files = pipeline.pending_files(the_lake, candidates)
     context.log.info(f"{len(files)} new file(s) of {len(candidates)} in the landing zone")
     result = pipeline.ingest(the_lake, files, author_salt=landing.author_salt)

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..core.attribution import DEFAULT_COHORT_DIMENSIONS
-from ..core.ingest import Mapping, load_mapping
+from ..core.ingest import Mapping, landing_candidates
 from ..core.lake import Lake
 from ..core.policy import PolicyConfig
 from ..core.scoring.base import Scorer
@@ -44,16 +44,7 @@ class LandingZoneResource(dg.ConfigurableResource):
     author_salt: str = ""
 
     def candidates(self) -> list[tuple[Path, Mapping]]:
-        root = Path(self.path)
-        if not root.exists():
-            return []
-        search = [Path(self.mapping_dir)] if self.mapping_dir else []
-        out = []
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
-            mapping = load_mapping(folder.name, search)
-            suffixes = {"csv": (".csv",), "jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}[mapping.format]
-            out.extend((f, mapping) for f in sorted(folder.iterdir()) if f.suffix in suffixes)
-        return out
+        return landing_candidates(self.path, self.mapping_dir)
 
 
 class SettingsResource(dg.ConfigurableResource):

@@ -7,6 +7,8 @@ through Ivy, cached in ~/.ivy2.5.2) ahead of time; `make test` calls it through 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 DELTA_CONF = {
@@ -43,6 +45,8 @@ def delta_session(app_name: str = "rollback-assets", master: str | None = None, 
         builder = builder.master(master)
         if master.startswith("local"):
             settings.update(LOCAL_CONF)
+            # Python workers run this interpreter (and its packages), not whatever `python3` is on PATH.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in {**settings, **(conf or {})}.items():
         builder = builder.config(key, value)
     if master:
