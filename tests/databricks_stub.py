@@ -65,10 +65,18 @@ class DatabricksStub(LoopbackServer):
             if problem:
                 return 400, _error("INVALID_PARAMETER_VALUE", problem)
         task = tasks[0]
-        env = {**os.environ, **self.cluster_env, **task.get("new_cluster", {}).get("spark_env_vars", {}),
-               "ROLLBACK_DBFS_MOUNT": str(self.dbfs)}
-        command = [sys.executable, "-m", JOB_MODULE, *task["spark_python_task"].get("parameters", [])]
         run_id = next(self._ids)
+        cluster = task["new_cluster"]
+        # What Databricks presets in the cluster's session: the task's spark_conf and the usage tags
+        # dagster-pipes' DBFS writer reads (log delivery under dbfs:/cluster-logs/<cluster id>).
+        spark_conf = {**cluster.get("spark_conf", {}),
+                      "spark.databricks.clusterUsageTags.clusterLogDeliveryEnabled": "true",
+                      "spark.databricks.clusterUsageTags.clusterLogDestination": "dbfs:/cluster-logs",
+                      "spark.databricks.clusterUsageTags.clusterId": f"stub-{run_id}"}
+        submit_args = " ".join(f"--conf {k}={v}" for k, v in spark_conf.items()) + " pyspark-shell"
+        env = {**os.environ, **self.cluster_env, **cluster.get("spark_env_vars", {}),
+               "ROLLBACK_DBFS_MOUNT": str(self.dbfs), "PYSPARK_SUBMIT_ARGS": submit_args}
+        command = [sys.executable, "-m", JOB_MODULE, *task["spark_python_task"].get("parameters", [])]
         stderr = tempfile.TemporaryFile()
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         self.runs[run_id] = {"process": process, "stderr": stderr, "polls": 0, "cancelled": False}

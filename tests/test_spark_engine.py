@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 
 import dagster as dg
 import pandas as pd
@@ -35,24 +34,39 @@ def test_engine_choice_is_strict():
         engine_from_env({ENGINE_ENV: "dask"})
 
 
+def _late_file(env) -> None:
+    """A late delivery: five known events with corrected text (updated, re-scored) and five new ones."""
+    rows = env.frame[env.frame.source_kind != "ticket"].drop(columns="_truth").head(10).copy()
+    rows.loc[rows.index[:5], "text"] = rows.text[:5] + " (edited: checkout still broken)"
+    rows.loc[rows.index[5:], "event_id"] = rows.event_id[5:] + "-late"
+    rows["created_at"] = rows.created_at.map(pd.Timestamp.isoformat)
+    rows["rating"] = rows.rating.map(lambda r: None if pd.isna(r) else int(r))
+    with open(env.landing / "feedback_jsonl" / "feedback_late.jsonl", "w") as handle:
+        for record in rows.to_dict("records"):
+            handle.write(json.dumps(record) + "\n")
+
+
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory):
-    """The same landing zone ingested into two lakes, one per engine, through the whole Dagster graph."""
+    """The same landing zone ingested into two lakes, one per engine, through the whole Dagster graph;
+    then a late file and a second run of each (the incremental path: watermarks, updates, reused scores)."""
     from rollback_assets.definitions import build_definitions
 
     env = make_demo_env(tmp_path_factory.mktemp("engines"), rows_per_day=ROWS_PER_DAY)
-    spark_lake = env.root / "lake_spark"
-    pipeline.register_releases(Lake(spark_lake), load_releases_yaml(env.releases_file))
-    runs = {}
+    lakes = {Engine.PANDAS: env.lake, Engine.SPARK: Lake(env.root / "lake_spark")}
+    pipeline.register_releases(lakes[Engine.SPARK], load_releases_yaml(env.releases_file))
+    runs, late_runs = {}, {}
     with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as mp:
         set_env(mp, env)
         mp.setenv("ROLLBACK_SPARK_MASTER", "local[2]")
-        runs[Engine.PANDAS] = capture(run_job(build_definitions(engine=Engine.PANDAS), instance), env.lake,
-                                      tables=("rollback_decisions",))
-        mp.setenv("ROLLBACK_LAKE", str(spark_lake))
-        runs[Engine.SPARK] = capture(run_job(build_definitions(engine=Engine.SPARK), instance), Lake(spark_lake),
-                                     tables=("rollback_decisions",))
-    return env, {Engine.PANDAS: env.lake, Engine.SPARK: Lake(spark_lake)}, runs
+        for rounds in (runs, late_runs):
+            if rounds is late_runs:
+                _late_file(env)
+            for engine, lake in lakes.items():
+                mp.setenv("ROLLBACK_LAKE", str(lake.root))
+                rounds[engine] = capture(run_job(build_definitions(engine=engine), instance), lake,
+                                         tables=("rollback_decisions",))
+    return env, lakes, runs, late_runs
 
 
 def _rows(lake: Lake, table) -> pd.DataFrame:
@@ -62,22 +76,23 @@ def _rows(lake: Lake, table) -> pd.DataFrame:
 
 
 def test_spark_job_runs_through_pipes_in_a_dagster_run(engines):
-    _, lakes, runs = engines
+    _, lakes, runs, _ = engines
     run = runs[Engine.SPARK]
     mats = run.materializations
     assert {"cohort_baselines", "rollback_decisions"} <= set(mats)
     for name, table in HEAVY.items():
         meta = mats[name].metadata
-        version = lakes[Engine.SPARK].version(table)
+        version = run.versions[name]
         assert meta["engine"].value == "spark"
         assert meta["delta_version"].value == version
         assert mats[name].tags["dagster/data_version"] == f"{name}@{version}"
         assert meta["dagster/column_schema"].value.columns[0].name == table.names[0]
-    assert mats["raw_feedback"].metadata["rows_valid"].value == len(lakes[Engine.SPARK].read(RAW_FEEDBACK))
-    assert mats["raw_feedback"].metadata["rows_quarantined"].value == len(lakes[Engine.SPARK].read(QUARANTINE)) > 0
+    spark_lake = lakes[Engine.SPARK]
+    assert mats["raw_feedback"].metadata["rows_valid"].value == len(spark_lake.read(RAW_FEEDBACK, version=run.versions["raw_feedback"]))
+    assert mats["raw_feedback"].metadata["rows_quarantined"].value == len(spark_lake.read(QUARANTINE)) > 0
     # Downstream events name the Spark-written versions they read (lineage across engines).
     assert mats["cohort_baselines"].tags["dagster/input_data_version/scored_sentiment"] == \
-        f"scored_sentiment@{lakes[Engine.SPARK].version(SCORED_SENTIMENT)}"
+        f"scored_sentiment@{run.versions['scored_sentiment']}"
     # delta-rs (the decision side) reads Spark's tables: declared types, no reader feature it lacks.
     assert run.checks["raw_feedback_schema"].passed
     for table in HEAVY.values():
@@ -86,7 +101,7 @@ def test_spark_job_runs_through_pipes_in_a_dagster_run(engines):
 
 
 def test_both_engines_report_the_same_metadata(engines):
-    _, _, runs = engines
+    _, _, runs, _ = engines
     for name in HEAVY:
         pandas_keys = set(runs[Engine.PANDAS].materializations[name].metadata)
         spark_keys = set(runs[Engine.SPARK].materializations[name].metadata) - {"engine"}
@@ -99,31 +114,44 @@ def test_both_engines_report_the_same_metadata(engines):
 
 @pytest.mark.parametrize("table", [RAW_FEEDBACK, QUARANTINE, ENRICHED_FEEDBACK, SCORED_SENTIMENT], ids=lambda t: t.name)
 def test_engines_write_the_same_rows(engines, table):
-    _, lakes, _ = engines
+    _, lakes, _, _ = engines
     pandas_rows, spark_rows = _rows(lakes[Engine.PANDAS], table), _rows(lakes[Engine.SPARK], table)
     assert len(pandas_rows) > 0
     pd.testing.assert_frame_equal(spark_rows, pandas_rows)
 
 
+def test_a_late_file_is_merged_the_same_way(engines):
+    _, _, _, late = engines
+    for name, keys in {"raw_feedback": ("files_ingested", "rows_inserted", "rows_updated"),
+                       "enriched_feedback": ("rows_attributed", "full_reattribution"),
+                       "scored_sentiment": ("rows_scored", "rows_reused")}.items():
+        got = {e: {k: late[e].materializations[name].metadata[k].value for k in keys} for e in late}
+        assert got[Engine.SPARK] == got[Engine.PANDAS], name
+    assert got[Engine.SPARK] == {"rows_scored": 10, "rows_reused": 0}
+    raw = late[Engine.SPARK].materializations["raw_feedback"].metadata
+    assert (raw["rows_inserted"].value, raw["rows_updated"].value) == (5, 5)
+
+
 def test_engines_reach_the_same_decisions(engines):
-    _, _, runs = engines
+    _, _, runs, late = engines
     ids = {e: set(r.tables["rollback_decisions"].decision_id) for e, r in runs.items()}
     assert ids[Engine.PANDAS] and ids[Engine.SPARK] == ids[Engine.PANDAS]
+    # Each run's decision ids, hashed into rollback_decisions' data version, after the late file too.
+    for rounds in (runs, late):
+        versions = {e: r.materializations["rollback_decisions"].tags["dagster/data_version"] for e, r in rounds.items()}
+        assert versions[Engine.SPARK] == versions[Engine.PANDAS]
 
 
-def test_databricks_path_submits_the_job_and_reads_its_messages(engines, tmp_path, monkeypatch):
+def test_databricks_path_submits_the_job_and_reads_its_messages(tmp_path, monkeypatch):
     """PipesDatabricksClient against the stub: the job runs as the cluster would run it, reports through
     DBFS, and the requests are the ones the Jobs and DBFS APIs document."""
     from rollback_assets.defs.engines import DatabricksLauncher, spark_ingest_and_attribute
     from rollback_assets.defs.resources import LakeResource, LandingZoneResource, SettingsResource
 
-    env, _, _ = engines
     for name in [k for k in os.environ if k.startswith("DATABRICKS_")]:
         monkeypatch.delenv(name)
-    lake_root = tmp_path / "lake"
-    pipeline.register_releases(Lake(lake_root), load_releases_yaml(env.releases_file))
-    landing = tmp_path / "landing"
-    shutil.copytree(env.landing / "support_tickets", landing / "support_tickets")
+    env = make_demo_env(tmp_path, rows_per_day=10, days=14)
+    lake_root, landing = env.lake_root, env.landing
     stub = DatabricksStub(token="dapi-secret", cluster_env={"ROLLBACK_SPARK_MASTER": "local[2]"}).start()
     try:
         launcher = DatabricksLauncher(host=stub.url, token="dapi-secret", python_file="dbfs:/rollback/spark_job_main.py",
@@ -138,7 +166,7 @@ def test_databricks_path_submits_the_job_and_reads_its_messages(engines, tmp_pat
         leftover = [p for p in stub.dbfs.rglob("*") if p.is_file()]
     finally:
         stub.stop()
-    assert result.success, [str(e.event_specific_data.error) for e in result.all_events if e.is_failure]
+    assert result.success, [e.event_specific_data.error.to_string() for e in result.all_events if e.is_failure]
     mats = {m.asset_key.to_user_string(): m for m in result.asset_materializations_for_node("raw_feedback")}
     lake = Lake(lake_root)
     assert mats["raw_feedback"].metadata["rows_valid"].value == len(lake.read(RAW_FEEDBACK)) > 0
@@ -150,7 +178,8 @@ def test_databricks_path_submits_the_job_and_reads_its_messages(engines, tmp_pat
     assert all(r["status"] != 401 for r in stub.requests)
     paths = [r["path"] for r in stub.requests]
     assert paths.index("/api/2.0/dbfs/put") < paths.index("/api/2.2/jobs/runs/submit") < paths.index("/api/2.2/jobs/runs/get")
-    assert paths[-1] == "/api/2.0/dbfs/delete" and {"/api/2.0/dbfs/mkdirs", "/api/2.0/dbfs/read"} <= set(paths)
+    assert {"/api/2.0/dbfs/mkdirs", "/api/2.0/dbfs/read"} <= set(paths)
+    assert [p for p in paths if "/dbfs/" in p][-2:] == ["/api/2.0/dbfs/delete"] * 2  # messages, then context
     (body,) = stub.submits
     (task,) = body["tasks"]
     assert body["run_name"].startswith("rollback-assets ")

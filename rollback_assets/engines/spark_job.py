@@ -167,6 +167,12 @@ def _timestamp(value: str | None) -> datetime | None:
     return pd.Timestamp(value).to_pydatetime() if value else None
 
 
+def _newest(rows: list, current: datetime | None) -> datetime:
+    """The newer of the rows' `newest` and the current watermark. PySpark hands timestamps back as
+    naive local times; astimezone reads them as such."""
+    return max([r["newest"].astimezone(timezone.utc) for r in rows] + ([current] if current else []))
+
+
 # ------------------------------------------------------------------------------------------ steps
 def ingest(lake: SparkLake, candidates: list, author_salt: str, now: datetime) -> dict:
     """Landing files not ingested yet (by content digest) → raw_feedback, quarantine, landing_files."""
@@ -253,8 +259,7 @@ def enrich(lake: SparkLake, cohort_dimensions: tuple[str, ...], now: datetime) -
         summary = enriched.groupBy("attribution").agg(F.count("*").alias("n"), F.max("ingested_at").alias("newest")).collect()
         if not summary:
             return stats
-        newest = max(r["newest"] for r in summary)
-        metadata = {"attribution_signature": signature, "raw_watermark": max(t for t in (newest, watermark) if t)}
+        metadata = {"attribution_signature": signature, "raw_watermark": _newest(summary, watermark)}
         if full:
             version = lake.write(ENRICHED_FEEDBACK, enriched, "overwrite", metadata)
         else:
@@ -304,8 +309,7 @@ def score(lake: SparkLake, scorer, taxonomy: Taxonomy) -> dict:
         ).collect()
         if not summary:
             return stats
-        newest = max(r["newest"] for r in summary)
-        metadata = {"enriched_watermark": max(t for t in (newest, watermark) if t)}
+        metadata = {"enriched_watermark": _newest(summary, watermark)}
         stats["version"], _ = lake.merge(SCORED_SENTIMENT, scored.select(*SCORED_SENTIMENT.names), metadata=metadata)
     finally:
         scored.unpersist()
@@ -427,10 +431,14 @@ def main(argv: list[str] | None = None) -> None:
         params = {"lake": args.lake, "landing": args.landing, "steps": args.steps.split(",")}
         print(json.dumps(run(delta_session(master=args.master), params), default=str))
         return
-    loader, writer = _dbfs_pipes() if args.pipes == "dbfs" else (None, None)
+    spark, loader, writer = None, None, None
+    if args.pipes == "dbfs":
+        # On Databricks the session exists already (and the DBFS message writer insists on it).
+        spark = delta_session(master=args.master)
+        loader, writer = _dbfs_pipes()
     with open_dagster_pipes(context_loader=loader, message_writer=writer) as pipes:
         params = dict(pipes.extras)
-        spark = delta_session(master=params.get("master") or args.master)
+        spark = spark or delta_session(master=params.get("master") or args.master)
         for entry in run(spark, params):
             pipes.log.info(f"{entry['asset_key']}: {entry['data_version']}")
             pipes.report_asset_materialization(asset_key=entry["asset_key"], metadata=entry["metadata"],
