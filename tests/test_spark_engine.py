@@ -194,3 +194,21 @@ def test_databricks_path_submits_the_job_and_reads_its_messages(tmp_path, monkey
     extras = json.loads(base64.b64decode(put["body"]["contents"]))["extras"]
     assert extras["steps"] == ["ingest", "attribute"] and extras["lake"] == str(lake_root)
     assert leftover == []  # the context and message folders on DBFS are removed once read
+
+
+def test_both_engines_select_landing_files_the_same_way(tmp_path):
+    """The landing-zone listing and the `files` selection live in the core, shared by both engines."""
+    from rollback_assets.core.ingest import landing_candidates, select_candidates
+
+    (tmp_path / "feedback_jsonl").mkdir()
+    (tmp_path / "_staging").mkdir()
+    for name in ("a.jsonl", "b.jsonl", "notes.txt"):
+        (tmp_path / "feedback_jsonl" / name).write_text("{}\n")
+    (tmp_path / "_staging" / "c.jsonl").write_text("{}\n")
+    candidates = landing_candidates(tmp_path)
+    assert [p.name for p, _ in candidates] == ["a.jsonl", "b.jsonl"]
+    assert {m.name for _, m in candidates} == {"feedback_jsonl"}
+    assert select_candidates(candidates, []) == candidates
+    assert [p.name for p, _ in select_candidates(candidates, [str(tmp_path / "feedback_jsonl" / "b.jsonl")])] == ["b.jsonl"]
+    with pytest.raises(FileNotFoundError, match="c.jsonl"):
+        select_candidates(candidates, [str(tmp_path / "_staging" / "c.jsonl")])
