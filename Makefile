@@ -14,11 +14,13 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/rollback-assets demo
 
-# Services the tests talk to for real: PostgreSQL (installed and started if missing; needs root once) and
-# Debian's Chromium for the browser test (tests/test_ui_browser.py).
-services:
+# Services the tests talk to for real: PostgreSQL (installed and started if missing; needs root once),
+# Debian's Chromium for the browser test (tests/test_ui_browser.py), a Java runtime and delta-spark's jars
+# for the Spark engine (resolved from Maven Central once).
+services: $(VENV)/.installed
 	bash scripts/ensure_postgres.sh
 	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_spark.sh $(PY)
 
 test: $(VENV)/.installed services
 	$(PY) -m pytest

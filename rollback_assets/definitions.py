@@ -1,7 +1,8 @@
 """The code location: assets, checks, jobs, sensors and resources chosen per deployment.
 
 ROLLBACK_DEPLOYMENT=local (default) runs on embedded parts under the project folder; set the
-ROLLBACK_* variables to point at your lake, landing zone and policy elsewhere.
+ROLLBACK_* variables to point at your lake, landing zone and policy elsewhere. ROLLBACK_ENGINE
+(pandas | spark | databricks) picks where the heavy steps run (see rollback_assets/engines).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import dagster as dg
 
 from .core.lake import Lake
 from .core.schemas import RELEASE_ARTIFACTS
-from .defs.assets import FEEDBACK_ASSETS
+from .defs.engines import feedback_assets, launcher_from_env
+from .engines import Engine, engine_from_env
 from .defs.checks import STATIC_CHECKS, guardrail_checks
 from .defs.governance import GOVERNANCE_CHECKS
 from .defs.reports import postmortems, release_health
@@ -68,12 +70,17 @@ def registered_flags(lake_root: str) -> list[str]:
     return sorted(set(lake.read(RELEASE_ARTIFACTS, columns=["flag_key"]).flag_key)) if lake.exists(RELEASE_ARTIFACTS) else []
 
 
-def build_definitions(deployment: str | None = None) -> dg.Definitions:
+def build_definitions(deployment: str | None = None, engine: Engine | None = None) -> dg.Definitions:
+    engine = engine or engine_from_env()
     resources = resources_for(deployment or os.environ.get("ROLLBACK_DEPLOYMENT", "local"))
+    launcher = launcher_from_env(engine)
+    if launcher is not None:
+        resources["spark_job_launcher"] = launcher
+    feedback = feedback_assets(engine)
     checks = [*STATIC_CHECKS, guardrail_checks(registered_flags(resources["lake"].root)), *GOVERNANCE_CHECKS]
     feedback_job = dg.define_asset_job(
         FEEDBACK_JOB_NAME,
-        selection=dg.AssetSelection.assets(*FEEDBACK_ASSETS),
+        selection=dg.AssetSelection.assets(*feedback),
         description="Landing zone to rollback decisions, with every check.",
     )
     flag_action_job = dg.define_asset_job(
@@ -83,7 +90,7 @@ def build_definitions(deployment: str | None = None) -> dg.Definitions:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references: stable in practice, labelled beta
-        assets = dg.with_source_code_references([*FEEDBACK_ASSETS, flag_actions, release_health, postmortems])
+        assets = dg.with_source_code_references([*feedback, flag_actions, release_health, postmortems])
         if os.environ.get("ROLLBACK_GIT_URL"):  # code references open the file at that branch instead of on disk
             assets = dg.link_code_references_to_git(
                 assets, git_url=os.environ["ROLLBACK_GIT_URL"], git_branch=os.environ.get("ROLLBACK_GIT_BRANCH", "main"),

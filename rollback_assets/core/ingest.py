@@ -761,3 +761,18 @@ def _raw_json(record: dict | None) -> str | None:
 def _content_hash(frame: pd.DataFrame) -> pd.Series:
     hashed = pd.util.hash_pandas_object(frame[list(FEEDBACK_FIELDS)], index=False)
     return pd.Series([f"{h:016x}" for h in hashed.to_numpy()], index=frame.index, dtype=object)
+
+
+SUFFIXES = {"csv": (".csv",), "jsonl": (".jsonl", ".json"), "parquet": (".parquet",)}
+
+
+def select_candidates(candidates: list[tuple[Path, Mapping]], files: list[str]) -> list[tuple[Path, Mapping]]:
+    """The candidates named in `files` (all when empty); a named file outside the zone is an error."""
+    if not files:
+        return candidates
+    wanted = {str(Path(f).resolve()) for f in files}
+    chosen = [(p, m) for p, m in candidates if str(p.resolve()) in wanted]
+    missing = wanted - {str(p.resolve()) for p, _ in chosen}
+    if missing:
+        raise FileNotFoundError(f"not in the landing zone (or no valid mapping for its folder): {sorted(missing)}")
+    return chosen

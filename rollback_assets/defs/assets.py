@@ -45,14 +45,10 @@ def raw_feedback(
     scan = landing.scan()
     for problem in scan.problems:  # a stray folder or a bad mapping skips only itself
         context.log.warning(problem)
-    candidates = scan.files
-    if config.files:
-        wanted = {str(Path(f).resolve()) for f in config.files}
-        candidates = [(p, m) for p, m in candidates if str(p.resolve()) in wanted]
-        missing = wanted - {str(p.resolve()) for p, _ in candidates}
-        if missing:
-            raise dg.Failure(f"not in the landing zone (or no valid mapping for its folder): {sorted(missing)}",
-                             metadata={"problems": dg.MetadataValue.json(scan.problems)})
+    try:
+        candidates = ingest_module.select_candidates(scan.files, config.files)
+    except FileNotFoundError as error:
+        raise dg.Failure(str(error), metadata={"problems": dg.MetadataValue.json(scan.problems)}) from None
     files = pipeline.pending_files(the_lake, candidates)
     context.log.info(f"{len(files)} new file(s) of {len(candidates)} in the landing zone")
     try:
