@@ -34,3 +34,4 @@ bench: $(VENV)/.installed
 	$(PY) bench/llm.py
 	$(PY) bench/flag_latency.py
 	$(PY) bench/chaos.py
+	$(PY) bench/spark_engine.py
