@@ -145,12 +145,21 @@ def aggregate(scored: pd.DataFrame, releases: pd.DataFrame, edges, config: Windo
     excluded = rows.topic_excluded.astype(bool).to_numpy()
     negative = label == "negative"
     relevant = ~excluded
-    surfaces = _release_surfaces(releases)
-    release_surface = np.array([surfaces.get((f, r), frozenset()) for f, r in zip(flag, release)], dtype=object) \
-        if len(rows) else np.array([], dtype=object)
     topic = rows.issue_category.astype(str).to_numpy()
     surface = rows.affected_surface.astype(object).to_numpy()
-    on_release_surface = np.fromiter((t in s or a in s for t, a, s in zip(topic, surface, release_surface)), bool, len(rows))
+    # Per release (few), not per row (millions): its own surfaces, and its release time for the row's age.
+    release_codes, release_pairs = pd.factorize(pd.MultiIndex.from_arrays([flag, release])) if len(rows) else ([], [])
+    surfaces = _release_surfaces(releases)
+    released = {(f, v): pd.Timestamp(t).value for f, v, t in zip(releases.flag_key, releases.version, releases.released_at)}
+    on_release_surface = np.zeros(len(rows), bool)
+    release_time = times.copy()
+    for code, pair in enumerate(release_pairs):
+        mine = release_codes == code
+        own = list(surfaces.get(pair, ()))
+        if own:
+            on_release_surface[mine] = np.isin(topic[mine], own) | np.isin(surface[mine], own)
+        if pair in released:
+            release_time[mine] = released[pair]
     high_risk = rows.high_risk.astype(bool).to_numpy() | on_release_surface
     urgency = rows.urgency.astype(object).to_numpy() if "urgency" in rows else np.full(len(rows), None, dtype=object)
     urgency_known = pd.notna(urgency)
@@ -181,8 +190,6 @@ def aggregate(scored: pd.DataFrame, releases: pd.DataFrame, edges, config: Windo
         topic_cum += np.bincount(topic_cell, minlength=n_keys * width * len(topics)).reshape(n_keys, width, len(topics))
     np.cumsum(cum, axis=1, out=cum)
     np.cumsum(topic_cum, axis=1, out=topic_cum)
-    released = {(f, v): pd.Timestamp(t).value for f, v, t in zip(releases.flag_key, releases.version, releases.released_at)}
-    release_time = np.array([released.get((f, r), t) for f, r, t in zip(flag, release, times)], dtype=np.int64)
     age_index = np.maximum(np.ceil((times - release_time) / AGE_STEP.value).astype(np.int64), 0) if len(rows) else times
     ages = int(age_index.max()) + 2 if len(rows) else 2
     age_cum = np.zeros((n_keys, ages, len(METRICS)))
