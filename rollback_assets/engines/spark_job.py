@@ -189,7 +189,7 @@ def ingest(lake: SparkLake, candidates: list, author_salt: str, now: datetime) -
             files.append((str(path), mapping, digest))
             batch.add(digest)
     stats = {"files": len(files), "rows_valid": 0, "rows_quarantined": 0, "rows_inserted": 0, "rows_updated": 0,
-             "reasons": {}, "version": lake.version(RAW_FEEDBACK)}
+             "reasons": {}, "unreadable_files": {}, "version": lake.version(RAW_FEEDBACK)}
     if not files:
         return stats
 
@@ -214,15 +214,20 @@ def ingest(lake: SparkLake, candidates: list, author_salt: str, now: datetime) -
         if any(kind == "quarantine" for _, kind in counts):
             reasons = quarantined.groupBy("reason").count().collect()
             stats["reasons"] = {r["reason"]: int(r["count"]) for r in reasons}
-            lake.write(QUARANTINE, quarantined.select(*QUARANTINE.names), "append")
+            # A file that could not be read at all is one quarantine row at line 0 (core/ingest.py); it
+            # stays out of the ledger so it is read again once fixed, as in the pandas engine.
+            stats["unreadable_files"] = {r["source_file"]: r["reason"] for r in
+                                         quarantined.filter(F.col("source_row") == 0).select("source_file", "reason").collect()}
+            lake.merge(QUARANTINE, quarantined.select(*QUARANTINE.names))
     finally:
         staged.unpersist()
     ledger = pd.DataFrame([
         {"file_digest": digest, "path": path, "mapping": mapping.name, "rows_valid": counts.get((i, "valid"), 0),
          "rows_quarantined": counts.get((i, "quarantine"), 0), "raw_version": version, "ingested_at": now}
-        for i, (path, mapping, digest) in enumerate(files)
+        for i, (path, mapping, digest) in enumerate(files) if path not in stats["unreadable_files"]
     ])
-    lake.merge(LANDING_FILES, lake.from_arrow(LANDING_FILES, LANDING_FILES.to_arrow(ledger)))
+    if len(ledger):
+        lake.merge(LANDING_FILES, lake.from_arrow(LANDING_FILES, LANDING_FILES.to_arrow(ledger)))
     stats.update(
         rows_valid=sum(c for (_, kind), c in counts.items() if kind == "valid"),
         rows_quarantined=sum(c for (_, kind), c in counts.items() if kind == "quarantine"),
@@ -341,6 +346,8 @@ def reports(step: str, stats: dict, lake: SparkLake, params: dict) -> list[dict]
             "quarantine_share": round(stats["rows_quarantined"] / total, 4) if total else 0.0,
             "quarantine_reasons": {"raw_value": stats["reasons"], "type": "json"},
             "quarantine_path": {"raw_value": lake.uri(QUARANTINE), "type": "path"},
+            "unreadable_files": {"raw_value": stats.get("unreadable_files", {}), "type": "json"},
+            "landing_zone_problems": {"raw_value": stats.get("landing_zone_problems", []), "type": "json"},
         })]
     if step == "attribute":
         return [report(ENRICHED_FEEDBACK, {
@@ -368,8 +375,9 @@ def run(spark, params: dict) -> list[dict]:
     for step in params["steps"]:
         if step == "ingest":
             mapping_dirs = [Path(params["mapping_dir"])] if params.get("mapping_dir") else []
-            candidates = select_candidates(scan_landing_zone(params["landing"], mapping_dirs).files, params.get("files") or [])
-            stats = ingest(lake, candidates, os.environ.get(SALT_ENV, ""), now)
+            scan = scan_landing_zone(params["landing"], mapping_dirs)
+            candidates = select_candidates(scan.files, params.get("files") or [])
+            stats = {**ingest(lake, candidates, os.environ.get(SALT_ENV, ""), now), "landing_zone_problems": scan.problems}
         elif step == "attribute":
             stats = enrich(lake, tuple(params["cohort_dimensions"]), now)
         elif step == "score":
