@@ -2,7 +2,7 @@
 
 The same core functions as the Dagster assets, in the same order: attribute -> the scorer the assets
 would choose (`--scorer auto`: the text model trained on the feedback's own ratings where it beats the
-lexicon; rated rows take the rating) -> `judging.decisions_as_of` at every clock step. What a replay
+lexicon; rated rows take the rating) -> baselines from aggregates -> `make_decisions` at every clock step. What a replay
 says the policy would have done is therefore what the assets would have done, look by look, with only
 the feedback written before each look. A release acted on at one look is known bad at the next, as
 the assets know it from the decisions table.
@@ -101,7 +101,8 @@ def clock(scored: pd.DataFrame, releases: pd.DataFrame, step: pd.Timedelta, star
 
 def decide_looks(scored: pd.DataFrame, releases: pd.DataFrame, config: PolicyConfig, steps: pd.DatetimeIndex,
                  lineage: dict) -> pd.DataFrame:
-    """Decisions at every clock step, as `judging.decisions_as_of` makes them at each one.
+    """Decisions at every clock step, as the decision assets make them at one look (`compute_baselines`
+    then `make_decisions`: the same functions).
 
     The rows are aggregated once for all looks (baselines.aggregate), every look is judged from the
     aggregates, and the rule runs once over all looks together. A release acted on at one look is
