@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from rollback_assets.core.policy import PolicyConfig, fixed_rule  # noqa: E402
 from rollback_assets.core.schemas import ALL_COHORTS  # noqa: E402
 from rollback_assets.core.sequential_policy import sequential_rule  # noqa: E402
-from rollback_assets.core.stats import growthbook_cs_lower, hl_lower_batch  # noqa: E402
+from comparators import growthbook_cs_lower, hl_lower_batch  # noqa: E402  (bench/ is on sys.path when run)
 
 NETFLIX = Path("/work/shared/data/playstore_reviews_netflix.csv")
 CONFIG_DIR = ROOT / "rollback_assets" / "config"

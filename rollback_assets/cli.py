@@ -222,59 +222,59 @@ def cmd_replay(args) -> int:
 def cmd_override(args) -> int:
     from datetime import datetime, timezone
 
-    from .core import actions
+    from .core.actions import overrides
 
     lake = _lake(args)
     if args.override_command == "hold":
         until = datetime.fromisoformat(args.until).astimezone(timezone.utc) if args.until else None
-        row = actions.hold(lake, args.flag, until=until, actor=_actor(args), reason=args.reason)
+        row = overrides.hold(lake, args.flag, until=until, actor=_actor(args), reason=args.reason)
         print(f"hold on {args.flag} until {until or 'released'} by {row['actor']}: {args.reason}")
     else:
-        row = actions.release_hold(lake, args.flag, actor=_actor(args), reason=args.reason or "")
+        row = overrides.release_hold(lake, args.flag, actor=_actor(args), reason=args.reason or "")
         print(f"hold on {args.flag} released by {row['actor']}")
     _tell_dagster_action(args, row)
     return 0
 
 
 def cmd_approve(args) -> int:
-    from .core import actions
+    from .core.actions import ledger, overrides
 
     lake, backend, notifier, policy_for = _control(args)
-    existing = actions.read_action(lake, args.decision)
+    existing = ledger.read_action(lake, args.decision)
     if existing is None:
         print(f"no action awaiting approval for decision {args.decision}", file=sys.stderr)
         return 2
-    return _report(args, actions.approve(lake, backend, args.decision, approver=_actor(args), reason=args.reason or "",
-                                   policy=policy_for(existing["flag_key"]), notifier=notifier))
+    return _report(args, overrides.approve(lake, backend, args.decision, approver=_actor(args), reason=args.reason or "",
+                                     policy=policy_for(existing["flag_key"]), notifier=notifier))
 
 
 def cmd_reject(args) -> int:
-    from .core import actions
+    from .core.actions import overrides
 
-    row = actions.reject(_lake(args), args.decision, approver=_actor(args), reason=args.reason)
+    row = overrides.reject(_lake(args), args.decision, approver=_actor(args), reason=args.reason)
     print(f"rejected {args.decision} by {row.get('approver') or row.get('actor')}: {args.reason}")
     _tell_dagster_action(args, row)
     return 0
 
 
 def cmd_force(args) -> int:
-    from .core import actions
+    from .core.actions import overrides
 
     lake, backend, notifier, policy_for = _control(args)
-    return _report(args, actions.force(lake, backend, args.flag, actor=_actor(args), reason=args.reason, rollout=args.rollout,
-                                 enabled=not args.disable, variant=args.variant, notifier=notifier,
-                                 policy=policy_for(args.flag)))
+    return _report(args, overrides.force(lake, backend, args.flag, actor=_actor(args), reason=args.reason, rollout=args.rollout,
+                                   enabled=not args.disable, variant=args.variant, notifier=notifier,
+                                   policy=policy_for(args.flag)))
 
 
 def cmd_promote(args) -> int:
-    from .core import actions
+    from .core.actions import overrides
     from .core.policy import guardrail_status
     from .core.schemas import DECISIONS
 
     lake, backend, notifier, policy_for = _control(args)
     passing, why = guardrail_status(lake.read(DECISIONS), args.flag)
-    result = actions.promote(lake, backend, args.flag, to=args.to, actor=_actor(args), reason=args.reason or "",
-                             guardrail_ok=passing, guardrail_reason=why, policy=policy_for(args.flag), notifier=notifier)
+    result = overrides.promote(lake, backend, args.flag, to=args.to, actor=_actor(args), reason=args.reason or "",
+                               guardrail_ok=passing, guardrail_reason=why, policy=policy_for(args.flag), notifier=notifier)
     if result.status == "rejected":  # audited as a refused promotion; nothing was changed
         print(f"refused: promotion of {args.flag} to {args.to} % is blocked: {result.message}", file=sys.stderr)
         _tell_dagster_action(args, result.row)

@@ -1,6 +1,6 @@
 """Decisions become flag changes: the flag_actions asset and the sensor that starts it.
 
-The core (`core/actions.py`) guarantees at most one backend change per decision; this module only
+The core (`core/actions/`) guarantees at most one backend change per decision; this module only
 decides when to ask and shows what happened.
 """
 
@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.dataset as ds
 
-from ..core import actions
+from ..core.actions import executor, ledger, plan
 from ..core.flags import FlagBackend, make_flag_backend
 from ..core.notify import WebhookNotifier
 from ..core.policy import PolicyConfig
@@ -87,9 +87,9 @@ def flag_control_from_env() -> FlagControlResource:
     return FlagControlResource(**{k: v for k, v in options.items() if v is not None})
 
 
-def flag_policy(config: PolicyConfig, flag_key: str) -> actions.FlagPolicy:
+def flag_policy(config: PolicyConfig, flag_key: str) -> plan.FlagPolicy:
     thresholds = config.for_flag(flag_key)
-    return actions.FlagPolicy(approval_mode=thresholds.approval, cooldown=timedelta(hours=thresholds.cooldown_hours))
+    return plan.FlagPolicy(approval_mode=thresholds.approval, cooldown=timedelta(hours=thresholds.cooldown_hours))
 
 
 class FlagActionConfig(dg.Config):
@@ -101,7 +101,7 @@ class FlagActionConfig(dg.Config):
     group_name="flags",
     deps=[rollback_decisions],
     kinds={"deltalake"},
-    code_version=code_version(actions),
+    code_version=code_version(plan, ledger, executor),
     # One flag-changing step at a time across runs (the instance's `concurrency: pools` limit, 1 in the
     # shipped dagster.yaml): an action is planned from the flag's state, so two at once could both act.
     pool=FLAG_POOL,
@@ -116,23 +116,23 @@ def flag_actions(
     # Intent before effect: the pending rows go in before the policy, the backend or the flag's state
     # are touched, so whatever fails after this leaves something the next tick retries.
     for decision in decisions.to_dict("records"):
-        actions.record_intent(the_lake, decision, backend=flags.backend, run_id=context.run_id)
+        ledger.record_intent(the_lake, decision, backend=flags.backend, run_id=context.run_id)
     policy = settings.policy()
     backend = flags.client()
     notifier = flags.notifier()
     results = [
-        actions.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]), notifier=notifier,
+        executor.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]), notifier=notifier,
                     run_id=context.run_id)
         for decision in decisions.to_dict("records")
     ]
     if config.retry_pending:
         # Decisions whose run died before their intent row, then every pending row.
         since = datetime.now(timezone.utc) - UNACTED_LOOKBACK
-        for decision_id in actions.unacted_decisions(the_lake, since):
+        for decision_id in ledger.unacted_decisions(the_lake, since):
             decision = the_lake.read(DECISIONS, filter=ds.field("decision_id") == decision_id).to_dict("records")[0]
-            results.append(actions.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]),
+            results.append(executor.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]),
                                        notifier=notifier, run_id=context.run_id))
-        results += actions.retry_open_actions(
+        results += executor.retry_open_actions(
             the_lake, lambda name, flag: backend, policy_for=lambda flag: flag_policy(policy, flag), notifier=notifier,
             run_id=context.run_id, exclude={r.row["action_id"] for r in results if r.row},
         )
@@ -202,8 +202,8 @@ def rollback_decision_sensor(context: dg.SensorEvaluationContext, lake: LakeReso
     the_lake = lake.lake()
     now = datetime.now(timezone.utc)
     open_work = [(f"retry:{row['action_id']}:{row['attempts']}", [], pd.Timestamp(row["updated_at"]))
-                 for row in actions.open_actions(the_lake, statuses=("pending",))]
-    open_work += [(decision_id, [decision_id], None) for decision_id in actions.unacted_decisions(the_lake, now - UNACTED_LOOKBACK)
+                 for row in ledger.open_actions(the_lake, statuses=("pending",))]
+    open_work += [(decision_id, [decision_id], None) for decision_id in ledger.unacted_decisions(the_lake, now - UNACTED_LOOKBACK)
                   if decision_id not in requested]
     for base, decision_ids, since in open_work:
         run_key = _unused_run_key(context.instance, base, now, since)
@@ -254,12 +254,12 @@ def _rechecks(the_lake, policy: PolicyConfig) -> list[dg.RunRequest]:
     """Skipped automatic actions get one more look when the hold or cooldown that blocked them ends."""
     now = datetime.now(timezone.utc)
     out = []
-    for row in actions.open_actions(the_lake, statuses=("skipped",)):
-        history = actions.flag_history(the_lake, row["flag_key"])
-        hold = actions.active_hold(history, row["flag_key"], now)
+    for row in ledger.open_actions(the_lake, statuses=("skipped",)):
+        history = ledger.flag_history(the_lake, row["flag_key"])
+        hold = plan.active_hold(history, row["flag_key"], now)
         if hold is not None:
             continue
-        changes = [r for r in history if r.get("kind") in actions.CHANGE_KINDS and r.get("status") == "applied"]
+        changes = [r for r in history if r.get("kind") in plan.CHANGE_KINDS and r.get("status") == "applied"]
         blocked_until = max((pd.Timestamp(r["updated_at"]) for r in changes), default=pd.Timestamp(0, tz="UTC")) + \
             timedelta(hours=policy.for_flag(row["flag_key"]).cooldown_hours)
         if blocked_until <= now and row.get("decision_id"):
