@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..core.attribution import DEFAULT_COHORT_DIMENSIONS
-from ..core.ingest import LandingScan, scan_landing_zone
+from ..core.landing import LandingScan, scan_landing_zone
 from ..core.lake import Lake
 from ..core.policy import PolicyConfig
 from ..core.scoring.base import Scorer

@@ -31,7 +31,8 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.attribution import DEFAULT_COHORT_DIMENSIONS, attribute
-from ..core.ingest import file_digest, read_file, scan_landing_zone, select_candidates
+from ..core.ingest import read_file
+from ..core.landing import file_digest, scan_landing_zone, select_candidates
 from ..core.schemas import (
     ENRICHED_FEEDBACK, LANDING_FILES, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT, Table,
 )
