@@ -22,6 +22,7 @@ from .ratings import SCALES, parse_ratings
 from .schemas import FEEDBACK_FIELDS, SOURCE_KINDS
 
 MAX_TEXT_CHARS = 20_000
+SALT_ENV = "ROLLBACK_AUTHOR_SALT"  # a secret: keys author hashes; from the environment, never from config
 
 
 class MissingAuthorSalt(ValueError):

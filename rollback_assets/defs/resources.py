@@ -1,6 +1,5 @@
 """Swappable parts, one ConfigurableResource each; `definitions.py` picks them per deployment."""
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -15,10 +14,6 @@ from ..core.scoring.registry import make_scorer
 from ..core.taxonomy import Taxonomy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_path(env: str, relative: str) -> str:
-    return os.environ.get(env) or str(PROJECT_ROOT / relative)
 
 
 class LakeResource(dg.ConfigurableResource):
