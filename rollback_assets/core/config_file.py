@@ -57,18 +57,33 @@ def _problem(model: type[BaseModel], item: dict, prefix: str) -> str:
         return f"{key}: required setting is missing"
     if not key:  # a check over the whole file or entry
         return message
-    return f"{key}: {message} (got {item.get('input')!r})"
+    bounds = _bounds(model, item["loc"])
+    return f"{key}: {message} (got {item.get('input')!r}" + (f"; allowed: {bounds})" if bounds else ")")
+
+
+def _bounds(model: type[BaseModel], loc: tuple) -> str:
+    """The full range of a numeric setting (`> 0 and < 1`): pydantic names only the bound that failed."""
+    fields = _model_at(model, loc).model_fields if loc else {}
+    field = next((f for name, f in fields.items() if str(loc[-1]) in (name, f.alias)), None)
+    symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    parts = [f"{symbols[name]} {getattr(m, name)}" for m in getattr(field, "metadata", ()) for name in symbols
+             if getattr(m, name, None) is not None]
+    return " and ".join(parts)
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The keys allowed where an unknown one was found: the fields of the nested model at `loc`."""
+    """The keys allowed where an unknown one was found."""
+    return sorted(f.alias or name for name, f in _model_at(model, loc).model_fields.items())
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel]:
+    """The nested model that holds the last key of `loc` (through dict[str, Model] and list[Model] too)."""
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
-        elif hasattr(annotation, "__args__"):  # dict[str, Model] / list[Model]: the model inside
+        elif hasattr(annotation, "__args__"):
             inner = [a for a in annotation.__args__ if isinstance(a, type) and issubclass(a, BaseModel)]
             model = inner[0] if inner else model
-    aliases = [f.alias or name for name, f in model.model_fields.items()]
-    return sorted(aliases)
+    return model
