@@ -187,12 +187,13 @@ def load_releases_yaml(path: str | Path) -> pd.DataFrame:
     entries = spec.get("releases", []) if isinstance(spec, dict) else spec
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: a list of releases (or releases: [...]) is expected")
-    records = []
-    for i, entry in enumerate(entries):
-        named = f" ({entry.get('flag_key')} {entry.get('version')})" if isinstance(entry, dict) else ""
-        parsed = validated(ReleaseEntry, entry, f"{path}: releases[{i}]{named}")
-        records.append(release_record(**dict(parsed)))
-    return releases_frame(records)
+    return releases_frame([release_from_entry(entry, f"{path}: releases[{i}]") for i, entry in enumerate(entries)])
+
+
+def release_from_entry(entry, source: str) -> dict:
+    """One release row from a YAML entry or the CLI's options, refused as a whole when any key is wrong."""
+    named = f" ({entry.get('flag_key')} {entry.get('version')})" if isinstance(entry, dict) else ""
+    return release_record(**dict(validated(ReleaseEntry, entry, source + named)))
 
 
 def releases_frame(records: list[dict]) -> pd.DataFrame:
