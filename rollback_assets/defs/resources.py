@@ -1,6 +1,7 @@
 """Swappable parts, one ConfigurableResource each; `definitions.py` picks them per deployment."""
 
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 
@@ -10,7 +11,7 @@ from ..core.lake import Lake
 from ..core.policy import PolicyConfig
 from ..core.scoring.base import Scorer
 from ..core.scoring.model_store import ModelStore
-from ..core.scoring.registry import make_scorer
+from ..core.scoring.registry import ALIASES, SCORER_KINDS, make_scorer
 from ..core.taxonomy import Taxonomy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ class ScorerResource(dg.ConfigurableResource):
     (OPENAI_API_KEY / AZURE_OPENAI_API_KEY, or an EnvVar given as api_key).
     """
 
-    kind: str = "auto"
+    kind: Literal[(*SCORER_KINDS, *ALIASES)] = "auto"
     model: str = "gpt-4o-mini"
     deployment: str | None = None
     base_url: str | None = None
