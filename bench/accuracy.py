@@ -231,7 +231,8 @@ def run_scenario(name, effect, confined, n_streams, rng, configs, extra_fixed) -
 def netflix(step: str) -> dict:
     """Replay the real reviews: which versions each method acts on (lexicon labels and star labels)."""
     from rollback_assets.core.replay import clock, iter_baselines, prepare, version_key
-    from rollback_assets.core.ingest import load_mapping, read_file
+    from rollback_assets.core.ingest import read_file
+    from rollback_assets.core.mapping import load_mapping
     from rollback_assets.core.scoring.lexicon import LexiconScorer
     from rollback_assets.core.taxonomy import Taxonomy
 

@@ -19,7 +19,10 @@ import pyarrow.dataset as ds
 
 from .attribution import attribute
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS, compute_baselines
-from .ingest import Mapping, file_digest, read_file, require_author_salt
+from .ingest import read_file
+from .landing import file_digest
+from .mapping import Mapping
+from .normalise import require_author_salt
 from .lake import Lake
 from .policy import PolicyConfig, known_bad_releases, make_decisions
 from .scoring.base import Scorer, score_frame

@@ -239,7 +239,8 @@ def _needs_text(feedback: pd.DataFrame) -> bool:
 
 
 def _read_feedback(path: str, mapping: str | None) -> pd.DataFrame:
-    from .ingest import load_mapping, read_file
+    from .ingest import read_file
+    from .mapping import load_mapping
 
     if mapping is None:
         suffix = Path(path).suffix.lower()

@@ -13,7 +13,8 @@ import dagster as dg
 import pandas as pd
 import pyarrow.dataset as ds
 
-from ..core import attribution, baselines as baselines_module, ingest as ingest_module, pipeline, policy, taxonomy
+from ..core import attribution, baselines as baselines_module, ingest as ingest_module, normalise, pipeline, policy, taxonomy
+from ..core.landing import select_candidates
 from ..core.releases import load_releases_yaml
 from ..core.schemas import (
     BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
@@ -46,14 +47,14 @@ def raw_feedback(
     for problem in scan.problems:  # a stray folder or a bad mapping skips only itself
         context.log.warning(problem)
     try:
-        candidates = ingest_module.select_candidates(scan.files, config.files)
+        candidates = select_candidates(scan.files, config.files)
     except FileNotFoundError as error:
         raise dg.Failure(str(error), metadata={"problems": dg.MetadataValue.json(scan.problems)}) from None
     files = pipeline.pending_files(the_lake, candidates)
     context.log.info(f"{len(files)} new file(s) of {len(candidates)} in the landing zone")
     try:
         result = pipeline.ingest(the_lake, files, author_salt=landing.author_salt)
-    except ingest_module.MissingAuthorSalt as error:
+    except normalise.MissingAuthorSalt as error:
         raise dg.Failure(str(error)) from None
     stats = result.stats
     for path, reason in stats.get("unreadable_files", {}).items():

@@ -6,16 +6,19 @@ decides when to ask and shows what happened.
 
 import os
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 import dagster as dg
 import pandas as pd
 import pyarrow.dataset as ds
 
 from ..core.actions import executor, ledger, plan
-from ..core.flags import FlagBackend, make_flag_backend
+from ..core.config_file import ConfigError
+from ..core.flags import BACKEND_KINDS, FlagBackend, make_flag_backend
 from ..core.notify import WebhookNotifier
 from ..core.policy import PolicyConfig
 from ..core.schemas import DECISIONS, FLAG_ACTIONS
+from ..core.settings import Settings
 from .assets import rollback_decisions
 from .metadata import code_version, table_metadata, table_value
 from .resources import PROJECT_ROOT, LakeResource, SettingsResource
@@ -25,6 +28,7 @@ FLAG_POOL = "flag_backend"
 UNACTED_LOOKBACK = timedelta(days=7)  # acting decisions this recent without an audit row are recovered
 ACTION_RUN_MAX_SECONDS = 600  # a flag_action_job run takes seconds; one older than this is dead
 MAX_RUN_KEY_SUFFIX = 50  # run-key suffixes tried per open item (killed runs in a row)
+WEBHOOK_SECRET_ENV = "ROLLBACK_WEBHOOK_SECRET"  # signs webhook flag changes and notifications
 AUDIT_COLUMNS_SHOWN = ["flag_key", "release_version", "cohort", "kind", "status", "before_rollout", "after_rollout",
                        "after_variant", "actor", "approver", "reason", "decision_id"]
 
@@ -32,7 +36,7 @@ AUDIT_COLUMNS_SHOWN = ["flag_key", "release_version", "cohort", "kind", "status"
 class FlagControlResource(dg.ConfigurableResource):
     """The flag backend and where notifications go. Secrets come from the environment (dg.EnvVar)."""
 
-    backend: str = "flagd"  # flagd | unleash | launchdarkly | webhook
+    backend: Literal[BACKEND_KINDS] = "flagd"
     flagd_path: str = str(PROJECT_ROOT / "flags" / "flags.json")
     unleash_url: str | None = None
     unleash_environment: str = "development"
@@ -56,34 +60,44 @@ class FlagControlResource(dg.ConfigurableResource):
         if self.backend == "launchdarkly":
             return make_flag_backend("launchdarkly", api_token=self.launchdarkly_api_token, project=self.launchdarkly_project,
                                      environment=self.launchdarkly_environment, base_url=self.launchdarkly_base_url)
-        if self.backend == "webhook":
-            return make_flag_backend("webhook", url=self.webhook_url, secret=self.webhook_secret)
-        raise ValueError(f"unknown flag backend {self.backend!r}")
+        return make_flag_backend("webhook", url=self.webhook_url, secret=self.webhook_secret)
 
     def notifier(self) -> WebhookNotifier | None:
         return WebhookNotifier(self.notify_url, self.notify_secret) if self.notify_url and self.notify_secret else None
 
 
-def flag_control_from_env() -> FlagControlResource:
-    """ROLLBACK_FLAG_BACKEND picks the backend (flagd file by default); tokens only via dg.EnvVar."""
-    def secret(name: str):
-        return dg.EnvVar(name) if os.environ.get(name) else None
+# The secret each backend needs; resolved in the run (dg.EnvVar), so a missing one fails naming the variable.
+BACKEND_SECRETS = {"unleash": ("unleash_admin_token", "UNLEASH_ADMIN_TOKEN"),
+                   "launchdarkly": ("launchdarkly_api_token", "LAUNCHDARKLY_API_TOKEN"),
+                   "webhook": ("webhook_secret", WEBHOOK_SECRET_ENV)}
 
+
+def flag_control_from_env(settings: Settings | None = None) -> FlagControlResource:
+    """ROLLBACK_FLAG_BACKEND picks the backend (flagd file by default; another value is refused here,
+    naming the choices); its token, and the notification secret, only as dg.EnvVar."""
+    settings = settings or Settings.from_env()
     options = {
-        "backend": os.environ.get("ROLLBACK_FLAG_BACKEND", "flagd"),
-        "flagd_path": os.environ.get("ROLLBACK_FLAGD_FILE"),
-        "unleash_url": os.environ.get("UNLEASH_URL"),
-        "unleash_environment": os.environ.get("UNLEASH_ENVIRONMENT"),
-        "unleash_admin_token": secret("UNLEASH_ADMIN_TOKEN"),
-        "launchdarkly_base_url": os.environ.get("LAUNCHDARKLY_BASE_URL"),
-        "launchdarkly_project": os.environ.get("LAUNCHDARKLY_PROJECT"),
-        "launchdarkly_environment": os.environ.get("LAUNCHDARKLY_ENVIRONMENT"),
-        "launchdarkly_api_token": secret("LAUNCHDARKLY_API_TOKEN"),
-        "webhook_url": os.environ.get("ROLLBACK_FLAG_WEBHOOK_URL"),
-        "webhook_secret": secret("ROLLBACK_WEBHOOK_SECRET"),
-        "notify_url": os.environ.get("ROLLBACK_NOTIFY_URL"),
-        "notify_secret": secret("ROLLBACK_WEBHOOK_SECRET"),
+        "backend": settings.flag_backend,
+        "flagd_path": settings.flagd_file,
+        "unleash_url": settings.unleash_url,
+        "unleash_environment": settings.unleash_environment,
+        "launchdarkly_base_url": settings.launchdarkly_base_url,
+        "launchdarkly_project": settings.launchdarkly_project,
+        "launchdarkly_environment": settings.launchdarkly_environment,
+        "webhook_url": settings.flag_webhook_url,
+        "notify_url": settings.notify_url,
     }
+    needed = []
+    if settings.flag_backend in BACKEND_SECRETS:
+        field, variable = BACKEND_SECRETS[settings.flag_backend]
+        options[field] = dg.EnvVar(variable)
+        needed.append((variable, f"ROLLBACK_FLAG_BACKEND={settings.flag_backend}"))
+    if settings.notify_url:
+        options["notify_secret"] = dg.EnvVar(WEBHOOK_SECRET_ENV)
+        needed.append((WEBHOOK_SECRET_ENV, "ROLLBACK_NOTIFY_URL (notifications are signed)"))
+    for variable, why in needed:  # refused at load, not at the first flag change hours later
+        if not os.environ.get(variable):
+            raise ConfigError(f"environment: {variable}: required by {why}, but not set")
     return FlagControlResource(**{k: v for k, v in options.items() if v is not None})
 
 
