@@ -345,9 +345,15 @@ def _fail(message: str) -> int:
 
 
 def run() -> None:
-    """Console entry point: see `process.exit_now` for why it does not simply return."""
+    """Console entry point: see `process.exit_now` for why it does not simply return. The core's own
+    log lines (LLM retries and fallbacks, commit retries, failed notifications) go to stderr beside the
+    progress lines, as they go to the run's event log in Dagster."""
+    import logging
+
     from .process import exit_now
 
+    logging.basicConfig(format="rollback-assets: %(name)s: %(message)s", stream=sys.stderr, level=logging.WARNING)
+    logging.getLogger("rollback_assets").setLevel(logging.INFO)
     exit_now(main())
 
 

@@ -558,8 +558,8 @@ def test_cli_writes_show_in_the_dagster_ui_history(world, capsys, tmp_path, monk
     home = tmp_path / "dagster_home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    code, out, _ = cli(capsys, "override", "hold", BAD_FLAG, "--reason", "launch week freeze", "--actor", "alice")
-    assert code == 0 and f"recorded in Dagster ({home})" in out
+    code, out, err = cli(capsys, "override", "hold", BAD_FLAG, "--reason", "launch week freeze", "--actor", "alice")
+    assert code == 0 and f"recorded in Dagster ({home})" in err, "a note, on stderr: stdout is the result"
     code, out, _ = cli(capsys, "override", "release", BAD_FLAG, "--actor", "alice")
     code, out, _ = cli(capsys, "force", BAD_FLAG, "--rollout", "5", "--reason", "hotfix", "--actor", "bob")
     assert code == 0

@@ -65,20 +65,18 @@ class Mapping(BaseModel):
     def _version_rule(cls, value):
         return value if isinstance(value, VersionRule) else VersionRule.from_spec(value)
 
-    @field_validator("timezone", mode="before")
+    @field_validator("timezone")
     @classmethod
     def _zone(cls, value):
-        value = str(value or "UTC")
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("not an IANA zone name (e.g. UTC, Europe/Berlin)") from None
         return value
 
-    @field_validator("max_future_skew", mode="before")
+    @field_validator("max_future_skew")
     @classmethod
     def _skew(cls, value):
-        value = str(value or "5m")
         parse_duration(value)
         return value
 

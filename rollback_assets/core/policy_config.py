@@ -49,14 +49,16 @@ class Thresholds(BaseModel):
 
 
 class WindowSettings(BaseModel):
+    """`windows:`: the ranges checked here, the defaults those of `baselines.WindowConfig` (declared once)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window_days: float = Field(7.0, gt=0)
-    rolling_releases: int = Field(3, ge=1)
-    rolling_days: float = Field(28.0, gt=0)
-    evidence_quotes: int = Field(5, ge=0, le=20)
-    min_rows_to_judge: int = Field(20, ge=1)
-    one_vote_per_author: bool = True
+    window_days: float = Field(WindowConfig.window_days, gt=0)
+    rolling_releases: int = Field(WindowConfig.rolling_releases, ge=1)
+    rolling_days: float = Field(WindowConfig.rolling_days, gt=0)
+    evidence_quotes: int = Field(WindowConfig.evidence_quotes, ge=0, le=20)
+    min_rows_to_judge: int = Field(WindowConfig.min_rows_to_judge, ge=1)
+    one_vote_per_author: bool = WindowConfig.one_vote_per_author
 
 
 class PolicyFile(BaseModel):
