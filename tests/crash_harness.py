@@ -215,14 +215,14 @@ def _install_kill_point(world: World, spec: str | None) -> None:
         setattr(module, nth, killed)
 
 
-def child_main(argv: list[str]) -> int:
+def child_main(argv: list[str]) -> None:
+    """The child: `<world root> <kill spec or ''> <first|recover>`; leaves through exit_now."""
+    from rollback_assets.process import exit_now
+
     world, kill_at, mode = World(Path(argv[0])), argv[1] or None, argv[2]
     _install_kill_point(world, kill_at)
     run_pipeline(world, recover_only=mode == "recover")
-    from rollback_assets.process import exit_now
-
     exit_now(0)
-    return 0
 
 
 def run_child(world: World, kill_at: str | None = None, mode: str = "first", kill_after_s: float | None = None,
@@ -317,4 +317,4 @@ def differences(expected: dict, actual: dict) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1:]))
+    child_main(sys.argv[1:])

@@ -33,7 +33,6 @@ def worlds(tmp_path_factory):
 @pytest.mark.parametrize("kill_point", H.FAST_KILL_POINTS)
 def test_kill_minus_9_at_a_step_boundary_converges_to_the_uninterrupted_result(worlds, kill_point):
     root, template, expected = worlds
-    outcome = H.kill_and_recover(template, expected, kill_point, root / kill_point.split(":")[0].replace(" ", "_")
-                                 / str(H.FAST_KILL_POINTS.index(kill_point)))
+    outcome = H.kill_and_recover(template, expected, kill_point, root / f"point-{H.FAST_KILL_POINTS.index(kill_point)}")
     assert outcome.killed, f"the run never reached {kill_point!r}"
     assert outcome.differences == [], outcome.differences
