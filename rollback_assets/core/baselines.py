@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .abuse import VOTE_KEYS, VOTED_BEFORE, review_bomb_note
 from .new_terms import rising_terms
 from .schemas import ALL_COHORTS, COHORT_BASELINES
 from .scoring.redact import redact_quote
@@ -73,12 +74,14 @@ class WindowConfig:
 
 def one_vote_per_author(scored: pd.DataFrame) -> pd.DataFrame:
     """Each known author's first feedback per flag, release and cohort; anonymous rows all count.
-    The first (not the latest) word, so a row once counted stays counted as later rows arrive."""
+    The first (not the latest) word, so a row once counted stays counted as later rows arrive; a row
+    marked VOTED_BEFORE (the author spoke before the rows read, `abuse.mark_earlier_votes`) never counts."""
     if "author_hash" not in scored or scored.author_hash.isna().all():
         return scored
-    keys = ["author_hash", "attributed_flag", "release_version", "cohort"]
     known = scored[scored.author_hash.notna()].sort_values("created_at", kind="stable")
-    repeat = known.index[known.duplicated(keys, keep="first")]
+    repeat = known.index[known.duplicated(VOTE_KEYS, keep="first")]
+    if VOTED_BEFORE in scored:
+        repeat = repeat.union(scored.index[scored[VOTED_BEFORE].to_numpy(bool)])
     return scored.drop(index=repeat)
 
 
@@ -374,6 +377,7 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
     if frame.empty:
         return frame
     frame = frame.copy()
+    posts = scored  # every post, for the review-bomb note; the figures below count votes
     if config.one_vote_per_author:
         scored = one_vote_per_author(scored)
     described: dict[tuple, tuple[str, str, int | None]] = {}
@@ -389,6 +393,8 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
         top = (json.loads(group.top_topics.iloc[0] or "[]") or [[None]])[0][0]
         relevant_negative = current[(current.sentiment_label == "negative") & ~current.topic_excluded.astype(bool)]
         quotes = _evidence(relevant_negative, top, config.evidence_quotes)
+        bomb = review_bomb_note(_rows_of(posts, flag, version, cohort, start, end), config.one_vote_per_author)
+        quotes = [bomb, *quotes] if bomb else quotes
         terms = rising_terms(_texts(current), _texts(compared))
         authors = current.author_hash.dropna().nunique() if "author_hash" in current else 0
         described[key] = (json.dumps(quotes), json.dumps(terms), int(authors) if authors else None)
@@ -397,6 +403,13 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
     frame["new_terms"] = [described[k][1] for k in keys]
     frame["n_authors"] = [described[k][2] for k in keys]
     return frame
+
+
+def _rows_of(scored: pd.DataFrame, flag, version, cohort, start, end) -> pd.DataFrame:
+    """One judged release's rows in one cohort and window (cohort 'all': every cohort)."""
+    mine = scored[(scored.attributed_flag == flag) & (scored.release_version == version)
+                  & (scored.created_at > start) & (scored.created_at <= end)]
+    return mine if cohort == ALL_COHORTS else mine[mine.cohort == cohort]
 
 
 def _texts(rows: pd.DataFrame) -> pd.Series:

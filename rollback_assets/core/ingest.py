@@ -55,8 +55,7 @@ def _read_file(path: Path, mapping: Mapping, author_salt: str, now: datetime) ->
                     f"time in the future (later than ingest time + {mapping.max_future_skew})"))
     bad_rows = _reasons_by_row(reasons)
     bad_rows.update(_in_file_duplicates(frame[~frame["source_row"].isin(bad_rows)]))
-    raw_lines = {number: line for number, _, line in unreadable}
-    quarantine = _quarantine_rows(records, bad_rows, raw_lines, str(path), mapping, now)
+    quarantine = _quarantine_rows(records, bad_rows, str(path), mapping, now)
     good = frame[~frame["source_row"].isin(bad_rows)].copy()
     good["source_file"] = str(path)
     good["created_date"] = good["created_at"].dt.date
@@ -80,15 +79,14 @@ def _reasons_by_row(reasons: list) -> dict[int, str]:
 
 
 def _quarantine_rows(
-    records: pd.DataFrame, bad_rows: dict[int, str], raw_lines: dict[int, str | None], path: str, mapping: Mapping, now
+    records: pd.DataFrame, bad_rows: dict[int, str], path: str, mapping: Mapping, now
 ) -> pd.DataFrame:
     if not bad_rows:
         return QUARANTINE.empty_frame()
     raw = records.set_index("source_row")
     kept = _kept_columns(mapping)
-    # A line that never became a record cannot be split into fields: withheld when the mapping hashes or
-    # drops any (it may carry a user name in clear); the landing file itself still has it.
-    keep_lines = mapping.strict and not mapping.hash_columns and not mapping.ignore
+    # A line that never became a record cannot be split into fields, so nobody can tell which of them it
+    # holds (a user name, an unknown column): it is withheld; its line number finds it in the landing file.
     read = raw.loc[raw.index.intersection(list(bad_rows)), [c for c in raw.columns if c in kept]].to_dict("index")
     rows = []
     for row, reason in sorted(bad_rows.items()):
@@ -100,7 +98,7 @@ def _quarantine_rows(
                 "mapping": mapping.name,
                 "reason": reason,
                 "event_id": (record or {}).get(_id_column(mapping)) or None,
-                "raw_record": _raw_json(record) if record is not None else (raw_lines.get(row) if keep_lines else None),
+                "raw_record": _raw_json(record),
                 "quarantined_at": now,
             }
         )

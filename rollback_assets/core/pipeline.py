@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from .abuse import VOTE_KEYS, mark_earlier_votes
 from .attribution import attribute
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS, compute_baselines
 from .ingest import read_file
@@ -268,9 +269,12 @@ def _reusable_scores(lake: Lake, changed: pd.DataFrame) -> pd.DataFrame:
 def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = None) -> StepResult:
     """Judge every release with feedback in the window as of `as_of`. Default: the run's clock, or the
     newest feedback if that is older (a replayed or demo history); never a future-dated row's time."""
-    newest = _max(lake, SCORED_SENTIMENT, "created_at")
+    now = pd.Timestamp(_now())
+    # The newest feedback not dated after now: a future-dated row (a mapping with a generous skew,
+    # another engine's writer) is no evidence of what time it is and must not empty the window.
+    newest = _max(lake, SCORED_SENTIMENT, "created_at", filter=ds.field("created_at") <= now)
     if as_of is None and newest is not None:
-        as_of = min(newest, pd.Timestamp(_now()))
+        as_of = newest
     if as_of is None:
         return StepResult(lake.version(COHORT_BASELINES), {"cohorts": 0})
     as_of = pd.Timestamp(as_of)
@@ -293,10 +297,23 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
         filter=(ds.field("created_date") >= window_start.date()) & (ds.field("created_at") >= window_start),
     ).to_pandas()
     scored = scored.merge(quotes, on="event_id", how="left") if len(quotes) else scored.assign(text=None)
+    if config.windows.one_vote_per_author:
+        scored = mark_earlier_votes(scored, _earlier_votes(lake, scored, start))
     frame = compute_baselines(scored, releases, as_of, config.windows, known_bad=known_bad_releases(lake.read(DECISIONS)))
     version = lake.overwrite(COHORT_BASELINES, frame, metadata={"as_of": as_of.isoformat()})
     return StepResult(version, {"cohorts": int(frame.cohort.nunique()) if len(frame) else 0, "rows": len(frame),
                                 "as_of": as_of.isoformat(), "rows_read": len(scored), "frame": frame})
+
+
+def _earlier_votes(lake: Lake, scored: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    """Who already had a word, before the days read, on the releases and cohorts read (VOTE_KEYS of the
+    known authors among them): one vote per author over a release's life, as replay counts it."""
+    authors = scored.author_hash.dropna().unique()
+    if len(authors) == 0:
+        return pd.DataFrame(columns=VOTE_KEYS)
+    earlier = lake.read_keys_in(SCORED_SENTIMENT, "author_hash", authors, VOTE_KEYS,
+                                filter=ds.field("created_date") < start.date()).to_pandas()
+    return earlier[earlier.release_version.isin(set(scored.release_version.astype(str)))]
 
 
 def _earliest_needed(releases: pd.DataFrame, as_of: pd.Timestamp, config: PolicyConfig) -> pd.Timestamp:
@@ -347,8 +364,8 @@ def _scorer_versions(lake: Lake, frame: pd.DataFrame) -> str | None:
     return ",".join(sorted(set(table.column("scorer_version").to_pylist()) - {None})) or None
 
 
-def _max(lake: Lake, table, column: str):
-    data = lake.read_arrow(table, columns=[column])
+def _max(lake: Lake, table, column: str, filter: ds.Expression | None = None):
+    data = lake.read_arrow(table, columns=[column], filter=filter)
     if data.num_rows == 0:
         return None
     value = pc.max(data.column(column)).as_py()

@@ -252,7 +252,8 @@ COHORT_BASELINES = Table(
         _col("baseline_negative_share", pa.float64(), True),
         _col("baseline_mean_sentiment", pa.float64(), True),
         _col("top_topics", pa.string(), True, "JSON list of [topic, negatives] in the current cohort."),
-        _col("evidence", pa.string(), True, "JSON list of up to 5 negative quotes on the top topic."),
+        _col("evidence", pa.string(), True, "JSON list of up to 5 negative quotes on the top topic, after a "
+             "'suspected review bomb: ...' note when few authors wrote a burst of the negatives."),
         _col("new_terms", pa.string(), True,
              "JSON list of [term, z]: words whose share of negative feedback rose most against the baseline."),
         _col("n_authors", pa.int64(), True, "Distinct known authors behind n (one vote per author and cohort)."),
@@ -289,7 +290,8 @@ DECISIONS = Table(
         _col("severity", pa.string(), False, "none | low | moderate | severe"),
         _col("reason", pa.string(), False, "One sentence a product manager can read."),
         _col("top_topics", pa.string(), True),
-        _col("evidence", pa.string(), True, "JSON list of 3-5 quotes."),
+        _col("evidence", pa.string(), True, "JSON list of 3-5 quotes, after a 'suspected review bomb: ...' note "
+             "when few authors wrote a burst of the negatives."),
         _col("new_terms", pa.string(), True, "JSON list of [term, z]: what is new in the complaints."),
         _col("release_live", pa.bool_(), True, "False: a superseded release, judged on the feedback it still gets."),
         _col("policy_name", pa.string(), False),
