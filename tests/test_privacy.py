@@ -15,7 +15,7 @@ from rollback_assets.core.mapping import load_mapping
 from rollback_assets.core.policy import PolicyConfig, make_decisions
 from rollback_assets.core.releases import release_record, releases_frame
 from rollback_assets.core.scoring.registry import make_scorer
-from rollback_assets.llm_stub_server import StubServer
+from llm_stub_server import StubServer
 
 from test_baselines import CONFIG, day, reviews
 
