@@ -211,7 +211,7 @@ def _report(args, result) -> int:
 
 
 def cmd_replay(args) -> int:
-    from .core.replay import run_replay_cli
+    from .core.replay_cli import run_replay_cli
 
     summary = run_replay_cli(args)
     for key, value in summary.items():
@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="normalise --version with a regex that has a named group (?P<release>...)")
     register.set_defaults(func=cmd_release_register)
 
-    from .core.replay import replay_arg_parser
+    from .core.replay_cli import replay_arg_parser
 
     replay = sub.add_parser("replay", help="what the policy would have done on your history (no Dagster)")
     replay_arg_parser(replay)

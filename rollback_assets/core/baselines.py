@@ -21,12 +21,13 @@ own window (same weeks, same season, same incidents):
 One vote per author: where the source knows the author, each author counts once per release and
 cohort (their first word), so one person posting 300 reviews is one unhappy customer, not 300.
 
-How: rows are summed once into time segments per flag × release × cohort (the segment edges are the
-looks, the window starts and the release times), cumulated over time, and every window at every look
-is a difference of two cumulative sums. Judging a look costs the same whatever the history, so replay
+How: `aggregates` sums the hour buckets of `sentiment_daily` (and the rows of the few buckets a window
+edge splits) into time segments per flag × release × cohort (the segment edges are the looks, the
+window starts and the release times), cumulated over time, and every window at every look is a
+difference of two cumulative sums. Judging a look costs the same whatever the history, so replay
 judges hundreds of looks in the time one row-level look used to take. Windows are half-open, (start, end].
-Evidence quotes, new terms and author counts need the text: `describe` adds them for the looks a
-person will read.
+Evidence quotes and new terms need the text: `describe` adds them for the looks a person will read,
+from the window's negatives (bounded by the window, not the history).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .aggregates import M as _M, Aggregates, nanoseconds, from_rows
 from .new_terms import rising_terms
 from .schemas import ALL_COHORTS, COHORT_BASELINES
 from .scoring.redact import redact_quote
@@ -45,7 +47,7 @@ from .scoring.redact import redact_quote
 # Columns with few distinct values: read as categoricals, comparisons and group-bys are 10x cheaper.
 CATEGORICAL_COLUMNS = ["attributed_flag", "release_version", "cohort", "sentiment_label", "issue_category",
                        "affected_surface", "urgency"]
-# Columns of scored_sentiment that baselines read; reading only these keeps the scan narrow.
+# Columns of scored_sentiment that baselines read from rows; reading only these keeps the scan narrow.
 # `text` is needed only by `describe`: callers may supply it for negative rows in the window only.
 BASELINE_INPUT_COLUMNS = [
     "event_id", "attributed_flag", "release_version", "cohort", "created_at", "sentiment_label",
@@ -54,11 +56,7 @@ BASELINE_INPUT_COLUMNS = [
 ]
 BASELINE_KINDS = ("concurrent", "last_good", "age_matched", "rolling")
 SAME_PERIOD_KINDS = ("concurrent", "last_good", "age_matched")
-AGE_STEP = pd.Timedelta(hours=6)  # resolution of the age-matched baseline's window ends
 AGE_MATCHED_RELEASES = 3  # earlier good releases pooled into the age-matched baseline
-METRICS = ("n", "n_negative", "n_negative_high_risk", "n_excluded", "n_excluded_negative",
-           "confidence_sum", "sentiment_sum", "n_urgency_high", "n_urgency_known")
-_M = {name: i for i, name in enumerate(METRICS)}
 
 
 @dataclass(frozen=True)
@@ -71,145 +69,12 @@ class WindowConfig:
     one_vote_per_author: bool = True
 
 
-def one_vote_per_author(scored: pd.DataFrame) -> pd.DataFrame:
-    """Each known author's first feedback per flag, release and cohort; anonymous rows all count.
-    The first (not the latest) word, so a row once counted stays counted as later rows arrive."""
-    if "author_hash" not in scored or scored.author_hash.isna().all():
-        return scored
-    keys = ["author_hash", "attributed_flag", "release_version", "cohort"]
-    known = scored[scored.author_hash.notna()].sort_values("created_at", kind="stable")
-    repeat = known.index[known.duplicated(keys, keep="first")]
-    return scored.drop(index=repeat)
-
-
-@dataclass
-class Aggregates:
-    """Cumulative sums per key (flag × release × cohort, 'all' included) over time segments."""
-
-    keys: pd.DataFrame  # flag_key, release_version, cohort; position = first axis of the arrays
-    edges: np.ndarray  # int64 ns; segment j is (edges[j], edges[j+1]]
-    cum: np.ndarray  # keys × (segments + 1) × METRICS; cum[:, 0] = 0
-    topics: np.ndarray  # topic names for topic_cum's last axis
-    topic_cum: np.ndarray  # keys × (segments + 1) × topics: relevant negatives per topic
-    age_cum: np.ndarray  # keys × (age steps + 1) × METRICS: rows with age since release <= j * AGE_STEP
-
-    def at_age(self, start: pd.Timedelta, end: pd.Timedelta, rows: np.ndarray) -> np.ndarray:
-        """Metrics summed over ages (start, end] since each key's release, to AGE_STEP resolution."""
-        last = self.age_cum.shape[1] - 1
-        a = min(max(int(start / AGE_STEP), 0), last)
-        b = min(max(int(end / AGE_STEP), 0), last)
-        return self.age_cum[rows, b] - self.age_cum[rows, a]
-
-    def window(self, start: pd.Timestamp, end: pd.Timestamp, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """Metrics summed over (start, end] for the given keys."""
-        a, b = self._edge(start), self._edge(end)
-        return self.cum[rows, b] - self.cum[rows, a]
-
-    def topic_window(self, start: pd.Timestamp, end: pd.Timestamp, rows: np.ndarray) -> np.ndarray:
-        """Relevant negatives per topic summed over (start, end] for the given keys."""
-        a, b = self._edge(start), self._edge(end)
-        return self.topic_cum[rows, b] - self.topic_cum[rows, a]
-
-    def _edge(self, at: pd.Timestamp) -> int:
-        value = pd.Timestamp(at).value
-        index = int(np.searchsorted(self.edges, value, side="left"))
-        if index >= len(self.edges) or self.edges[index] != value:  # before the first row or after the last
-            index = int(np.searchsorted(self.edges, value, side="right"))
-        return min(index, len(self.edges) - 1)
-
-
 def window_edges(releases: pd.DataFrame, looks, config: WindowConfig) -> list[pd.Timestamp]:
     """Every time a window can start or end at the given looks."""
     looks = pd.DatetimeIndex(looks)
     edges = [*looks, *(looks - pd.Timedelta(days=config.window_days)), *releases.released_at,
              *(releases.released_at - pd.Timedelta(days=config.rolling_days))]
     return edges
-
-
-def aggregate(scored: pd.DataFrame, releases: pd.DataFrame, edges, config: WindowConfig = WindowConfig()) -> Aggregates:
-    """Sum scored rows into the segments between `edges` (see `window_edges`)."""
-    if config.one_vote_per_author:
-        scored = one_vote_per_author(scored)
-    rows = scored[scored.attributed_flag.notna() & scored.release_version.notna()]
-    times = _nanoseconds(rows.created_at)
-    bounds = np.unique(np.concatenate([
-        np.asarray([pd.Timestamp(e).value for e in edges], dtype=np.int64),
-        [times.min() - 1 if len(times) else 0, times.max() if len(times) else 1],
-    ]))
-    segment = np.searchsorted(bounds, times, side="left") - 1  # (edges[j], edges[j+1]] -> j
-
-    flag = rows.attributed_flag.astype(str).to_numpy()
-    release = rows.release_version.astype(str).to_numpy()
-    cohort = rows.cohort.astype(str).to_numpy()
-    label = rows.sentiment_label.astype(str).to_numpy()
-    excluded = rows.topic_excluded.astype(bool).to_numpy()
-    negative = label == "negative"
-    relevant = ~excluded
-    topic = rows.issue_category.astype(str).to_numpy()
-    surface = rows.affected_surface.astype(object).to_numpy()
-    # Per release (few), not per row (millions): its own surfaces, and its release time for the row's age.
-    release_codes, release_pairs = pd.factorize(pd.MultiIndex.from_arrays([flag, release])) if len(rows) else ([], [])
-    surfaces = _release_surfaces(releases)
-    released = {(f, v): pd.Timestamp(t).value for f, v, t in zip(releases.flag_key, releases.version, releases.released_at)}
-    on_release_surface = np.zeros(len(rows), bool)
-    release_time = times.copy()
-    for code, pair in enumerate(release_pairs):
-        mine = release_codes == code
-        own = list(surfaces.get(pair, ()))
-        if own:
-            on_release_surface[mine] = np.isin(topic[mine], own) | np.isin(surface[mine], own)
-        if pair in released:
-            release_time[mine] = released[pair]
-    high_risk = rows.high_risk.astype(bool).to_numpy() | on_release_surface
-    urgency = rows.urgency.astype(object).to_numpy() if "urgency" in rows else np.full(len(rows), None, dtype=object)
-    urgency_known = pd.notna(urgency)
-
-    values = np.column_stack([
-        relevant, relevant & negative, relevant & negative & high_risk, excluded, excluded & negative,
-        np.where(relevant, rows.confidence.astype(float).to_numpy(), 0.0),
-        np.where(relevant, rows.sentiment_score.astype(float).to_numpy(), 0.0),
-        relevant & negative & urgency_known & (urgency == "high"), relevant & negative & urgency_known,
-    ]).astype(float) if len(rows) else np.zeros((0, len(METRICS)))
-    topics, topic_index = np.unique(topic, return_inverse=True) if len(rows) else (np.array([], dtype=object), np.array([], int))
-
-    keys = pd.DataFrame({"flag_key": flag, "release_version": release, "cohort": cohort})
-    has_dimensions = not (keys.cohort == ALL_COHORTS).all()
-    key_frames = [keys] + ([keys.assign(cohort=ALL_COHORTS)] if has_dimensions else [])
-    all_keys = pd.concat(key_frames, ignore_index=True)
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(all_keys))
-    n_keys, n_segments = len(uniques), len(bounds) - 1
-    width = n_segments + 1
-    cum = np.zeros((n_keys, width, len(METRICS)))
-    topic_cum = np.zeros((n_keys, width, len(topics)))
-    chosen = relevant & negative
-    for part in range(len(key_frames)):
-        cell = codes[part * len(rows):(part + 1) * len(rows)] * width + segment + 1
-        for m in range(len(METRICS)):
-            cum[:, :, m] += np.bincount(cell, weights=values[:, m], minlength=n_keys * width).reshape(n_keys, width)
-        topic_cell = cell[chosen] * len(topics) + topic_index[chosen]
-        topic_cum += np.bincount(topic_cell, minlength=n_keys * width * len(topics)).reshape(n_keys, width, len(topics))
-    np.cumsum(cum, axis=1, out=cum)
-    np.cumsum(topic_cum, axis=1, out=topic_cum)
-    age_index = np.maximum(np.ceil((times - release_time) / AGE_STEP.value).astype(np.int64), 0) if len(rows) else times
-    ages = int(age_index.max()) + 2 if len(rows) else 2
-    age_cum = np.zeros((n_keys, ages, len(METRICS)))
-    for part in range(len(key_frames)):
-        cell = codes[part * len(rows):(part + 1) * len(rows)] * ages + age_index
-        for m in range(len(METRICS)):
-            age_cum[:, :, m] += np.bincount(cell, weights=values[:, m], minlength=n_keys * ages).reshape(n_keys, ages)
-    np.cumsum(age_cum, axis=1, out=age_cum)
-    key_frame = uniques.to_frame(index=False, name=["flag_key", "release_version", "cohort"])
-    return Aggregates(key_frame, bounds, cum, topics, topic_cum, age_cum)
-
-
-def _nanoseconds(times: pd.Series) -> np.ndarray:
-    """Epoch nanoseconds whatever the unit the frame came in (Delta reads microseconds)."""
-    return pd.to_datetime(times, utc=True).dt.as_unit("ns").astype("int64").to_numpy()
-
-
-def _release_surfaces(releases: pd.DataFrame) -> dict:
-    return {(r.flag_key, r.version): frozenset(r.surfaces if r.surfaces is not None else [])
-            for r in releases.itertuples(index=False)}
 
 
 @dataclass(frozen=True)
@@ -236,7 +101,7 @@ def _flags(agg: Aggregates, releases: pd.DataFrame) -> dict[str, _Flag]:
         everyone = cohorts == ALL_COHORTS
         out[flag_key] = _Flag(_as_slice(positions), key_rows.release_version.to_numpy(), cohorts,
                               everyone, positions[everyone], list(flag_releases.itertuples(index=False)),
-                              _nanoseconds(flag_releases.released_at))
+                              nanoseconds(flag_releases.released_at))
     return out
 
 
@@ -344,6 +209,7 @@ def _stats(metrics: np.ndarray, topic_negatives: np.ndarray, topics: np.ndarray)
         "mean_sentiment": metrics[_M["sentiment_sum"]] / n if n else None,
         "top_topics": json.dumps(top),
         "mean_urgency_high": metrics[_M["n_urgency_high"]] / urgency_known if urgency_known else None,
+        "n_authors": int(metrics[_M["n_authors"]]) or None,
     }
 
 
@@ -352,11 +218,12 @@ def compute_baselines(
     known_bad: frozenset = frozenset(), describe: bool = True,
 ) -> pd.DataFrame:
     """One row per judged release × cohort × baseline kind at one look. `known_bad`: (flag, version)
-    pairs an earlier decision acted on; they never serve as a last-known-good baseline."""
+    pairs an earlier decision acted on; they never serve as a last-known-good baseline. From rows,
+    through the same sums the assets read from `sentiment_daily` (aggregates.from_rows)."""
     scored = scored[scored.created_at <= as_of]
-    agg = aggregate(scored, releases, window_edges(releases, [as_of], config), config)
+    agg, repeat = from_rows(scored, releases, window_edges(releases, [as_of], config), config.one_vote_per_author)
     frame = baselines_frame(judge_looks(agg, releases, [as_of], config, known_bad))
-    return describe_baselines(frame, scored, config) if describe else frame
+    return describe_baselines(frame, scored.assign(repeat_vote=repeat), config) if describe else frame
 
 
 def baselines_frame(rows: list[dict]) -> pd.DataFrame:
@@ -365,18 +232,19 @@ def baselines_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     for column in ("evidence", "new_terms"):
         frame[column] = "[]"
-    frame["n_authors"] = None
     return frame[COHORT_BASELINES.names]
 
 
 def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: WindowConfig) -> pd.DataFrame:
-    """Evidence quotes, what is new in the complaints, and author counts: the parts that need text."""
+    """Evidence quotes and what is new in the complaints: the parts that need text. `scored`: the
+    window's negatives at least (with text), marked `repeat_vote` (aggregates.repeat_votes), so the
+    quotes come from the rows the counts count."""
     if frame.empty:
         return frame
     frame = frame.copy()
     if config.one_vote_per_author:
-        scored = one_vote_per_author(scored)
-    described: dict[tuple, tuple[str, str, int | None]] = {}
+        scored = scored[~scored.repeat_vote.astype(bool)]
+    described: dict[tuple, tuple[str, str]] = {}
     for key, group in frame.groupby(["flag_key", "release_version", "cohort", "window_start", "window_end"], sort=False):
         flag, version, cohort, start, end = key
         in_window = scored[(scored.attributed_flag == flag) & (scored.created_at > start) & (scored.created_at <= end)]
@@ -390,12 +258,10 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
         relevant_negative = current[(current.sentiment_label == "negative") & ~current.topic_excluded.astype(bool)]
         quotes = _evidence(relevant_negative, top, config.evidence_quotes)
         terms = rising_terms(_texts(current), _texts(compared))
-        authors = current.author_hash.dropna().nunique() if "author_hash" in current else 0
-        described[key] = (json.dumps(quotes), json.dumps(terms), int(authors) if authors else None)
+        described[key] = (json.dumps(quotes), json.dumps(terms))
     keys = list(zip(frame.flag_key, frame.release_version, frame.cohort, frame.window_start, frame.window_end))
     frame["evidence"] = [described[k][0] for k in keys]
     frame["new_terms"] = [described[k][1] for k in keys]
-    frame["n_authors"] = [described[k][2] for k in keys]
     return frame
 
 

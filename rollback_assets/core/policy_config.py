@@ -152,5 +152,5 @@ def _decision_code_digest() -> str:
     return _CODE_DIGEST
 
 
-DECISION_MODULES = ("baselines", "policy", "sequential_policy", "stats", "policy_config")
+DECISION_MODULES = ("aggregates", "baselines", "policy", "sequential_policy", "stats", "policy_config")
 _CODE_DIGEST: str | None = None
