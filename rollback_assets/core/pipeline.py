@@ -276,7 +276,8 @@ def aggregate_daily(lake: Lake) -> StepResult:
     releases (ages since release, release surfaces) rebuilds every day."""
     upto = lake.version(SCORED_SENTIMENT)
     if upto is None:
-        return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0})
+        return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0,
+                                                          "aggregate_rows": 0})
     releases = read_releases(lake)
     signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS)})
     full = lake.commit_metadata(SENTIMENT_DAILY, "release_signature") != signature
@@ -290,6 +291,9 @@ def aggregate_daily(lake: Lake) -> StepResult:
         lake.overwrite(AUTHOR_VOTES, votes)
     else:
         days |= _update_votes(lake, days, upto)
+    if not days:  # the scored commits since changed no day (nothing new); the next run looks again from here
+        return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0,
+                                                          "aggregate_rows": 0})
     in_days = ds.field("created_date").isin(pa.array(sorted(pd.to_datetime(list(days)).date), type=pa.date32()))
     chunks = _date_chunks(lake.read_arrow(SCORED_SENTIMENT, columns=["created_date"], filter=in_days, version=upto)
                           .column("created_date")) or [[]]
