@@ -74,8 +74,6 @@ def capture(result, lake: Lake, tables=()) -> GraphRun:
 
     mats = {}
     for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            print("STEPFAIL", event.step_key, event.event_specific_data.error.to_string()[-2500:])
         if event.event_type_value == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
             mats[mat.asset_key.to_user_string()] = mat

@@ -43,7 +43,7 @@ def stored(lake: Lake) -> pd.DataFrame:
 def recomputed(lake: Lake) -> pd.DataFrame:
     """sentiment_daily from scratch: every scored row, votes over the whole history."""
     rows = lake.read(SCORED_SENTIMENT, columns=pipeline.AGGREGATE_INPUT_COLUMNS)
-    frame = aggregates.daily(rows, pipeline.read_releases(lake), aggregates.repeat_votes(rows, aggregates.first_votes(rows)))
+    frame = aggregates.daily(rows, pipeline.read_releases(lake), aggregates.repeat_votes(rows, aggregates.first_votes(rows).first_event_id))
     frame = SENTIMENT_DAILY.to_arrow(frame).to_pandas()
     frame["created_date"] = frame.created_date.astype(str)
     return frame.sort_values(list(SENTIMENT_DAILY.key)).reset_index(drop=True)

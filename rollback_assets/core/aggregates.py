@@ -90,25 +90,12 @@ def first_votes(rows: pd.DataFrame) -> pd.DataFrame:
     }).reset_index(drop=True)
 
 
-def repeat_votes(rows: pd.DataFrame, votes: pd.DataFrame) -> np.ndarray:
-    """True for a row whose author already counted (an earlier row is their vote)."""
-    if "author_hash" not in rows or len(votes) == 0:
+def repeat_votes(rows: pd.DataFrame, first_event_ids) -> np.ndarray:
+    """True for a row whose author already counted: a known author's row that is not a first vote.
+    Event ids are unique, so membership in the first votes' ids is enough (no key join)."""
+    if "author_hash" not in rows:
         return np.zeros(len(rows), bool)
-    known = rows.author_hash.notna().to_numpy()
-    first = dict(zip(_vote_ids(votes, ["flag_key", "release_version", "cohort", "author_hash"]), votes.first_event_id))
-    ids = _vote_ids(rows[known], VOTE_KEY)
-    counted = [first.get(i) for i in ids]
-    out = np.zeros(len(rows), bool)
-    out[known] = [c is not None and c != e for c, e in zip(counted, rows.event_id[known].astype(str))]
-    return out
-
-
-def _vote_ids(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    parts = [frame[c].astype(str) for c in columns]
-    out = parts[0]
-    for part in parts[1:]:
-        out = out + "\x1f" + part
-    return out
+    return (rows.author_hash.notna() & ~rows.event_id.astype(str).isin(pd.Index(first_event_ids).astype(str))).to_numpy()
 
 
 # ---------------------------------------------------------------- rows -> sentiment_daily
@@ -246,7 +233,7 @@ def from_rows(rows: pd.DataFrame, releases: pd.DataFrame, edges, one_vote_per_au
               ) -> tuple[Aggregates, np.ndarray]:
     """Rows -> sentiment_daily -> Aggregates, the assets' path, for callers that hold rows (replay,
     postmortems, tests). Returns the aggregates and each row's repeat-vote mark (for evidence)."""
-    repeat = repeat_votes(rows, first_votes(rows))
+    repeat = repeat_votes(rows, first_votes(rows).first_event_id)
     split = split_buckets(edges)
     in_split = np.isin(bucket_ends(nanoseconds(rows.created_at)), split) if len(rows) else np.zeros(0, bool)
     cells = pd.concat([cube_cells(daily(rows, releases, repeat), split),

@@ -209,6 +209,11 @@ class Lake:
         metrics = retry_commit(attempt, table.name)
         return self.version(table), metrics
 
+    def delete(self, table: Table, predicate: str) -> int:
+        """Delete the rows matching a SQL predicate (retried like every commit); returns the version."""
+        retry_commit(lambda: self.table(table).delete(predicate), table.name)
+        return self.version(table)
+
     def drop_moved_rows(self, table: Table, data: pa.Table) -> None:
         """A key that comes back in another partition (a corrected day) would escape the pruned MERGE
         and be inserted twice: delete its old row first."""

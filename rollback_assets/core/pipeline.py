@@ -289,12 +289,13 @@ def aggregate_daily(lake: Lake) -> StepResult:
         votes = aggregates.first_votes(lake.read(SCORED_SENTIMENT, columns=_VOTE_INPUT_COLUMNS,
                                                  filter=~ds.field("author_hash").is_null(), version=upto))
         lake.overwrite(AUTHOR_VOTES, votes)
+        votes = votes.first_event_id
     else:
         days |= _update_votes(lake, days, upto)
     if not days:  # the scored commits since changed no day (nothing new); the next run looks again from here
         return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0,
                                                           "aggregate_rows": 0})
-    in_days = ds.field("created_date").isin(pa.array(sorted(pd.to_datetime(list(days)).date), type=pa.date32()))
+    in_days = ds.field("created_date").isin(_dates(days))
     chunks = _date_chunks(lake.read_arrow(SCORED_SENTIMENT, columns=["created_date"], filter=in_days, version=upto)
                           .column("created_date")) or [[]]
     emptied = days - {str(d) for chunk in chunks for d in chunk}  # every row left the day: its sums go too
@@ -302,8 +303,8 @@ def aggregate_daily(lake: Lake) -> StepResult:
     version = lake.version(SENTIMENT_DAILY)
     for i, chunk in enumerate(chunks):
         rows = _read_narrow(lake, ds.field("created_date").isin(pa.array(chunk, type=pa.date32())), upto)
-        chunk_votes = votes if votes is not None else _votes_of(lake, rows)
-        cube = aggregates.daily(rows, releases, aggregates.repeat_votes(rows, chunk_votes))
+        first_ids = votes if votes is not None else _first_ids(lake, rows)
+        cube = aggregates.daily(rows, releases, aggregates.repeat_votes(rows, first_ids))
         last = i == len(chunks) - 1
         metadata = {"scored_version": upto, "release_signature": signature} if last else None
         replaced = [str(d) for d in chunk] + (sorted(emptied) if last else [])
@@ -332,12 +333,14 @@ def table_days(lake: Lake, table, version: int | None = None) -> set[str]:
     return {p["created_date"] for p in lake.table(table, version).partitions()}
 
 
-def _votes_of(lake: Lake, rows: pd.DataFrame) -> pd.DataFrame:
-    """The recorded first votes of the authors in `rows`."""
-    if not lake.exists(AUTHOR_VOTES) or "author_hash" not in rows:
-        return AUTHOR_VOTES.empty_frame()
-    authors = rows.author_hash.dropna().astype(str).unique()
-    return lake.read_keys_in(AUTHOR_VOTES, "author_hash", authors, AUTHOR_VOTES.names).to_pandas() if len(authors) else AUTHOR_VOTES.empty_frame()
+def _first_ids(lake: Lake, rows: pd.DataFrame) -> pd.Series:
+    """Event ids of the first votes recorded on the days of `rows`: a row is its author's vote only on
+    its own day, so only those partitions of `author_votes` are read, whatever the history."""
+    if not lake.exists(AUTHOR_VOTES) or len(rows) == 0:
+        return pd.Series([], dtype=object)
+    days = pd.to_datetime(rows.created_at, utc=True).dt.date.unique()
+    return lake.read(AUTHOR_VOTES, columns=["first_event_id"],
+                     filter=ds.field("first_date").isin(pa.array(sorted(days), type=pa.date32()))).first_event_id
 
 
 def _update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
@@ -347,20 +350,22 @@ def _update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
     Rows outside `days` did not change, so a recorded first vote outside them stays a candidate and
     the new first vote is the earlier of it and the days' earliest row. A recorded vote inside `days`
     whose row is gone or moved later may give way to a row on an untouched day: only then are that
-    author's rows read across the history."""
-    in_days = ds.field("created_date").isin(pa.array(sorted(pd.to_datetime(list(days)).date), type=pa.date32()))
+    author's rows read across the history. Finding the recorded votes of the days' authors scans the
+    author column of `author_votes` (see ARCHITECTURE, known limits)."""
+    in_days = ds.field("created_date").isin(_dates(days))
     authored = lake.read(SCORED_SENTIMENT, columns=_VOTE_INPUT_COLUMNS, version=upto,
                          filter=in_days & ~ds.field("author_hash").is_null())
     batch = aggregates.first_votes(authored)
-    existing = _votes_of(lake, authored)
-    if lake.exists(AUTHOR_VOTES):  # votes on these days whose author has no row here any more
-        existing = pd.concat([existing, lake.read(AUTHOR_VOTES, filter=ds.field("first_date").isin(
-            pa.array(sorted(pd.to_datetime(list(days)).date), type=pa.date32())))]).drop_duplicates(VOTE_COLUMNS)
-    if batch.empty and existing.empty:
-        return set()
+    existing = AUTHOR_VOTES.empty_frame()
+    if lake.exists(AUTHOR_VOTES):  # the days' authors' votes, and votes on these days whose author left them
+        authors = authored.author_hash.astype(str).unique()
+        existing = pd.concat([
+            lake.read_keys_in(AUTHOR_VOTES, "author_hash", authors, AUTHOR_VOTES.names).to_pandas(),
+            lake.read(AUTHOR_VOTES, filter=ds.field("first_date").isin(_dates(days))),
+        ]).drop_duplicates(list(AUTHOR_VOTES.key))
     old = {tuple(r[:4]): r for r in existing[AUTHOR_VOTES.names].itertuples(index=False)}
     new = {tuple(r[:4]): r for r in batch[AUTHOR_VOTES.names].itertuples(index=False)}
-    changed, recheck, moved_days = [], [], set()
+    changed, recheck, other_days = {}, [], set()
     for key in old.keys() | new.keys():
         before, candidate = old.get(key), new.get(key)
         if before is not None and str(before.first_date) not in days:
@@ -370,30 +375,34 @@ def _update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
             continue
         else:
             after = candidate
-        if before is None or after != before:
-            changed.append(after)
+        if before is None or tuple(after) != tuple(before):
+            changed[key] = after
             if before is not None and str(before.first_date) not in days:
-                moved_days.add(str(before.first_date))
-    gone = []
+                other_days.add(str(before.first_date))
     if recheck:
-        history = lake.read_keys_in(SCORED_SENTIMENT, "author_hash", {k[3] for k in recheck}, _VOTE_INPUT_COLUMNS,
-                                    ).to_pandas()
+        history = lake.read_keys_in(SCORED_SENTIMENT, "author_hash", {k[3] for k in recheck}, _VOTE_INPUT_COLUMNS).to_pandas()
         again = {tuple(r[:4]): r for r in aggregates.first_votes(history)[AUTHOR_VOTES.names].itertuples(index=False)}
         for key in recheck:
+            changed[key] = again.get(key)  # None: the author has no row here any more
             if key in again:
-                changed.append(again[key])
-                moved_days.add(str(again[key].first_date))
-            else:
-                gone.append(key)
-    if changed:
-        lake.merge(AUTHOR_VOTES, pd.DataFrame(changed, columns=AUTHOR_VOTES.names))
-    if gone:
-        condition = " OR ".join("(" + " AND ".join(f"{c} = {v!r}" for c, v in zip(VOTE_COLUMNS, key)) + ")" for key in gone)
-        lake.table(AUTHOR_VOTES).delete(condition)
-    return moved_days - days
+                other_days.add(str(again[key].first_date))
+    replaced = [old[k] for k in changed if k in old]
+    if replaced:  # out of their old day's partition first: a MERGE only looks in the new votes' days
+        columns = [*AUTHOR_VOTES.key, "first_date"]
+        lake.delete(AUTHOR_VOTES, " OR ".join(
+            "(" + " AND ".join(f"{c} = {_sql(getattr(vote, c))}" for c in columns) + ")" for vote in replaced))
+    kept = [v for v in changed.values() if v is not None]
+    if kept:
+        lake.merge(AUTHOR_VOTES, pd.DataFrame(kept, columns=AUTHOR_VOTES.names))
+    return other_days - days
 
 
-VOTE_COLUMNS = list(AUTHOR_VOTES.key)
+def _dates(days) -> pa.Array:
+    return pa.array(sorted(pd.to_datetime(list(days)).date), type=pa.date32())
+
+
+def _sql(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _earlier(a, b) -> bool:
@@ -425,7 +434,7 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
     buckets = [(pd.Timestamp(end, tz="UTC") - aggregates.BUCKET, pd.Timestamp(end, tz="UTC")) for end in split]
     split_rows = _read_rows(lake, from_start, [(a, min(b, as_of)) for a, b in buckets if a < as_of], AGGREGATE_INPUT_COLUMNS)
     cells = pd.concat([aggregates.cube_cells(cube, split),
-                       aggregates.row_cells(split_rows, releases, aggregates.repeat_votes(split_rows, _votes_of(lake, split_rows)))],
+                       aggregates.row_cells(split_rows, releases, aggregates.repeat_votes(split_rows, _first_ids(lake, split_rows)))],
                       ignore_index=True)
     agg = aggregates.aggregate(cells, edges, windows.one_vote_per_author)
     frame = baselines_frame(judge_looks(agg, releases, [as_of], windows, known_bad_releases(lake.read(DECISIONS))))
@@ -468,7 +477,7 @@ def _window_negatives(lake: Lake, start: pd.Timestamp, end: pd.Timestamp) -> pd.
     quotes = lake.read_keys_in(SCORED_SENTIMENT, "event_id", rows.event_id.astype(str), ["event_id", "text"],
                                filter=(ds.field("created_date") >= start.date()) & (ds.field("created_at") > start)).to_pandas()
     rows = rows.merge(quotes, on="event_id", how="left") if len(quotes) else rows.assign(text=None)
-    return rows.assign(repeat_vote=aggregates.repeat_votes(rows, _votes_of(lake, rows)))
+    return rows.assign(repeat_vote=aggregates.repeat_votes(rows, _first_ids(lake, rows)))
 
 
 def _earliest_needed(releases: pd.DataFrame, as_of: pd.Timestamp, config: PolicyConfig) -> pd.Timestamp:

@@ -267,9 +267,10 @@ AUTHOR_VOTES = Table(
         _col("author_hash", pa.string(), False),
         _col("first_event_id", pa.string(), False, "The author's first feedback here: the one that counts."),
         _col("first_at", UTC_TS, False),
-        _col("first_date", pa.date32(), False),
+        _col("first_date", pa.date32(), False, "UTC day of first_at; Delta partition column: a day's rows look up that day only."),
     ),
     key=("flag_key", "release_version", "cohort", "author_hash"),
+    partition_by=("first_date",),
     description="Each known author's first word per flag, release and cohort (one vote per author in sentiment_daily).",
 )
 
