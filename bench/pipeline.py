@@ -70,7 +70,7 @@ def replay_bench(days: int, flags: int, rows_per_day: int) -> dict:
     scoring (which cost what the scorer costs)."""
     from rollback_assets.core import demo_data
     from rollback_assets.core.policy import PolicyConfig
-    from rollback_assets.core.releases import releases_frame
+    from rollback_assets.core.releases import release_record, releases_frame
     from rollback_assets.core.replay import clock, decide_looks, prepare
     from rollback_assets.core.scoring.lexicon import LexiconScorer
     from rollback_assets.core.taxonomy import Taxonomy
@@ -80,7 +80,8 @@ def replay_bench(days: int, flags: int, rows_per_day: int) -> dict:
     frames, records = [], []
     for k in range(copies):
         frames.append(frame.assign(event_id=frame.event_id + f"-{k}", product=frame["product"] + f"-{k}"))
-        records += [{**r, "flag_key": f"{r['flag_key']}-{k}", "product": f"{r['product']}-{k}"} for r in demo_data.releases()]
+        records += [release_record(**{**r, "flag_key": f"{r['flag_key']}-{k}", "product": f"{r['product']}-{k}"})
+                    for r in demo_data.releases()]
     feedback = pd.concat(frames, ignore_index=True)
     kept = sorted({r["flag_key"] for r in records})[:flags]
     records = [r for r in records if r["flag_key"] in kept]
