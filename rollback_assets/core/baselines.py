@@ -173,30 +173,45 @@ def _judge_release(agg, flag, earlier, release, live, start, as_of, config, know
         baselines["rolling"] = rows_of(earlier[-config.rolling_releases:], rolling_sums)
     else:
         baselines["rolling"] = rows_of([])
+    # Per baseline kind and cohort once (not per judged row); Python numbers, not numpy scalars: this
+    # loop runs for every look of a replay.
+    compared = {kind: _by_cohort(*parts) for kind, parts in baselines.items()}
+    tops = np.argsort(-topic_sums, axis=1, kind="stable")[:, :3] if len(agg.topics) else np.zeros((len(mine), 0), int)
     out = []
-    for row, topics in zip(mine, topic_sums):
-        stats = _stats(sums[row], topics, agg.topics)
+    for row, metrics, topics, top in zip(mine, sums[mine].tolist(), topic_sums.tolist(), tops.tolist()):
+        stats = _stats(metrics, [[str(agg.topics[i]), int(topics[i])] for i in top if topics[i] > 0])
         if stats["n"] + stats["n_excluded"] == 0:
             continue
-        for kind, (base_sums, base_cohorts, base_versions) in baselines.items():
-            base = base_sums[base_cohorts == cohorts[row]].sum(axis=0)
-            base_n, base_neg = int(base[_M["n"]]), int(base[_M["n_negative"]])
+        cohort = cohorts[row]
+        for kind, by_cohort in compared.items():
+            base_n, base_neg, base_sentiment, base_versions = by_cohort.get(cohort, (0, 0, 0.0, by_cohort[None]))
             out.append({
-                "flag_key": release.flag_key, "release_version": release.version, "cohort": cohorts[row],
-                "baseline_kind": kind, "baseline_versions": ",".join(base_versions), "release_live": live,
+                "flag_key": release.flag_key, "release_version": release.version, "cohort": cohort,
+                "baseline_kind": kind, "baseline_versions": base_versions, "release_live": live,
                 "window_start": start, "window_end": as_of, **stats,
                 "baseline_n": base_n, "baseline_n_negative": base_neg,
                 "baseline_negative_share": base_neg / base_n if base_n else None,
-                "baseline_mean_sentiment": base[_M["sentiment_sum"]] / base_n if base_n else None,
+                "baseline_mean_sentiment": base_sentiment / base_n if base_n else None,
                 "as_of": as_of,
             })
     return out
 
 
-def _stats(metrics: np.ndarray, topic_negatives: np.ndarray, topics: np.ndarray) -> dict:
+def _by_cohort(base_sums: np.ndarray, base_cohorts: np.ndarray, base_versions: list[str]) -> dict:
+    """cohort -> (n, negatives, sentiment sum, versions) of a baseline; None -> its versions."""
+    versions = ",".join(base_versions)
+    out: dict = {None: versions}
+    if len(base_cohorts):
+        names, index = np.unique(base_cohorts, return_inverse=True)
+        summed = np.zeros((len(names), base_sums.shape[1]))
+        np.add.at(summed, index, base_sums)
+        for name, total in zip(names, summed.tolist()):
+            out[name] = (int(total[_M["n"]]), int(total[_M["n_negative"]]), total[_M["sentiment_sum"]], versions)
+    return out
+
+
+def _stats(metrics: list[float], top: list) -> dict:
     n, negatives = int(metrics[_M["n"]]), int(metrics[_M["n_negative"]])
-    order = np.argsort(-topic_negatives, kind="stable")[:3]
-    top = [[str(topics[i]), int(topic_negatives[i])] for i in order if topic_negatives[i] > 0]
     urgency_known = metrics[_M["n_urgency_known"]]
     return {
         "n": n,
