@@ -161,11 +161,12 @@ def _judge_release(agg, flag, earlier, release, live, start, as_of, config, know
     elif earlier:
         previous = earlier[-1]
         baselines["concurrent"] = rows_of([previous])
-        volume = pd.Series(sums[flag.everyone, _M["n"]], index=versions[flag.everyone])
-        volume = volume[volume.index.isin(good) & (volume > 0)]
-        if len(volume):
-            best = volume.index[np.argmax(volume.to_numpy())]
-            if best != previous and volume[best] > volume.get(previous, 0):
+        volume, named = sums[flag.everyone, _M["n"]], versions[flag.everyone]
+        usable = np.isin(named, good) & (volume > 0)
+        if usable.any():
+            volume, named = volume[usable], named[usable]
+            best = named[np.argmax(volume)]
+            if best != previous and volume.max() > volume[named == previous].sum():
                 baselines["last_good"] = rows_of([best])
     if earlier:
         rolling_sums = agg.window(release.released_at - pd.Timedelta(days=config.rolling_days), release.released_at,
