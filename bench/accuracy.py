@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from rollback_assets.core.policy import PolicyConfig, fixed_rule  # noqa: E402
 from rollback_assets.core.schemas import ALL_COHORTS  # noqa: E402
 from rollback_assets.core.sequential_policy import sequential_rule  # noqa: E402
-from rollback_assets.core.stats import growthbook_cs_lower, hl_lower_batch  # noqa: E402
+from comparators import growthbook_cs_lower, hl_lower_batch  # noqa: E402  (bench/ is on sys.path when run)
 
 NETFLIX = Path("/work/shared/data/playstore_reviews_netflix.csv")
 CONFIG_DIR = ROOT / "rollback_assets" / "config"
@@ -231,7 +231,8 @@ def run_scenario(name, effect, confined, n_streams, rng, configs, extra_fixed) -
 def netflix(step: str) -> dict:
     """Replay the real reviews: which versions each method acts on (lexicon labels and star labels)."""
     from rollback_assets.core.replay import clock, iter_baselines, prepare, version_key
-    from rollback_assets.core.ingest import load_mapping, read_file
+    from rollback_assets.core.ingest import read_file
+    from rollback_assets.core.mapping import load_mapping
     from rollback_assets.core.scoring.lexicon import LexiconScorer
     from rollback_assets.core.taxonomy import Taxonomy
 

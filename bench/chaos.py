@@ -36,7 +36,8 @@ from fuzz_files import (  # noqa: E402
 )
 
 from rollback_assets.core import pipeline  # noqa: E402
-from rollback_assets.core.ingest import read_file, scan_landing_zone  # noqa: E402
+from rollback_assets.core.ingest import read_file  # noqa: E402
+from rollback_assets.core.landing import scan_landing_zone  # noqa: E402
 from rollback_assets.core.lake import Lake  # noqa: E402
 from rollback_assets.core.schemas import LANDING_FILES, QUARANTINE, RAW_FEEDBACK  # noqa: E402
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/llm.py [--reviews 2000] [--latency 0.3] [--batch-size 20] [--concurrency 16]
 
-Starts `python -m rollback_assets.llm_stub_server` as a subprocess on a free loopback port, scores
+Starts the stub (`tests/llm_stub_server.py`) as a subprocess on a free loopback port, scores
 generated reviews through the real openai SDK, reruns with a fresh scorer on the same Delta cache,
 prints a table and writes bench/results/llm.json.
 """
@@ -65,7 +65,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rollback_assets.llm_stub_server", "--port", str(port), "--latency", str(args.latency),
+        [sys.executable, str(ROOT / "tests" / "llm_stub_server.py"), "--port", str(port), "--latency", str(args.latency),
          "--api-key", KEY],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -379,7 +379,8 @@ def product_labels(path: Path) -> pd.DataFrame | None:
     scoring API has moved, the label column is left empty rather than failing the benchmark.
     """
     try:
-        from rollback_assets.core.ingest import load_mapping, read_file
+        from rollback_assets.core.ingest import read_file
+        from rollback_assets.core.mapping import load_mapping
         from rollback_assets.core.replay import scorer_for
         from rollback_assets.core.replay_cli import replay_arg_parser
         from rollback_assets.core.scoring.base import score_frame

@@ -27,7 +27,7 @@ def pandas_steps(lake: str, landing: str) -> None:
     """The pandas engine's heavy steps, as the assets call them (child process)."""
     from rollback_assets.core import pipeline
     from rollback_assets.core.attribution import DEFAULT_COHORT_DIMENSIONS
-    from rollback_assets.core.ingest import scan_landing_zone
+    from rollback_assets.core.landing import scan_landing_zone
     from rollback_assets.core.lake import Lake
     from rollback_assets.core.scoring.lexicon import LexiconScorer
     from rollback_assets.core.taxonomy import Taxonomy

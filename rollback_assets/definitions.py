@@ -13,71 +13,53 @@ from pathlib import Path
 
 import dagster as dg
 
-from .core.lake import Lake
-from .core.schemas import RELEASE_ARTIFACTS
+from .core.normalise import SALT_ENV
+from .core.settings import Settings
 from .defs.engines import feedback_assets, launcher_from_env
 from .engines import Engine, engine_from_env
-from .defs.checks import STATIC_CHECKS, guardrail_checks
+from .defs.checks import CHECKS
 from .defs.governance import GOVERNANCE_CHECKS
 from .defs.reports import postmortems, release_health
-from .defs.resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource, default_path
+from .defs.resources import PROJECT_ROOT, LakeResource, LandingZoneResource, ScorerResource, SettingsResource
 from .defs.alerts import guardrail_alert, run_failure_alert
 from .defs.flags import FLAG_ACTION_JOB_NAME, flag_actions, flag_control_from_env, rollback_decision_sensor
 from .defs.sensors import FEEDBACK_JOB_NAME, landing_zone_sensor
 
 
-def resources_for(deployment: str) -> dict:
-    lake = LakeResource(root=default_path("ROLLBACK_LAKE", "lake"))
+def resources_for(settings: Settings) -> dict:
+    """The resources of `settings.deployment`. Secrets are `dg.EnvVar`s, resolved in the run."""
+    lake = LakeResource(root=settings.lake or str(PROJECT_ROOT / "lake"))
     landing = LandingZoneResource(
-        path=default_path("ROLLBACK_LANDING", "landing"),
-        mapping_dir=os.environ.get("ROLLBACK_MAPPINGS"),
-        author_salt=dg.EnvVar("ROLLBACK_AUTHOR_SALT") if os.environ.get("ROLLBACK_AUTHOR_SALT") else "",
+        path=settings.landing or str(PROJECT_ROOT / "landing"),
+        mapping_dir=settings.mappings,
+        # Optional (only mappings that hash need it, and ingest refuses to hash without it): an EnvVar only
+        # when set, since Dagster fails a run whose EnvVar is unset.
+        author_salt=dg.EnvVar(SALT_ENV) if os.environ.get(SALT_ENV) else "",
     )
-    settings = SettingsResource(
-        policy_path=os.environ.get("ROLLBACK_POLICY"),
-        taxonomy_path=os.environ.get("ROLLBACK_TAXONOMY"),
-        releases_path=os.environ.get("ROLLBACK_RELEASES"),
-        kpis_path=os.environ.get("ROLLBACK_KPIS"),
-    )
-    flags = flag_control_from_env()
-    by_deployment = {
+    resources = {"lake": lake, "landing": landing, "flags": flag_control_from_env(settings),
+                 "settings": SettingsResource(policy_path=settings.policy, taxonomy_path=settings.taxonomy,
+                                              releases_path=settings.releases, kpis_path=settings.kpis)}
+    scorers = {
         # Embedded parts only: offline scorer, local Delta tables, flagd flag file.
-        "local": {"lake": lake, "landing": landing, "settings": settings, "scorer": ScorerResource(kind="auto"),
-                  "flags": flags},
+        "local": ScorerResource(kind="auto"),
         # OpenAI (or any compatible server via OPENAI_BASE_URL), key from OPENAI_API_KEY.
-        "openai": {"lake": lake, "landing": landing, "settings": settings,
-                   "scorer": ScorerResource(kind="openai", model=os.environ.get("ROLLBACK_LLM_MODEL", "gpt-4o-mini"),
-                                            budget_usd=_float_env("ROLLBACK_LLM_BUDGET_USD")),
-                   "flags": flags},
+        "openai": ScorerResource(kind="openai", model=settings.llm_model, budget_usd=settings.llm_budget_usd),
         # Azure OpenAI: AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_KEY, OPENAI_API_VERSION, deployment name.
-        "azure": {"lake": lake, "landing": landing, "settings": settings,
-                  "scorer": ScorerResource(kind="azure", deployment=os.environ.get("ROLLBACK_AZURE_DEPLOYMENT"),
-                                           budget_usd=_float_env("ROLLBACK_LLM_BUDGET_USD")),
-                  "flags": flags},
+        "azure": ScorerResource(kind="azure", deployment=settings.azure_deployment, budget_usd=settings.llm_budget_usd),
     }
-    if deployment not in by_deployment:
-        raise ValueError(f"ROLLBACK_DEPLOYMENT must be one of {sorted(by_deployment)}, got {deployment!r}")
-    return by_deployment[deployment]
-
-
-def _float_env(name: str) -> float | None:
-    value = os.environ.get(name)
-    return float(value) if value else None
-
-
-def registered_flags(lake_root: str) -> list[str]:
-    lake = Lake(lake_root)
-    return sorted(set(lake.read(RELEASE_ARTIFACTS, columns=["flag_key"]).flag_key)) if lake.exists(RELEASE_ARTIFACTS) else []
+    return {**resources, "scorer": scorers[settings.deployment]}
 
 
 def build_definitions(deployment: str | None = None, engine: Engine | None = None) -> dg.Definitions:
+    """Reads settings, never data: what the guardrail covers is decided in the run (defs/checks.py)."""
+    settings = Settings.from_env({**os.environ, "ROLLBACK_DEPLOYMENT": deployment} if deployment else None)
     engine = engine or engine_from_env()
-    resources = resources_for(deployment or os.environ.get("ROLLBACK_DEPLOYMENT", "local"))
+    resources = resources_for(settings)
     launcher = launcher_from_env(engine)
     if launcher is not None:
         resources["spark_job_launcher"] = launcher
     feedback = feedback_assets(engine)
-    checks = [*STATIC_CHECKS, guardrail_checks(registered_flags(resources["lake"].root)), *GOVERNANCE_CHECKS]
+    checks = [*CHECKS, *GOVERNANCE_CHECKS]
     feedback_job = dg.define_asset_job(
         FEEDBACK_JOB_NAME,
         selection=dg.AssetSelection.assets(*feedback),
@@ -91,9 +73,9 @@ def build_definitions(deployment: str | None = None, engine: Engine | None = Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references: stable in practice, labelled beta
         assets = dg.with_source_code_references([*feedback, flag_actions, release_health, postmortems])
-        if os.environ.get("ROLLBACK_GIT_URL"):  # code references open the file at that branch instead of on disk
+        if settings.git_url:  # code references open the file at that branch instead of on disk
             assets = dg.link_code_references_to_git(
-                assets, git_url=os.environ["ROLLBACK_GIT_URL"], git_branch=os.environ.get("ROLLBACK_GIT_BRANCH", "main"),
+                assets, git_url=settings.git_url, git_branch=settings.git_branch,
                 file_path_mapping=dg.AnchorBasedFilePathMapping(
                     local_file_anchor=Path(__file__), file_anchor_path_in_repository="rollback_assets/definitions.py"),
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,10 +14,24 @@ from rollback_assets.core import demo_data, pipeline
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.releases import load_releases_yaml
 
+from flag_actions_support import WEBHOOK_SECRET
+from webhook_receiver import WebhookReceiver
+
 ENV_CLEARED = ("ROLLBACK_RELEASES", "ROLLBACK_POLICY", "ROLLBACK_TAXONOMY", "ROLLBACK_MAPPINGS",
                "ROLLBACK_AUTHOR_SALT", "ROLLBACK_DEPLOYMENT")
 TEST_SALT = "test-salt-not-secret"
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def poll(fn, ok, timeout=10.0, every=0.05):
+    """`fn()` until `ok` accepts its value or `timeout` seconds pass; the last value either way
+    (SDKs and flag servers apply a change a moment after the call returns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if ok(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
 
 
 @dataclass
@@ -49,6 +64,15 @@ def set_env(mp: pytest.MonkeyPatch, env: DemoEnv) -> None:
     mp.setenv("ROLLBACK_LAKE", str(env.lake_root))
     mp.setenv("ROLLBACK_LANDING", str(env.landing))
     mp.setenv("ROLLBACK_AUTHOR_SALT", TEST_SALT)  # required: the support-ticket mapping hashes requester ids
+
+
+@pytest.fixture
+def rx():
+    """A local receiver for the signed webhook flag backend, holding `checkout` at 100 %; it counts every request."""
+    receiver = WebhookReceiver(WEBHOOK_SECRET).start()
+    receiver.flags["checkout"] = {"enabled": True, "rollout": 100, "variant": None}
+    yield receiver
+    receiver.stop()
 
 
 def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None):

@@ -1,10 +1,18 @@
-"""`rollback-assets release register`: from flags or a YAML file into release_artifacts."""
+"""`rollback-assets`: release registration, and the contract every command keeps (help on every option,
+documented exit codes, one-line errors without a traceback, --json results, progress on stderr)."""
 
 from __future__ import annotations
 
-import pandas as pd
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
 
-from rollback_assets.cli import main
+import pandas as pd
+import pytest
+
+from rollback_assets.cli import EXIT_USAGE, build_parser, main
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.schemas import RELEASE_ARTIFACTS
 
@@ -86,3 +94,108 @@ def test_invalid_yaml_ladder_writes_nothing(tmp_path, capsys):
     message = _error_message(["--lake", str(tmp_path / "lake"), "release", "register", "--file", str(path)], capsys)
     assert "ladder" in message and "[0, 100]" in message
     assert not Lake(tmp_path / "lake").exists(RELEASE_ARTIFACTS)
+
+
+# ------------------------------------------------------------------------------------------------ the CLI contract
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _parsers(parser: argparse.ArgumentParser, path=("rollback-assets",)):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, (*path, name))
+
+
+def test_every_option_has_help_and_every_command_documents_exit_codes():
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest} has no help"
+        assert "2  usage or config error" in (parser.epilog or ""), f"{' '.join(path)} does not document exit codes"
+
+
+def _registered(tmp_path) -> str:
+    lake = str(tmp_path / "lake")
+    assert main(["--lake", lake, "release", "register", "--flag", "checkout-redesign", "--version", "5.2",
+                 "--released-at", "2026-09-01T08:00:00Z"]) == 0
+    return lake
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["reject", "d-404", "--reason", "x"], "unknown decision 'd-404'"),
+    (["approve", "d-404"], "unknown decision 'd-404'"),
+    (["postmortem", "d-404", "--out", "pm"], "no decision d-404"),
+    (["force", "checkout-redesing", "--rollout", "5", "--reason", "x"], "unknown flag 'checkout-redesing'"),
+    (["override", "hold", "checkout-redesing", "--reason", "x"], "unknown flag 'checkout-redesing'"),
+    (["promote", "checkout-redesing", "--to", "50"], "unknown flag 'checkout-redesing'"),
+    (["override", "hold", "checkout-redesign", "--reason", "x", "--until", "next week"], "--until: 'next week' is not an ISO time"),
+    (["release", "register", "--file", "missing.yaml"], "missing.yaml: no such file"),
+    (["release", "register", "--flag", "f", "--version", "1", "--released-at", "yesterday"],
+     "release register (f 1): released_at: Input should be a valid datetime"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, says):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ROLLBACK_FLAGD_FILE", str(tmp_path / "flags.json"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    lake = _registered(tmp_path)
+    capsys.readouterr()
+    assert main(["--lake", lake, *argv]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("rollback-assets: ") and err.count("\n") == 1, err
+    assert says in err
+    if "unknown flag" in says:
+        assert "registered: checkout-redesign" in err
+
+
+@pytest.mark.parametrize("variable, value, says", [
+    ("ROLLBACK_FLAG_BACKEND", "unleesh", "environment: ROLLBACK_FLAG_BACKEND: Input should be 'flagd', 'unleash', "
+                                         "'launchdarkly' or 'webhook' (got 'unleesh')"),
+    ("ROLLBACK_POLICY", "POLICY", "policy.yaml: defaults.min_sampel: unknown setting"),
+])
+def test_bad_config_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, variable, value, says):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("defaults:\n  min_sampel: 10\n")
+    monkeypatch.setenv(variable, str(policy) if value == "POLICY" else value)
+    lake = _registered(tmp_path)
+    capsys.readouterr()
+    assert main(["--lake", lake, "force", "checkout-redesign", "--rollout", "5", "--reason", "x"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
+
+
+def test_a_mistake_never_shows_a_traceback(tmp_path):
+    """The console entry point, as a user runs it."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT), "ROLLBACK_LAKE": str(tmp_path / "lake"), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "rollback_assets.cli", "reject", "d-404", "--reason", "x"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == EXIT_USAGE
+    assert "Traceback" not in done.stderr and done.stderr.strip().startswith("rollback-assets: unknown decision 'd-404'")
+
+
+def test_json_output_is_one_object_and_notes_go_to_stderr(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    lake = str(tmp_path / "lake")
+    assert main(["--lake", lake, "release", "register", "--json", "--flag", "search-v2", "--version", "2.1",
+                 "--released-at", "2026-09-26T08:00:00Z", "--ladder", "100,10,0"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["registered"] == [{"flag_key": "search-v2", "version": "2.1", "released_at": "2026-09-26 08:00:00+00:00",
+                                     "ladder": [100, 10, 0]}]
+    assert result["delta_version"] == 0
+    assert "not recorded in Dagster" in captured.err
+
+    assert main(["--lake", lake, "dashboard", "--json", "--out", str(tmp_path / "dash")]) == 0
+    pages = json.loads(capsys.readouterr().out)
+    assert set(pages["flags"]) == {"search-v2"} and pages["index"].endswith("index.html")
+
+
+def test_replay_reports_progress_on_stderr_and_its_summary_as_json(tmp_path, monkeypatch, capsys):
+    import rollback_assets.core.replay_cli as replay
+
+    monkeypatch.setattr(replay, "run_replay_cli", lambda args: {"rows": 3, "decisions": 1})
+    assert main(["replay", "--json", "--feedback", "f.csv", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"rows": 3, "decisions": 1}
+    assert captured.err.startswith("rollback-assets: replay: scoring f.csv")

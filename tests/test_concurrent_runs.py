@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from rollback_assets.core import demo_data, pipeline
-from rollback_assets.core.ingest import load_mapping
+from rollback_assets.core.mapping import load_mapping
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.releases import load_releases_yaml
 from rollback_assets.core.schemas import ENRICHED_FEEDBACK, RAW_FEEDBACK, SCORED_SENTIMENT

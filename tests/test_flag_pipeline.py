@@ -37,6 +37,7 @@ from rollback_assets.core.lake import Lake
 from rollback_assets.core.releases import load_releases_yaml
 from rollback_assets.core.schemas import DECISIONS, FLAG_ACTIONS
 
+from conftest import poll
 from unleash_server import unleash_server  # noqa: F401  (session fixture: a real unleash-server)
 
 of_api = pytest.importorskip("openfeature.api")
@@ -219,14 +220,6 @@ def openfeature(world):
 def share_on(client) -> float:
     return sum(client.get_boolean_value(BAD_FLAG, False, EvaluationContext(targeting_key=u)) for u in USERS) / len(USERS)
 
-
-def poll(fn, ok, timeout=10.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
 
 
 def flag_actions_metadata(result) -> dict:
@@ -444,13 +437,13 @@ KILLED_RUN = """
 import json, os, signal, sys
 import dagster as dg
 from dagster._serdes import deserialize_value
-from rollback_assets.core import actions
+from rollback_assets.core.actions import ledger
 from rollback_assets.definitions import build_definitions
 
 def killed(*args, **kwargs):  # the process dies here: after the run started, before the intent row
     os.kill(os.getpid(), signal.SIGKILL)
 
-actions.record_intent = killed
+ledger.record_intent = killed
 instance = dg.DagsterInstance.from_ref(deserialize_value(sys.argv[1]))
 run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, **json.loads(sys.argv[2])}
 build_definitions().resolve_job_def("flag_action_job").execute_in_process(
@@ -565,8 +558,8 @@ def test_cli_writes_show_in_the_dagster_ui_history(world, capsys, tmp_path, monk
     home = tmp_path / "dagster_home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    code, out, _ = cli(capsys, "override", "hold", BAD_FLAG, "--reason", "launch week freeze", "--actor", "alice")
-    assert code == 0 and f"recorded in Dagster ({home})" in out
+    code, out, err = cli(capsys, "override", "hold", BAD_FLAG, "--reason", "launch week freeze", "--actor", "alice")
+    assert code == 0 and f"recorded in Dagster ({home})" in err, "a note, on stderr: stdout is the result"
     code, out, _ = cli(capsys, "override", "release", BAD_FLAG, "--actor", "alice")
     code, out, _ = cli(capsys, "force", BAD_FLAG, "--rollout", "5", "--reason", "hotfix", "--actor", "bob")
     assert code == 0
@@ -615,7 +608,7 @@ def test_release_health_dashboard_after_a_rollback_and_a_hold(world, capsys, tmp
 
 
 def test_refused_promotion_is_audited(world, capsys):
-    """core.actions.promote audits a refused promotion as a `rejected` promote row; the CLI must not lose it."""
+    """core.actions.overrides.promote audits a refused promotion as a `rejected` promote row; the CLI must not lose it."""
     code, _, _ = cli(capsys, "promote", BAD_FLAG, "--to", "100", "--actor", "bob", "--reason", "looks fine to me")
     assert code == 3
     rows = world.lake.read(FLAG_ACTIONS)

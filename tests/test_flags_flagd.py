@@ -9,9 +9,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rollback_assets.core.actions import FlagPolicy, execute_action, plan_action
+from rollback_assets.core.actions.executor import execute_action
+from rollback_assets.core.actions.plan import FlagPolicy, plan_action
 from rollback_assets.core.flags import FlagState, FlagTarget, PermanentBackendError, make_flag_backend
 from rollback_assets.core.lake import Lake
+
+from conftest import poll
 
 of_api = pytest.importorskip("openfeature.api")
 from openfeature.contrib.provider.flagd import FlagdProvider  # noqa: E402
@@ -55,14 +58,6 @@ def share_on(client, flag="new-checkout"):
     return sum(client.get_boolean_value(flag, False, EvaluationContext(targeting_key=u)) for u in USERS) / len(USERS)
 
 
-def wait_for(fn, ok, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
 
 def decision(i, severity="moderate", action="step_down", flag="new-checkout", target=None):
     return {
@@ -87,7 +82,7 @@ def test_ladder_100_25_5_off_evaluated_by_openfeature(tmp_path, flag_file, clien
         res = execute_action(lake, backend, plan, policy=policy, now=T0 + timedelta(hours=i))
         assert res.status == "applied" and res.called_backend == 1
         assert res.row["after_rollout"] == rollout
-        got = wait_for(lambda: share_on(client), lambda s: abs(s - share) < 0.03)
+        got = poll(lambda: share_on(client), lambda s: abs(s - share) < 0.03)
         assert abs(got - share) < 0.03, f"expected ~{share} of users on, got {got}"
 
     # The bottom of the ladder without a fallback variant: the flag is disabled, callers get their default.
@@ -95,7 +90,7 @@ def test_ladder_100_25_5_off_evaluated_by_openfeature(tmp_path, flag_file, clien
     assert plan.kind == "disable"
     res = execute_action(lake, backend, plan, policy=policy, now=T0 + timedelta(hours=5))
     assert res.status == "applied" and res.row["after_enabled"] is False
-    assert wait_for(lambda: share_on(client), lambda s: s == 0.0) == 0.0
+    assert poll(lambda: share_on(client), lambda s: s == 0.0) == 0.0
     details = client.get_boolean_details("new-checkout", False, EvaluationContext(targeting_key="user-1"))
     assert details.reason == "DISABLED" and details.flag_metadata.get("lastActionId") == "d-new-checkout-9"
 
@@ -104,12 +99,12 @@ def test_sticky_subset_and_severe_switches_variant(flag_file, client):
     backend = make_flag_backend("flagd", path=flag_file)
     backend.apply("search-v2", FlagTarget(True, 25), idempotency_key="a1")
     ctx = [EvaluationContext(targeting_key=u) for u in USERS]
-    on25 = wait_for(
+    on25 = poll(
         lambda: {u.targeting_key for u in ctx if client.get_string_value("search-v2", "v1", u) == "v2"},
         lambda s: abs(len(s) / len(USERS) - 0.25) < 0.03,
     )
     backend.apply("search-v2", FlagTarget(True, 5), idempotency_key="a2")
-    on5 = wait_for(
+    on5 = poll(
         lambda: {u.targeting_key for u in ctx if client.get_string_value("search-v2", "v1", u) == "v2"},
         lambda s: abs(len(s) / len(USERS) - 0.05) < 0.02,
     )
@@ -120,7 +115,7 @@ def test_sticky_subset_and_severe_switches_variant(flag_file, client):
     assert plan.kind == "switch_variant" and plan.target == FlagTarget(True, 0, "legacy")
     after = backend.apply("search-v2", plan.target, idempotency_key=plan.action_id)
     assert after == FlagState("search-v2", True, 0, "legacy")
-    values = wait_for(lambda: {client.get_string_value("search-v2", "v1", c) for c in ctx[:200]}, lambda v: v == {"v0-legacy"})
+    values = poll(lambda: {client.get_string_value("search-v2", "v1", c) for c in ctx[:200]}, lambda v: v == {"v0-legacy"})
     assert values == {"v0-legacy"}
 
 

@@ -3,15 +3,16 @@ the official Unleash Python SDK, polling, because clients see changes after thei
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rollback_assets.core.actions import FlagPolicy, execute_action, plan_action
+from rollback_assets.core.actions.executor import execute_action
+from rollback_assets.core.actions.plan import FlagPolicy, plan_action
 from rollback_assets.core.flags import FlagState, FlagTarget, PermanentBackendError, make_flag_backend
 from rollback_assets.core.lake import Lake
 
+from conftest import poll
 from unleash_server import unleash_server  # noqa: F401  (session fixture)
 
 UnleashClient = pytest.importorskip("UnleashClient").UnleashClient
@@ -36,17 +37,14 @@ def sdk(unleash_server, tmp_path):  # noqa: F811
     client.destroy()
 
 
+
+def poll_sdk(fn, ok):
+    """The Unleash SDK refreshes its toggles on an interval: allow it longer than a file provider."""
+    return poll(fn, ok, timeout=15.0, every=0.25)
+
 def share_on(sdk, flag):
     return sum(sdk.is_enabled(flag, {"userId": u}) for u in USERS) / len(USERS)
 
-
-def poll(fn, ok, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.25)
 
 
 def test_rollout_100_to_25_then_off_seen_by_sdk(unleash_server, sdk, tmp_path):  # noqa: F811
@@ -56,7 +54,7 @@ def test_rollout_100_to_25_then_off_seen_by_sdk(unleash_server, sdk, tmp_path): 
     )
     flag = "checkout-redesign"
     assert backend.apply(flag, FlagTarget(True, 100), idempotency_key="setup") == FlagState(flag, True, 100)
-    assert poll(lambda: share_on(sdk, flag), lambda s: s == 1.0) == 1.0
+    assert poll_sdk(lambda: share_on(sdk, flag), lambda s: s == 1.0) == 1.0
 
     lake = Lake(tmp_path / "lake")
     release = {"ladder": [100, 25, 5, 0], "fallback_variant": None}
@@ -65,7 +63,7 @@ def test_rollout_100_to_25_then_off_seen_by_sdk(unleash_server, sdk, tmp_path): 
     plan = plan_action(d, release, backend.get_state(flag), backend="unleash")
     res = execute_action(lake, backend, plan, policy=FlagPolicy(), now=T0)
     assert res.status == "applied" and res.row["before_rollout"] == 100 and res.row["after_rollout"] == 25
-    got = poll(lambda: share_on(sdk, flag), lambda s: abs(s - 0.25) < 0.05)
+    got = poll_sdk(lambda: share_on(sdk, flag), lambda s: abs(s - 0.25) < 0.05)
     assert abs(got - 0.25) < 0.05, got
     # Re-running the same decision does not touch Unleash again.
     again = execute_action(lake, backend, plan, policy=FlagPolicy(), now=T0 + timedelta(minutes=1))
@@ -76,7 +74,7 @@ def test_rollout_100_to_25_then_off_seen_by_sdk(unleash_server, sdk, tmp_path): 
     assert plan2.kind == "disable"
     res2 = execute_action(lake, backend, plan2, policy=FlagPolicy(), now=T0 + timedelta(hours=2))
     assert res2.status == "applied" and res2.row["after_enabled"] is False
-    assert poll(lambda: share_on(sdk, flag), lambda s: s == 0.0) == 0.0
+    assert poll_sdk(lambda: share_on(sdk, flag), lambda s: s == 0.0) == 0.0
 
 
 def test_variant_switch_and_errors(unleash_server, sdk):  # noqa: F811
@@ -88,7 +86,7 @@ def test_variant_switch_and_errors(unleash_server, sdk):  # noqa: F811
     backend.apply(flag, FlagTarget(True, 25), idempotency_key="s1")
     state = backend.apply(flag, FlagTarget(True, 0, "legacy"), idempotency_key="s2")
     assert state == FlagState(flag, True, 100, "legacy") and state.effective_rollout == 0
-    names = poll(
+    names = poll_sdk(
         lambda: {sdk.get_variant(flag, {"userId": u})["name"] for u in USERS[:50]},
         lambda n: n == {"legacy"},
     )

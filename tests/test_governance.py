@@ -10,7 +10,9 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import pytest
 
-from rollback_assets.core import actions, pipeline
+from rollback_assets.core import pipeline
+from rollback_assets.core.actions import executor, overrides
+from rollback_assets.core.actions.plan import FlagPolicy, plan_action
 from rollback_assets.core.flags import FlagTarget, make_flag_backend
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.releases import release_record, releases_frame
@@ -32,9 +34,9 @@ def _fallback(lake, backend, flag, days_ago, severity="severe", action="disable"
     decision = {"decision_id": f"d-{flag}-{days_ago}", "flag_key": flag, "release_version": version, "cohort": "all",
                 "state": "act", "action": action, "severity": severity, "reason": f"{flag} complaints doubled"}
     release = {"ladder": [100, 25, 5, 0], "fallback_variant": "legacy" if action == "switch_variant" else None}
-    plan = actions.plan_action(decision, release, backend.get_state(flag), backend="flagd")
-    res = actions.execute_action(lake, backend, plan, policy=actions.FlagPolicy(cooldown=timedelta(0)),
-                                 now=NOW - timedelta(days=days_ago))
+    plan = plan_action(decision, release, backend.get_state(flag), backend="flagd")
+    res = executor.execute_action(lake, backend, plan, policy=FlagPolicy(cooldown=timedelta(0)),
+                                  now=NOW - timedelta(days=days_ago))
     assert res.status == "applied", res.message
     return res.row
 
@@ -67,8 +69,8 @@ def world(tmp_path):
     _fallback(lake, backend, "checkout", 20)
     _fallback(lake, backend, "reco", 3, action="switch_variant")
     _fallback(lake, backend, "search", 30)
-    restored = actions.promote(lake, backend, "search", to=100, actor="carol", reason="fixed in 1.1",
-                               policy=actions.FlagPolicy(cooldown=timedelta(0)), now=NOW - timedelta(days=25))
+    restored = overrides.promote(lake, backend, "search", to=100, actor="carol", reason="fixed in 1.1",
+                                 policy=FlagPolicy(cooldown=timedelta(0)), now=NOW - timedelta(days=25))
     assert restored.status == "applied", restored.message
     _fallback(lake, backend, "payments", 20)
 
@@ -146,8 +148,8 @@ def test_fallback_limit_is_configurable_and_force_restores(world):
     assert {f["flag_key"] for f in check.metadata["stale_fallbacks"].value} == {"checkout", "reco"}
     assert {f["flag_key"] for f in check.metadata["active_fallbacks"].value} == {"payments"}
     # A human force back to a rollout ends the fallback; a force to off starts / keeps one.
-    actions.force(lake, backend, "checkout", actor="dana", reason="fix shipped", rollout=25)
-    actions.force(lake, backend, "fresh-flag", actor="erin", reason="kill switch", enabled=False,
+    overrides.force(lake, backend, "checkout", actor="dana", reason="fix shipped", rollout=25)
+    overrides.force(lake, backend, "fresh-flag", actor="erin", reason="kill switch", enabled=False,
                   now=NOW - timedelta(days=15))
     check = _run_checks(resources)["fallback_age"]
     stale = check.metadata["stale_fallbacks"].value

@@ -13,7 +13,7 @@ from rollback_assets.core.schemas import (
     BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, LANDING_FILES, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
     SENTIMENT_DAILY,
 )
-from rollback_assets.defs.checks import guardrail_check_name
+from rollback_assets.defs.checks import GUARDRAIL_CHECK
 from rollback_assets.defs.resources import LakeResource, LandingZoneResource
 from rollback_assets.defs.sensors import landing_zone_sensor
 
@@ -66,13 +66,16 @@ def test_good_releases_and_shipping_incident_do_not_act(first_run):
 
 def test_guardrail_check_fails_for_bad_flag_only(first_run):
     checks = first_run.checks
-    bad = checks[guardrail_check_name("checkout-redesign")]
+    bad = checks[GUARDRAIL_CHECK]
     assert bad.passed is False
     assert bad.severity == dg.AssetCheckSeverity.ERROR
     assert bad.metadata["cohorts_acting"].value == 1
+    assert list(bad.metadata["acting_flags"].value) == ["checkout-redesign"]
+    states = {r.data["flag"]: (r.data["state"], r.data["summary"]) for r in bad.metadata["by_flag"].value.records}
+    assert states["checkout-redesign"][0] == "act"
     for flag in ("reco-model", "search-v2"):
-        assert checks[guardrail_check_name(flag)].passed is True
-        assert checks[guardrail_check_name(flag)].description.startswith("No cohort of release")
+        assert states[flag][0] == "pass"
+        assert states[flag][1].startswith(f"Flag {flag}: no cohort of release")
     assert checks["raw_feedback_schema"].passed is True
     assert checks["raw_feedback_unique_event_id"].passed is True
 
@@ -80,7 +83,7 @@ def test_guardrail_check_fails_for_bad_flag_only(first_run):
 def test_tripped_guardrail_is_a_business_signal_not_a_crash(first_run):
     """The run succeeds; the red check says in one sentence who, how much and what happens, with links."""
     assert first_run.result.success, "a tripped guardrail must not fail the run"
-    bad = first_run.checks[guardrail_check_name("checkout-redesign")]
+    bad = first_run.checks[GUARDRAIL_CHECK]
     decision = _decisions(first_run).query("state == 'act'").iloc[0]
     text = bad.description
     for part in ("checkout-redesign", "5.2", BAD_COHORT, "step down to 25 %", decision.decision_id,

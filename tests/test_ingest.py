@@ -12,7 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from rollback_assets.core import pipeline
-from rollback_assets.core.ingest import MAX_TEXT_CHARS, Mapping, file_digest, load_mapping, read_file
+from rollback_assets.core.ingest import read_file
+from rollback_assets.core.landing import file_digest
+from rollback_assets.core.mapping import Mapping, load_mapping
+from rollback_assets.core.normalise import MAX_TEXT_CHARS
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.schemas import LANDING_FILES, QUARANTINE, RAW_FEEDBACK
 
@@ -211,10 +214,10 @@ def test_parquet_input(tmp_path):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ({"format": "xml"}, "format must be one of"),
-        ({"columns": {"event_id": "id", "text": "t", "created_at": "c", "colour": "x"}}, "not canonical columns"),
-        ({"columns": {"event_id": "id", "text": "t"}}, "must map 'created_at'"),
-        ({"source_kind": "tweet"}, "source_kind must be one of"),
+        ({"format": "xml"}, "format: Input should be 'csv', 'jsonl' or 'parquet'"),
+        ({"columns": {"event_id": "id", "text": "t", "created_at": "c", "colour": "x"}}, "not canonical columns: colour"),
+        ({"columns": {"event_id": "id", "text": "t"}}, "must map created_at"),
+        ({"source_kind": "tweet"}, "source_kind: Input should be 'review', 'ticket', 'nps' or 'chat'"),
     ],
 )
 def test_mapping_validation(spec, message):

@@ -18,9 +18,10 @@ import yaml
 from fuzz_files import FAILURE_COUNTS, PARQUET_MAPPING, check, check_mutated, mutate, write_csv, write_jsonl, write_parquet
 
 from rollback_assets.core import pipeline
-from rollback_assets.core.ingest import (
-    MissingAuthorSalt, Mapping, author_hash, file_digest, load_mapping, mapping_fingerprint, read_file, scan_landing_zone,
-)
+from rollback_assets.core.ingest import read_file
+from rollback_assets.core.landing import file_digest, scan_landing_zone
+from rollback_assets.core.mapping import Mapping, load_mapping, mapping_fingerprint
+from rollback_assets.core.normalise import MissingAuthorSalt, author_hash
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.schemas import LANDING_FILES, QUARANTINE, RAW_FEEDBACK
 from rollback_assets.defs.resources import LakeResource, LandingZoneResource
@@ -221,7 +222,7 @@ def test_naive_time_gets_the_mapping_zone_never_a_neighbours_offset(tmp_path):
 
 @pytest.mark.parametrize("spec, message", [
     ({"timezone": "Mars/Olympus"}, "not an IANA zone name"),
-    ({"max_future_skew": "soon"}, "max_future_skew must be a duration"),
+    ({"max_future_skew": "soon"}, "max_future_skew: must be a duration like 90s"),
 ])
 def test_bad_time_settings_are_refused_at_load(spec, message):
     base = {"name": "m", "format": "jsonl", "source_kind": "review",

@@ -7,10 +7,11 @@ import shutil
 import dagster as dg
 import pytest
 
-from conftest import make_demo_env, run_job, set_env
 from rollback_assets.core.schemas import DECISIONS, SCORED_SENTIMENT
 from rollback_assets.definitions import build_definitions
-from rollback_assets.llm_stub_server import StubServer
+
+from conftest import make_demo_env, run_job, set_env
+from llm_stub_server import StubServer
 
 KEY = "sk-graph-test-7d1f0c2e9a"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 
 import pandas as pd
 import pytest
@@ -13,12 +12,14 @@ import pytest
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.scoring.base import score_frame
 from rollback_assets.core.scoring.lexicon import LexiconScorer
-from rollback_assets.core.scoring.llm import LLMScorer, validate_item
-from rollback_assets.core.scoring.registry import make_scorer
+from rollback_assets.core.scoring.llm import LLMScorer
+from rollback_assets.core.scoring.llm_prompt import validate_item
 from rollback_assets.core.scoring.llm_cache import LLM_SCORE_CACHE
 from rollback_assets.core.scoring.redact import prepare
+from rollback_assets.core.scoring.registry import make_scorer
 from rollback_assets.core.taxonomy import Taxonomy
-from rollback_assets.llm_stub_server import StubServer
+
+from llm_stub_server import StubServer
 
 KEY = "sk-stub-9f8e7d6c5b4a39281706-TOPSECRET"
 AZURE_KEY = "az-stub-key-0123456789abcdef"
@@ -215,10 +216,9 @@ def test_500_then_success(server):
 def test_timeout_then_success(server):
     server.configure(faults=["hang"])
     scorer = openai_scorer(server, timeout=0.3)
-    started = time.perf_counter()
     out = scorer.score(REVIEWS)
-    assert time.perf_counter() - started < 1.4  # did not wait for the 1.5 s hang
     assert out["fallback_reason"].isna().all()
+    # A second request means the client gave up on the hanging one (it would have answered after 1.5 s).
     assert server.stats()["requests"] == 2 and scorer.last_stats["retries"] == 1
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rollback_assets.core.ingest import Mapping, read_file
+from rollback_assets.core.ingest import read_file
+from rollback_assets.core.mapping import Mapping
 from rollback_assets.core.ratings import parse_ratings, rating_labels, weak_labels
 from rollback_assets.core.scoring.base import score_frame
 from rollback_assets.core.scoring.lexicon import LexiconScorer
@@ -58,9 +59,9 @@ def test_ingest_quarantines_ratings_outside_the_mapping_scale(tmp_path):
 
 
 def test_mapping_rejects_unknown_scale_and_source():
-    with pytest.raises(ValueError, match="rating_scale must be one of"):
+    with pytest.raises(ValueError, match="rating_scale: Input should be 'stars', 'csat', 'nps' or 'thumbs'"):
         _nps_mapping(rating_scale="stars10")
-    with pytest.raises(ValueError, match="sentiment_from must be one of"):
+    with pytest.raises(ValueError, match="sentiment_from: Input should be 'rating', 'text' or 'both'"):
         _nps_mapping(sentiment_from="ratings")
 
 

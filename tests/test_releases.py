@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from rollback_assets.core.ingest import load_mapping, read_file
+from rollback_assets.core.ingest import read_file
+from rollback_assets.core.mapping import load_mapping
 from rollback_assets.core.releases import VersionRule, release_record
 
 STORE = VersionRule.from_spec("store_build")

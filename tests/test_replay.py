@@ -137,7 +137,7 @@ def test_replay_reads_a_play_export_with_builds_and_judges_superseded_releases(t
 
 def test_a_second_llm_replay_of_the_same_file_sends_no_request(tmp_path, monkeypatch, feedback):
     """Replay shares the lake's LLM score cache with the assets: the same texts are never paid twice."""
-    from rollback_assets.llm_stub_server import StubServer
+    from llm_stub_server import StubServer
 
     unrated = feedback.head(600).assign(rating=None)  # tickets and chats: the text scorer decides
     path = tmp_path / "feedback.parquet"

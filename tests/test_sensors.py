@@ -8,7 +8,8 @@ import dagster as dg
 import pytest
 
 from rollback_assets.core import pipeline
-from rollback_assets.core.ingest import file_digest, load_mapping, mapping_fingerprint
+from rollback_assets.core.landing import file_digest
+from rollback_assets.core.mapping import load_mapping, mapping_fingerprint
 from rollback_assets.defs.resources import LakeResource, LandingZoneResource
 from rollback_assets.defs.sensors import landing_zone_sensor
 

@@ -203,7 +203,7 @@ def test_databricks_path_submits_the_job_and_reads_its_messages(tmp_path, monkey
 
 def test_both_engines_select_landing_files_the_same_way(tmp_path):
     """The landing-zone listing and the `files` selection live in the core, shared by both engines."""
-    from rollback_assets.core.ingest import scan_landing_zone, select_candidates
+    from rollback_assets.core.landing import scan_landing_zone, select_candidates
 
     (tmp_path / "feedback_jsonl").mkdir()
     (tmp_path / "_staging").mkdir()

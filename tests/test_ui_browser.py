@@ -26,7 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 ASSETS = ["raw_feedback", "release_artifacts", "enriched_feedback", "sentiment_model", "scored_sentiment",
           "cohort_baselines", "business_kpis", "rollback_decisions", "flag_actions", "release_health", "postmortems"]
 LOCATION = "rollback_assets.definitions:defs"
-BAD_CHECK = "sentiment_guardrail_checkout_redesign"
+BAD_CHECK = "sentiment_guardrail"
 WAIT_MS = 90_000  # pages of a cold webserver on a busy 2-core machine
 
 if not Path(CHROMIUM).exists():
@@ -135,11 +135,16 @@ def _dismiss_community_dialog(page: Page) -> None:
 def _open(page: Page, path: str, ready_text: str) -> None:
     """Go to a page, wait for `ready_text`, dismiss the first-visit community dialog if it shows."""
     page.goto(path)
-    page.get_by_text(ready_text, exact=False).first.wait_for()
+    # Dagster renders truncated names twice (a hidden measuring copy first): wait for a visible one.
+    page.get_by_text(ready_text, exact=False).filter(visible=True).first.wait_for()
     _dismiss_community_dialog(page)
 
 
 def _shot(page: Page, name: str) -> None:
+    """Refresh the README's screenshots only when asked (`ROLLBACK_UI_SCREENSHOTS=1`), so a test run
+    leaves the work tree clean."""
+    if not os.environ.get("ROLLBACK_UI_SCREENSHOTS"):
+        return
     DOCS.mkdir(exist_ok=True)
     page.wait_for_timeout(2000)  # let the last layout settle (and a late dialog appear) before the picture
     _dismiss_community_dialog(page)
@@ -150,20 +155,18 @@ def test_asset_graph_shows_every_asset(page):
     _open(page, "/asset-groups", "decisions")
     page.keyboard.press("Alt+e")  # "Expand all groups" in the graph's settings menu
     for name in ASSETS:
-        expect(page.get_by_text(name, exact=True).first).to_be_visible()
+        expect(page.get_by_text(name, exact=True).filter(visible=True).first).to_be_visible()
     _shot(page, "ui-asset-graph.png")
 
 
 def test_failing_guardrail_check_is_red_and_explains_itself(page, demo):
     _open(page, f"/assets/rollback_decisions?view=checks&checkDetail={BAD_CHECK}", BAD_CHECK)
-    detail = page.get_by_text("Flag checkout-redesign release 5.2, cohort device=mobile|locale=de-DE").first
+    detail = page.get_by_text("Flag checkout-redesign release 5.2, cohort device=mobile|locale=de-DE").filter(visible=True).first
     expect(detail).to_be_visible()
     text = detail.inner_text()
     assert "step down to 25 %" in text and demo["decision_id"] in text and "lower bound" in text
-    expect(page.get_by_text("This is a non-blocking asset check.").first).to_be_visible()
-    expect(page.get_by_text("Failed").first).to_be_visible()
-    # the other flags' guardrails pass
-    expect(page.get_by_text("Succeeded").first).to_be_visible()
+    expect(page.get_by_text("This is a non-blocking asset check.").filter(visible=True).first).to_be_visible()
+    expect(page.get_by_text("Failed").filter(visible=True).first).to_be_visible()
     _shot(page, "ui-guardrail-check.png")
 
 
@@ -171,18 +174,18 @@ def test_decision_shows_lineage_and_evidence(page, demo):
     _open(page, "/assets/rollback_decisions?view=events", "actionable_decision_ids")
     for key in ("code_commit", "notebook_commit", "scorer_version", "policy_version", "input_version/scored_sentiment",
                 "flag_action_ids", "lineage", "evidence"):
-        expect(page.get_by_text(key, exact=True).first).to_be_visible()
-    expect(page.get_by_text(demo["code_commit"], exact=True).first).to_be_visible()
-    expect(page.get_by_text(f"(step_down, decision {demo['decision_id']})", exact=False).first).to_be_visible()
-    expect(page.get_by_text("checkout", exact=False).first).to_be_visible()
-    page.get_by_text("evidence", exact=True).first.scroll_into_view_if_needed()  # the picture: evidence and lineage
+        expect(page.get_by_text(key, exact=True).filter(visible=True).first).to_be_visible()
+    expect(page.get_by_text(demo["code_commit"], exact=True).filter(visible=True).first).to_be_visible()
+    expect(page.get_by_text(f"(step_down, decision {demo['decision_id']})", exact=False).filter(visible=True).first).to_be_visible()
+    expect(page.get_by_text("checkout", exact=False).filter(visible=True).first).to_be_visible()
+    page.get_by_text("evidence", exact=True).filter(visible=True).first.scroll_into_view_if_needed()  # the picture: evidence and lineage
     _shot(page, "ui-decision-metadata.png")
 
 
 def test_runs_are_listed_under_their_job_sensor_and_timeline(page, demo):
     _open(page, f"/locations/{LOCATION}/jobs/feedback_job/runs", "Launched by")
-    expect(page.get_by_text(demo["feedback_run"][:8], exact=True).first).to_be_visible()
-    expect(page.get_by_text("Success").first).to_be_visible()
+    expect(page.get_by_text(demo["feedback_run"][:8], exact=True).filter(visible=True).first).to_be_visible()
+    expect(page.get_by_text("Success").filter(visible=True).first).to_be_visible()
     _shot(page, "ui-job-runs.png")
 
     _open(page, f"/locations/{LOCATION}/jobs/flag_action_job/runs", "Launched by")
@@ -193,15 +196,15 @@ def test_runs_are_listed_under_their_job_sensor_and_timeline(page, demo):
     expect(row).to_contain_text("Success")
 
     _open(page, "/runs?q%5B0%5D=tag%3Adagster%2Fsensor_name%3Drollback_decision_sensor", "Launched by")
-    expect(page.get_by_text(demo["action_run"][:8], exact=True).first).to_be_visible()
+    expect(page.get_by_text(demo["action_run"][:8], exact=True).filter(visible=True).first).to_be_visible()
 
     _open(page, f"/locations/{LOCATION}/sensors/rollback_decision_sensor", "Starts flag_action_job once per actionable")
-    expect(page.get_by_text("1 run requested").first).to_be_visible()  # the demo's tick, with its run
+    expect(page.get_by_text("1 run requested").filter(visible=True).first).to_be_visible()  # the demo's tick, with its run
     _shot(page, "ui-decision-sensor.png")
 
     _open(page, "/overview/activity/timeline", LOCATION)
-    expect(page.get_by_text("feedback_job", exact=True).first).to_be_visible()
-    expect(page.get_by_text("flag_action_job", exact=True).first).to_be_visible()
+    expect(page.get_by_text("feedback_job", exact=True).filter(visible=True).first).to_be_visible()
+    expect(page.get_by_text("flag_action_job", exact=True).filter(visible=True).first).to_be_visible()
 
 
 def test_postmortem_and_dashboard_render_offline(browser, demo):
@@ -216,11 +219,11 @@ def test_postmortem_and_dashboard_render_offline(browser, demo):
     context.route("http*://**", lambda route: (refused.append(route.request.url), route.abort()))
     tab = context.new_page()
     tab.goto((out / f"postmortem-{demo['decision_id']}.html").as_uri())
-    expect(tab.get_by_text("match the stored decision").first).to_be_visible()
+    expect(tab.get_by_text("match the stored decision").filter(visible=True).first).to_be_visible()
     expect(tab.locator("svg").first).to_be_visible()
     tab.screenshot(path=str(DOCS / "postmortem.png"))
     tab.goto((out / "checkout-redesign.html").as_uri())
-    expect(tab.get_by_text("Release health: checkout-redesign").first).to_be_visible()
+    expect(tab.get_by_text("Release health: checkout-redesign").filter(visible=True).first).to_be_visible()
     expect(tab.locator("svg").first).to_be_visible()
     tab.screenshot(path=str(DOCS / "release-health.png"))
     context.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import reporting
-from .actions import AUTOMATIC_KINDS, active_hold
+from .actions.plan import AUTOMATIC_KINDS, active_hold
 from .lake import Lake
 from .schemas import DECISIONS, FLAG_ACTIONS, RELEASE_ARTIFACTS, SCORED_SENTIMENT
 

@@ -182,13 +182,3 @@ class WebhookNotifier:
             if resp.status_code < 500 and resp.status_code != 429:
                 break
         raise NotifyError(redact(f"notification failed: {last}", self._secrets()))
-
-
-class RecordingNotifier:
-    """Keeps payloads in memory (tests, dry runs)."""
-
-    def __init__(self):
-        self.sent: list[dict] = []
-
-    def notify(self, payload: Mapping[str, Any]) -> None:
-        self.sent.append(dict(payload))

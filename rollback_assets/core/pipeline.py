@@ -20,7 +20,10 @@ import pyarrow.dataset as ds
 from .attribution import attribute
 from . import aggregates
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS, baselines_frame, describe_baselines, judge_looks, window_edges
-from .ingest import Mapping, file_digest, read_file, require_author_salt
+from .ingest import read_file
+from .landing import file_digest
+from .mapping import Mapping
+from .normalise import require_author_salt
 from .lake import Lake
 from .policy import PolicyConfig, known_bad_releases, make_decisions
 from .scoring.base import Scorer, score_frame

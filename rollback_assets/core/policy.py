@@ -148,12 +148,16 @@ def register_rule(name: str, rule: Rule) -> None:
 
 
 def rule_for(config: PolicyConfig) -> Rule:
-    if config.name not in RULES:
+    return rule_named(config.name)
+
+
+def rule_named(name: str) -> Rule:
+    if name not in RULES:
         from . import sequential_policy  # noqa: F401  (registers "sequential" on import)
     try:
-        return RULES[config.name]
+        return RULES[name]
     except KeyError:
-        raise ValueError(f"policy names rule {config.name!r}; known rules: {sorted(RULES)}") from None
+        raise ValueError(f"policy names rule {name!r}; known rules: {sorted(RULES)}") from None
 
 
 def decision_id(row: dict, policy_version: str) -> str:

@@ -14,10 +14,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from .baselines import WindowConfig
+from .code_digest import closure_digest
+from .config_file import ConfigError, read_yaml, validated
 
 
 class Thresholds(BaseModel):
@@ -48,14 +49,16 @@ class Thresholds(BaseModel):
 
 
 class WindowSettings(BaseModel):
+    """`windows:`: the ranges checked here, the defaults those of `baselines.WindowConfig` (declared once)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window_days: float = Field(7.0, gt=0)
-    rolling_releases: int = Field(3, ge=1)
-    rolling_days: float = Field(28.0, gt=0)
-    evidence_quotes: int = Field(5, ge=0, le=20)
-    min_rows_to_judge: int = Field(20, ge=1)
-    one_vote_per_author: bool = True
+    window_days: float = Field(WindowConfig.window_days, gt=0)
+    rolling_releases: int = Field(WindowConfig.rolling_releases, ge=1)
+    rolling_days: float = Field(WindowConfig.rolling_days, gt=0)
+    evidence_quotes: int = Field(WindowConfig.evidence_quotes, ge=0, le=20)
+    min_rows_to_judge: int = Field(WindowConfig.min_rows_to_judge, ge=1)
+    one_vote_per_author: bool = WindowConfig.one_vote_per_author
 
 
 class PolicyFile(BaseModel):
@@ -82,75 +85,33 @@ class PolicyConfig:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "PolicyConfig":
         where = str(path) if path else "rollback_assets/config/policy.yaml"
-        text = Path(path).read_text() if path else resources.files("rollback_assets.config").joinpath("policy.yaml").read_text()
-        try:
-            spec = yaml.safe_load(text) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"{where}: not valid YAML: {error}") from None
-        return cls.from_dict(spec, source=where)
+        text = None if path else resources.files("rollback_assets.config").joinpath("policy.yaml").read_text()
+        return cls.from_dict(read_yaml(where, text) or {}, source=where)
 
     @classmethod
     def from_dict(cls, spec: dict, source: str = "policy") -> "PolicyConfig":
-        from .policy import RULES, rule_for  # the rule registry lives with the rules
+        from .policy import RULES, rule_named  # the rule registry lives with the rules
 
         if not isinstance(spec, dict):
-            raise ValueError(f"{source}: a policy is a mapping with name, version, windows, defaults, flags")
-        parsed = _validated(PolicyFile, spec, source, "")
+            raise ConfigError(f"{source}: a policy is a mapping with name, version, windows, defaults, flags")
+        parsed = validated(PolicyFile, spec, source)
         overrides = {}
         for flag, body in parsed.flags.items():
             merged = {**parsed.defaults.model_dump(), **(body or {})}
-            overrides[flag] = _validated(Thresholds, merged, source, f"flags.{flag}.")
-        # The version names the settings and the code that applies them: a changed statistic or
-        # baseline yields new decision ids instead of a rerun silently keeping the old verdicts.
-        digest = hashlib.sha256((json.dumps(spec, sort_keys=True, default=str) + _decision_code_digest()).encode()).hexdigest()[:8]
-        config = cls(
+            overrides[flag] = validated(Thresholds, merged, source, f"flags.{flag}.")
+        try:
+            rule = rule_named(parsed.name)
+        except ValueError:
+            raise ConfigError(f"{source}: name: {parsed.name!r} is not a decision rule (allowed: {', '.join(sorted(RULES))})") from None
+        # The version names the settings and the code that applies them (the import closure of the
+        # policy and of the rule: baselines, stats, ...): a changed statistic yields new decision ids
+        # instead of a rerun silently keeping the old verdicts.
+        code = closure_digest(__name__.rpartition(".")[0] + ".policy", rule.__module__)
+        digest = hashlib.sha256((json.dumps(spec, sort_keys=True, default=str) + code).encode()).hexdigest()[:8]
+        return cls(
             name=parsed.name,
             version=f"{parsed.name}-v{parsed.version}-{digest}",
             windows=WindowConfig(**parsed.windows.model_dump()),
             defaults=parsed.defaults,
             overrides=overrides,
         )
-        try:
-            rule_for(config)
-        except ValueError:
-            raise ValueError(f"{source}: name: {parsed.name!r} is not a decision rule; known: {sorted(RULES)}") from None
-        return config
-
-
-def _validated(model, data: dict, source: str, prefix: str):
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            key = prefix + ".".join(str(part) for part in item["loc"])
-            if item["type"] == "extra_forbidden":
-                allowed = ", ".join(sorted(_fields(model, item["loc"])))
-                problems.append(f"{key}: unknown setting (allowed here: {allowed})")
-            else:
-                problems.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
-        raise ValueError(f"{source}: " + "; ".join(problems)) from None
-
-
-def _fields(model, loc) -> list[str]:
-    """The settings allowed where an unknown key was found."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-    return list(model.model_fields)
-
-
-def _decision_code_digest() -> str:
-    """Hash of the modules that turn scored rows into verdicts (read once per process)."""
-    global _CODE_DIGEST
-    if _CODE_DIGEST is None:
-        folder = Path(__file__).parent
-        sources = [(folder / f"{name}.py").read_bytes() for name in DECISION_MODULES]
-        _CODE_DIGEST = hashlib.sha256(b"\0".join(sources)).hexdigest()
-    return _CODE_DIGEST
-
-
-DECISION_MODULES = ("aggregates", "baselines", "policy", "sequential_policy", "stats", "policy_config")
-_CODE_DIGEST: str | None = None

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
-import yaml
+from typing import Literal
 
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .config_file import ConfigError, read_yaml, validated
 from .schemas import RELEASE_ARTIFACTS
 
 DEFAULT_LADDER = (100, 25, 5, 0)
@@ -133,13 +136,64 @@ def release_record(
     }
 
 
+class ReleaseEntry(BaseModel):
+    """One release in a releases YAML: the keyword arguments of `release_record`, strict (a typo such as
+    `onwer:` is refused naming the file, the entry and the keys allowed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    flag_key: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    released_at: datetime
+    product: str | None = None
+    code_commit: str | None = None
+    notebook_commit: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    surfaces: list[str] = Field(default_factory=list, description="topics or surfaces the release touches")
+    ladder: list[int] = Field(list(DEFAULT_LADDER), description="rollout percentages, high to low")
+    fallback_variant: str | None = None
+    owner: str | None = None
+    expires_at: datetime | None = None
+    adoption: Literal[ADOPTIONS] = "randomized"
+    version_rule: VersionRule | None = None
+
+    @field_validator("version", "product", "code_commit", "notebook_commit", "model_name", "model_version",
+                     "fallback_variant", "owner", mode="before")
+    @classmethod
+    def _text(cls, value):
+        """YAML reads `1.10` as a number and a short hex commit as an int: they are names, kept as written."""
+        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    @field_validator("surfaces", mode="before")
+    @classmethod
+    def _surfaces(cls, value):
+        return [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else (value or [])
+
+    @field_validator("ladder", mode="before")
+    @classmethod
+    def _ladder(cls, value):
+        return parse_ladder(value)
+
+    @field_validator("version_rule", mode="before")
+    @classmethod
+    def _version_rule(cls, value):
+        return value if isinstance(value, VersionRule) else VersionRule.from_spec(value)
+
+
 def load_releases_yaml(path: str | Path) -> pd.DataFrame:
-    """A YAML list of releases (or {releases: [...]}) with the fields of `release_record`."""
-    spec = yaml.safe_load(Path(path).read_text()) or []
+    """A YAML list of releases (or {releases: [...]}), each a `ReleaseEntry`."""
+    spec = read_yaml(path) or []
     entries = spec.get("releases", []) if isinstance(spec, dict) else spec
-    records = [release_record(**{**entry, "version_rule": VersionRule.from_spec(entry.get("version_rule"))})
-               for entry in entries]
-    return releases_frame(records)
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: a list of releases (or releases: [...]) is expected")
+    return releases_frame([release_from_entry(entry, f"{path}: releases[{i}]") for i, entry in enumerate(entries)])
+
+
+def release_from_entry(entry, source: str) -> dict:
+    """One release row from a YAML entry or the CLI's options, refused as a whole when any key is wrong."""
+    named = f" ({entry.get('flag_key')} {entry.get('version')})" if isinstance(entry, dict) else ""
+    return release_record(**dict(validated(ReleaseEntry, entry, source + named)))
 
 
 def releases_frame(records: list[dict]) -> pd.DataFrame:

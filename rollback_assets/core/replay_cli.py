@@ -63,7 +63,8 @@ def plot_timeline(scored: pd.DataFrame, decisions: pd.DataFrame, path: str | Pat
 
 
 def _read_feedback(path: str, mapping: str | None) -> pd.DataFrame:
-    from .ingest import load_mapping, read_file
+    from .ingest import read_file
+    from .mapping import load_mapping
 
     if mapping is None:
         suffix = Path(path).suffix.lower()

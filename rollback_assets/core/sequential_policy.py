@@ -19,6 +19,7 @@ min_relative_rise), insufficient_data (too few rows, or the evidence is not conc
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -96,20 +97,55 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     urgency = chosen.mean_urgency_high.to_numpy(dtype=float) if "mean_urgency_high" in chosen else np.full(len(chosen), np.nan)
 
     corroboration = _corroborating_kpis(chosen, business_kpis, per_flag("kpi_min_change"))
-    verdicts = []
     narrow = chosen[["cohort", "baseline_kind", "baseline_versions", "negative_share", "baseline_negative_share", "n",
                      "baseline_n", "n_excluded", "top_topics"]]
-    for i, row in enumerate(narrow.itertuples(index=False)):
-        verdicts.append(_verdict(row, i, result, enough[i], min_n[i], on_surface[i] or not needs_surface[i], alpha_row[i], alpha_total[i],
-                                 weight[i], min_rise[i], severe_rise[i], urgency[i], margin[i], corroboration[i]))
+    verdicts = [
+        _verdict(row, _Look(
+            evalue=result["evalue"][i], p_anytime=result["p_anytime"][i], rise=result["rise"][i],
+            lower=result["lower"][i], upper=result["upper"][i], reject=bool(result["reject"][i]),
+            futile=bool(result["futile"][i]), enough=bool(enough[i]), min_n=float(min_n[i]),
+            on_surface=bool(on_surface[i] or not needs_surface[i]), alpha=float(alpha_row[i]),
+            alpha_total=float(alpha_total[i]), weight=float(weight[i]), min_rise=float(min_rise[i]),
+            severe_rise=float(severe_rise[i]), urgency=float(urgency[i]), margin=float(margin[i]),
+            kpis=corroboration[i],
+        ))
+        for i, row in enumerate(narrow.itertuples(index=False))
+    ]
     out = pd.DataFrame(verdicts, columns=["state", "action", "severity", "statistic", "bound", "reason"])
     out["baseline_kind"] = chosen.baseline_kind.to_numpy()
     out[index_names] = chosen[index_names].to_numpy()
     return combine_verdicts(out).set_index(index_names)[VERDICT_COLUMNS]
 
 
-def _verdict(row, i, r, enough, min_n, on_surface, alpha, alpha_total, weight, min_rise, severe_rise, urgency, margin, kpis) -> tuple:
-    evalue, rise, lower, upper = r["evalue"][i], r["rise"][i], r["lower"][i], r["upper"][i]
+@dataclass(frozen=True)
+class _Look:
+    """One baseline comparison's test result with the settings that judge it (one row of the vectorised test)."""
+
+    evalue: float
+    p_anytime: float
+    rise: float
+    lower: float
+    upper: float
+    reject: bool
+    futile: bool
+    enough: bool  # min_sample reached on both sides
+    min_n: float
+    on_surface: bool  # complaints on a high-risk surface, or the flag does not require one
+    alpha: float  # this comparison's share of alpha
+    alpha_total: float
+    weight: float  # confidence weight applied to n
+    min_rise: float
+    severe_rise: float
+    urgency: float  # share of high-urgency complaints, NaN when unknown
+    margin: float
+    kpis: str  # corroborating KPI moves, readable; "" when none
+
+
+def _verdict(row, look: _Look) -> tuple:
+    """(state, action, severity, statistic, bound, reason) for one comparison; the reason is the sentence people read."""
+    evalue, rise, lower, upper = look.evalue, look.rise, look.lower, look.upper
+    alpha, alpha_total, weight, margin, kpis = look.alpha, look.alpha_total, look.weight, look.margin, look.kpis
+    min_n, min_rise, severe_rise, urgency = look.min_n, look.min_rise, look.severe_rise, look.urgency
     statistic = float(min(evalue, 1e12))
     where = "the flag as a whole" if row.cohort == ALL_COHORTS else f"cohort {row.cohort}"
     base = f"{row.baseline_kind} baseline ({row.baseline_versions or 'none'})"
@@ -119,16 +155,16 @@ def _verdict(row, i, r, enough, min_n, on_surface, alpha, alpha_total, weight, m
     weighted = f", confidence-weighted n={row.n * weight:.0f}" if weight < 0.999 else ""
     excluded = f"; {row.n_excluded} rows on excluded topics not counted" if row.n_excluded else ""
     evidence = (f"evidence e={evalue:.3g} vs threshold 1/alpha={1 / alpha:.3g} (alpha share {alpha:.4f} of {alpha_total:.2f}, "
-                f"anytime p={r['p_anytime'][i]:.3g})")
+                f"anytime p={look.p_anytime:.3g})")
     counts = f"negative share {share} vs {base_share} on the {base}, n={row.n} vs {row.baseline_n}{weighted}{excluded}"
-    if not enough:
+    if not look.enough:
         return ("insufficient_data", "none", "none", statistic, None,
                 f"Not enough feedback yet for {where}: {counts}; the test starts at {min_n:.0f} rows on each side.")
     kpi_note = f"; corroborated by {kpis}" if kpis else ""
-    if r["reject"][i]:
+    if look.reject:
         top_topic = (json.loads(row.top_topics or "[]") or [[None]])[0][0]
         bound_text = f"rise {rise:+.0%}, always-valid lower bound {lower:+.0%} (margin {margin:.0%})"
-        if not on_surface:
+        if not look.on_surface:
             severity = raise_severity("low") if kpis else "low"
             return ("hold", "hold_promotion", severity, statistic, float(lower),
                     f"Complaints rose for {where} ({counts}; {bound_text}; {evidence}), but mostly about '{top_topic}', "
@@ -141,7 +177,7 @@ def _verdict(row, i, r, enough, min_n, on_surface, alpha, alpha_total, weight, m
         about = f", mostly about {top_topic}" if top_topic else ""
         return ("act", action, severity, statistic, float(lower),
                 f"Negative feedback rose for {where}{about}: {counts}; {bound_text}; {evidence}{kpi_note}.")
-    if r["futile"][i]:
+    if look.futile:
         return ("pass", "none", "none", statistic, float(lower),
                 f"No regression for {where}: {counts}; a rise of {min_rise:.0%} is ruled out "
                 f"(always-valid upper bound {upper:+.0%}; {evidence}).")

@@ -13,6 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .config_file import read_yaml, validated
 
 OTHER = "other"
 
@@ -24,6 +27,39 @@ class Topic:
     phrases: tuple[str, ...]
 
 
+class TopicSpec(BaseModel):
+    """One topic in taxonomy.yaml: the surface it belongs to and the phrases that reveal it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    surface: str = Field(min_length=1)
+    phrases: list[str] = Field(min_length=1)
+
+    @field_validator("phrases", mode="before")
+    @classmethod
+    def _texts(cls, phrases):
+        return [str(p) for p in phrases] if isinstance(phrases, list) else phrases
+
+
+class TaxonomyFile(BaseModel):
+    """taxonomy.yaml, strict: a typo (`surfce:`, `excluded_topic:`) is refused, naming the file and key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int | str = 0
+    topics: dict[str, TopicSpec] = Field(min_length=1)
+    high_risk_surfaces: list[str] = Field(default_factory=list, description="a rise here may act (else it holds)")
+    excluded_topics: list[str] = Field(default_factory=list, description="never count toward a rollback")
+
+    @model_validator(mode="after")
+    def _known_topics(self):
+        unknown = sorted(set(self.excluded_topics) - set(self.topics))
+        if unknown:
+            raise ValueError(f"excluded_topics: {', '.join(unknown)} not defined under topics "
+                             f"(defined: {', '.join(self.topics)})")
+        return self
+
+
 @dataclass(frozen=True)
 class Taxonomy:
     topics: tuple[Topic, ...]
@@ -33,25 +69,18 @@ class Taxonomy:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Taxonomy":
-        text = (
-            Path(path).read_text()
-            if path
-            else resources.files("rollback_assets.config").joinpath("taxonomy.yaml").read_text()
-        )
-        return cls.from_dict(yaml.safe_load(text))
+        where = str(path) if path else "rollback_assets/config/taxonomy.yaml"
+        text = None if path else resources.files("rollback_assets.config").joinpath("taxonomy.yaml").read_text()
+        return cls.from_dict(read_yaml(where, text), source=where)
 
     @classmethod
-    def from_dict(cls, spec: dict) -> "Taxonomy":
-        topics = tuple(
-            Topic(name, body["surface"], tuple(str(p).lower() for p in body["phrases"]))
-            for name, body in spec["topics"].items()
-        )
-        excluded = frozenset(spec.get("excluded_topics", ()))
-        unknown = excluded - {t.name for t in topics}
-        if unknown:
-            raise ValueError(f"excluded_topics names topics the taxonomy does not define: {sorted(unknown)}")
+    def from_dict(cls, spec: dict, source: str = "taxonomy") -> "Taxonomy":
+        parsed = validated(TaxonomyFile, spec, source)
+        topics = tuple(Topic(name, body.surface, tuple(p.lower() for p in body.phrases))
+                       for name, body in parsed.topics.items())
         digest = hashlib.sha256(yaml.safe_dump(spec, sort_keys=True).encode()).hexdigest()[:10]
-        return cls(topics, frozenset(spec.get("high_risk_surfaces", ())), excluded, f"{spec.get('version', 0)}-{digest}")
+        return cls(topics, frozenset(parsed.high_risk_surfaces), frozenset(parsed.excluded_topics),
+                   f"{parsed.version}-{digest}")
 
     @property
     def topic_names(self) -> list[str]:

@@ -12,11 +12,13 @@ import time
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from .checks import GUARDRAIL_CHECK_PREFIX
+from .assets import rollback_decisions
+from .checks import GUARDRAIL_CHECK
 from .flags import FlagControlResource
 
 FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600  # a new daemon reports the last day's failures, not all history
 BATCH = 100
+GUARDRAIL_KEY = dg.AssetCheckKey(rollback_decisions.key, GUARDRAIL_CHECK)
 
 
 def _notify(context: dg.SensorEvaluationContext, flags: FlagControlResource, payload: dict) -> None:
@@ -74,38 +76,36 @@ def run_failure_alert(context: dg.SensorEvaluationContext, flags: FlagControlRes
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Notifies the flag's owner channel when a per-flag sentiment guardrail check turns red (it passed "
-                "or had never run before), with the check's sentence: flag, release, cohort, rise, bound, action.",
+    description="Notifies the flag's owner channel when a flag turns red on the sentiment guardrail check (it "
+                "passed or had never acted before), with the flag's sentence: flag, release, cohort, rise, bound, action.",
 )
 def guardrail_alert(context: dg.SensorEvaluationContext, flags: FlagControlResource):
-    """Cursor: per guardrail check, the id of the last evaluation read and whether it passed, so a check
-    that stays red is announced once, and again only after it has passed in between."""
+    """Cursor: the id of the last guardrail evaluation read and the flags acting in it, so a flag that
+    stays red is announced once, and again only after it has passed in between."""
     state: dict = json.loads(context.cursor) if context.cursor else {}
-    repository = context.repository_def
-    keys = [k for k in (repository.asset_graph.asset_check_keys if repository else []) if k.name.startswith(GUARDRAIL_CHECK_PREFIX)]
+    last_id, was_acting = state.get("last_id", -1), set(state.get("acting", []))
+    history = context.instance.event_log_storage.get_asset_check_execution_history(
+        GUARDRAIL_KEY, limit=BATCH,
+        status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED},
+    )
     announced, read = [], 0
-    for key in sorted(keys, key=lambda k: k.name):
-        last_id, last_passed = state.get(key.name, [-1, None])
-        history = context.instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=BATCH, status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED},
-        )
-        for record in sorted((r for r in history if r.id > last_id), key=lambda r: r.id):
-            read += 1
-            passed = record.status == AssetCheckExecutionRecordStatus.SUCCEEDED
-            if not passed and last_passed is not False:
-                evaluation = record.event.dagster_event.asset_check_evaluation_data if record.event else None
-                metadata = {k: v.value for k, v in (evaluation.metadata if evaluation else {}).items()
-                            if k in ("flag", "release", "cohort", "decision_id", "flag_action_id")}
-                _notify(context, flags, {
-                    "text": (evaluation.description if evaluation and evaluation.description else f"{key.name} failed"),
-                    "summary": f"guardrail red: {metadata.get('flag', key.name)}", "severity": "warning",
-                    "source": "rollback-assets", "check": key.name, "run_id": record.run_id, **metadata,
-                    "dedup_key": f"guardrail:{key.name}:{metadata.get('decision_id', record.id)}",
-                })
-                announced.append(key.name)
-            last_id, last_passed = record.id, passed
-        state[key.name] = [last_id, last_passed]
-    context.update_cursor(json.dumps(state, sort_keys=True))
+    for record in sorted((r for r in history if r.id > last_id), key=lambda r: r.id):
+        read += 1
+        evaluation = record.event.dagster_event.asset_check_evaluation_data if record.event else None
+        value = (evaluation.metadata if evaluation else {}).get("acting_flags")
+        acting: dict = value.value if value is not None and record.status == AssetCheckExecutionRecordStatus.FAILED else {}
+        for flag, about in sorted(acting.items()):
+            if flag in was_acting:
+                continue
+            _notify(context, flags, {
+                "text": about.get("sentence", f"{flag}: guardrail red"), "summary": f"guardrail red: {flag}",
+                "severity": "warning", "source": "rollback-assets", "check": GUARDRAIL_CHECK, "run_id": record.run_id,
+                "flag": flag, **{k: v for k, v in about.items() if k != "sentence"},
+                "dedup_key": f"guardrail:{flag}:{about.get('decision_id', record.id)}",
+            })
+            announced.append(flag)
+        last_id, was_acting = record.id, set(acting)
+    context.update_cursor(json.dumps({"last_id": last_id, "acting": sorted(was_acting)}))
     if announced:
         return dg.SkipReason(f"notified {len(announced)} newly failing guardrail(s): {', '.join(announced)}")
-    return dg.SkipReason(f"no newly failing guardrail ({read} new evaluation(s) of {len(keys)} guardrail check(s))")
+    return dg.SkipReason(f"no newly failing guardrail ({read} new evaluation(s) of {GUARDRAIL_CHECK})")

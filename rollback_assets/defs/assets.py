@@ -14,7 +14,10 @@ import dagster as dg
 import pandas as pd
 import pyarrow.dataset as ds
 
-from ..core import aggregates, attribution, baselines as baselines_module, ingest as ingest_module, pipeline, policy, taxonomy
+from ..core import (
+    aggregates, attribution, baselines as baselines_module, ingest as ingest_module, normalise, pipeline, policy, taxonomy,
+)
+from ..core.landing import select_candidates
 from ..core.releases import load_releases_yaml
 from ..core.schemas import (
     BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
@@ -48,14 +51,14 @@ def raw_feedback(
     for problem in scan.problems:  # a stray folder or a bad mapping skips only itself
         context.log.warning(problem)
     try:
-        candidates = ingest_module.select_candidates(scan.files, config.files)
+        candidates = select_candidates(scan.files, config.files)
     except FileNotFoundError as error:
         raise dg.Failure(str(error), metadata={"problems": dg.MetadataValue.json(scan.problems)}) from None
     files = pipeline.pending_files(the_lake, candidates)
     context.log.info(f"{len(files)} new file(s) of {len(candidates)} in the landing zone")
     try:
         result = pipeline.ingest(the_lake, files, author_salt=landing.author_salt)
-    except ingest_module.MissingAuthorSalt as error:
+    except normalise.MissingAuthorSalt as error:
         raise dg.Failure(str(error)) from None
     stats = result.stats
     for path, reason in stats.get("unreadable_files", {}).items():
@@ -218,12 +221,13 @@ def sentiment_daily(lake: LakeResource) -> dg.MaterializeResult:
     stats = result.stats
     days = sorted(pipeline.table_days(the_lake, SENTIMENT_DAILY))
     rewritten = stats["days_rewritten"]
+    shown = rewritten if len(rewritten) <= 60 else [*rewritten[:30], "...", *rewritten[-30:]]
     return dg.MaterializeResult(
         metadata={
             **table_metadata(SENTIMENT_DAILY, the_lake.uri(SENTIMENT_DAILY), result.version),
             "full_rebuild": stats["full_rebuild"],
             "days_rewritten": len(rewritten),
-            "days_rewritten_list": dg.MetadataValue.json(rewritten if len(rewritten) <= 60 else [*rewritten[:30], "...", *rewritten[-30:]]),
+            "days_rewritten_list": dg.MetadataValue.json(shown),
             "scored_rows_read": stats["rows_read"],
             "aggregate_rows_written": stats["aggregate_rows"],
             "days_in_table": len(days),

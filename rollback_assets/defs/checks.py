@@ -1,6 +1,6 @@
 """Asset checks. Each carries its threshold and the actual value as metadata, so a failure explains itself."""
 
-import re
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
@@ -165,45 +165,76 @@ def _count_rows(the_lake, table) -> int:
     return data.count_rows() if data is not None else 0
 
 
-GUARDRAIL_CHECK_PREFIX = "sentiment_guardrail"
+GUARDRAIL_CHECK = "sentiment_guardrail"
 
 
-def guardrail_check_name(flag_key: str) -> str:
-    return f"{GUARDRAIL_CHECK_PREFIX}_" + re.sub(r"[^A-Za-z0-9_]", "_", flag_key)
-
-
-def guardrail_checks(flag_keys: list[str]) -> dg.AssetChecksDefinition:
-    """One ERROR check per flag: red while any cohort of the flag's live release says act.
+@dg.asset_check(asset=rollback_decisions, name=GUARDRAIL_CHECK, blocking=False,
+                description="Customers of every flag's live release are not unhappier than its baseline in any cohort "
+                            "(red = the policy acts on a flag: step down, disable or switch variant; per flag in metadata).")
+def sentiment_guardrail(lake: LakeResource, settings: SettingsResource) -> dg.AssetCheckResult:
+    """One ERROR check over every flag, read from the decisions at run time: a flag registered after the
+    code location loaded is covered by the next run, with no reload (per-flag checks needed the flag
+    list from the lake at load time).
 
     Not blocking: a tripped guardrail is the product working (a business signal, acted on by the flag
     action sensor), not a pipeline failure, so the run succeeds and the check carries the story."""
-    specs = [
-        dg.AssetCheckSpec(guardrail_check_name(flag), asset=rollback_decisions, blocking=False,
-                          description=f"Customers of flag {flag}'s live release are not unhappier than its baseline "
-                                      "in any cohort (red = the policy acts: step down, disable or switch variant).")
-        for flag in sorted(flag_keys)
-    ] or [dg.AssetCheckSpec(GUARDRAIL_CHECK_PREFIX, asset=rollback_decisions, blocking=False,
-                            description="Sentiment guardrail over every flag (no flags were registered when the "
-                                        "code location loaded; reload it after registering releases).")]
-
-    @dg.multi_asset_check(specs=specs, can_subset=True, name="sentiment_guardrails")
-    def sentiment_guardrails(context: dg.AssetCheckExecutionContext, lake: LakeResource, settings: SettingsResource):
-        the_lake = lake.lake()
-        decisions = the_lake.read(DECISIONS)
-        policy = settings.policy()
-        latest = latest_decisions(decisions[decisions.policy_version == policy.version])
-        action_status = _action_status(the_lake)
-        for key in context.selected_asset_check_keys:
-            flags = [f for f in flag_keys if guardrail_check_name(f) == key.name] or sorted(set(latest.flag_key))
-            rows = latest[latest.flag_key.isin(flags)]
-            t = policy.for_flag(flags[0]) if flags else policy.defaults
-            yield guardrail_result(key.name, rows, t, action_status)
-
-    return sentiment_guardrails
+    the_lake = lake.lake()
+    decisions = the_lake.read(DECISIONS)
+    policy = settings.policy()
+    latest = latest_decisions(decisions[decisions.policy_version == policy.version])
+    return guardrail_result(latest, policy, _action_status(the_lake))
 
 
-def guardrail_result(check_name: str, rows: pd.DataFrame, thresholds, action_status: dict[str, str]) -> dg.AssetCheckResult:
-    """The check's sentence and figures, from the latest decision rows of one flag (worst acting cohort first)."""
+def guardrail_result(latest: pd.DataFrame, policy, action_status: dict[str, str]) -> dg.AssetCheckResult:
+    """Red while any flag acts. The description is the worst acting flag's sentence; `acting_flags` gives
+    each acting flag's sentence (guardrail_alert announces each flag once), `by_flag` every flag's state."""
+    verdicts = {flag: flag_verdict(rows, policy.for_flag(flag), action_status)
+                for flag, rows in latest.groupby("flag_key", sort=True)}
+    acting = sorted((v for v in verdicts.values() if not v.passed), key=lambda v: -v.rise)
+    by_flag = dg.MetadataValue.table(
+        records=[dg.TableRecord({"flag": f, "state": "act" if not v.passed else "pass", "release": v.release,
+                                 "cohorts_evaluated": v.metadata["cohorts_evaluated"],
+                                 "cohorts_acting": v.metadata["cohorts_acting"], "summary": v.sentence})
+                 for f, v in verdicts.items()],
+        schema=dg.TableSchema(columns=[
+            dg.TableColumn("flag", "string"), dg.TableColumn("state", "string"), dg.TableColumn("release", "string"),
+            dg.TableColumn("cohorts_evaluated", "int"), dg.TableColumn("cohorts_acting", "int"),
+            dg.TableColumn("summary", "string", description="The flag's one-sentence verdict."),
+        ]),
+    )
+    overall = {"flags_evaluated": len(verdicts), "flags_acting_count": len(acting), "by_flag": by_flag,
+               "acting_flags": dg.MetadataValue.json({v.flag: v.summary() for v in acting})}
+    if not acting:
+        rises = ", ".join(f"{f} {_percent(v.metadata.get('max_relative_rise'))}" for f, v in verdicts.items())
+        return dg.AssetCheckResult(
+            passed=True, severity=dg.AssetCheckSeverity.ERROR, metadata=overall,
+            description=f"No flag needs action ({len(verdicts)} flag(s) evaluated; largest rise per flag: {rises or '-'}).",
+        )
+    worst = acting[0]
+    others = [v.flag for v in acting[1:]]
+    more = f" Also acting: {', '.join(others)}." if others else ""
+    return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=worst.sentence + more,
+                               metadata={**worst.metadata, **overall})
+
+
+@dataclass(frozen=True)
+class FlagVerdict:
+    flag: str
+    passed: bool
+    release: str
+    rise: float  # worst acting cohort's relative rise (orders acting flags)
+    sentence: str
+    metadata: dict
+
+    def summary(self) -> dict:
+        """What an alert about this flag says: its sentence and the ids to follow."""
+        keys = ("release", "cohort", "decision_id", "flag_action_id")
+        return {"sentence": self.sentence, **{k: str(self.metadata[k]) for k in keys if k in self.metadata}}
+
+
+def flag_verdict(rows: pd.DataFrame, thresholds, action_status: dict[str, str]) -> FlagVerdict:
+    """One flag's sentence and figures, from its latest decision rows (worst acting cohort first)."""
+    flag = str(rows.flag_key.iloc[0])
     acting = rows[rows.state == "act"].sort_values("relative_rise", ascending=False)
     rises = rows.relative_rise.replace([np.inf, -np.inf], np.nan).dropna()
     metadata = {
@@ -217,12 +248,10 @@ def guardrail_result(check_name: str, rows: pd.DataFrame, thresholds, action_sta
     }
     if acting.empty:
         release = ", ".join(sorted(set(rows.release_version))) or "-"
-        return dg.AssetCheckResult(
-            check_name=check_name, passed=True, severity=dg.AssetCheckSeverity.ERROR,
-            metadata={k: v for k, v in metadata.items() if v is not None},
-            description=f"No cohort of release {release} needs action ({len(rows)} evaluated, "
-                        f"largest rise {_percent(metadata['max_relative_rise'])}).",
-        )
+        return FlagVerdict(flag, True, release, 0.0,
+                           f"Flag {flag}: no cohort of release {release} needs action ({len(rows)} evaluated, "
+                           f"largest rise {_percent(metadata['max_relative_rise'])}).",
+                           {k: v for k, v in metadata.items() if v is not None})
     worst = acting.iloc[0]
     # Automatic actions are keyed by their decision: the action id is the decision id.
     action_id = worst.decision_id
@@ -262,8 +291,9 @@ def guardrail_result(check_name: str, rows: pd.DataFrame, thresholds, action_sta
         f"(threshold {_percent(thresholds.min_relative_rise)}, n={int(worst.n)}); action: "
         f"{worst.action.replace('_', ' ')}{target} (decision {worst.decision_id}, flag action {action_id}){more}."
     )
-    return dg.AssetCheckResult(check_name=check_name, passed=False, severity=dg.AssetCheckSeverity.ERROR,
-                               description=description, metadata={k: v for k, v in metadata.items() if v is not None})
+    rise = float(worst.relative_rise) if pd.notna(worst.relative_rise) else 0.0
+    return FlagVerdict(flag, False, str(worst.release_version), rise, description,
+                       {k: v for k, v in metadata.items() if v is not None})
 
 
 def _action_status(the_lake) -> dict[str, str]:
@@ -286,6 +316,6 @@ def _percent(value, signed: bool = True) -> str:
     return f"{value:+.0%}" if signed else f"{value:.0%}"
 
 
-STATIC_CHECKS = [raw_feedback_schema, raw_feedback_unique_event_id, raw_feedback_quarantine_share, attribution_rate_check,
+CHECKS = [raw_feedback_schema, raw_feedback_unique_event_id, raw_feedback_quarantine_share, attribution_rate_check,
                  calibrated_beats_lexicon, scorer_agrees_with_ratings, negatives_have_topics, llm_budget_respected,
-                 minimum_sample]
+                 minimum_sample, sentiment_guardrail]

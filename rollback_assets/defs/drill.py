@@ -7,6 +7,7 @@ trail, reports the result to the main instance (a runless observation of `flag_a
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -23,10 +24,11 @@ from ..core.flags import FlagTarget, make_flag_backend
 from ..core.lake import Lake
 from ..core.releases import load_releases_yaml
 from ..core.schemas import DECISIONS, FLAG_ACTIONS
+from ..core.normalise import SALT_ENV
 from .resources import PROJECT_ROOT
 
 STAGING_ENV = ("DAGSTER_HOME", "ROLLBACK_LAKE", "ROLLBACK_LANDING", "ROLLBACK_FLAGD_FILE", "ROLLBACK_FLAG_BACKEND",
-               "ROLLBACK_RELEASES")
+               "ROLLBACK_RELEASES", SALT_ENV)
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -69,6 +71,9 @@ def _drill(drill_id: str, flag_key: str, rows_per_day: int, root: Path) -> Drill
     os.environ.update(DAGSTER_HOME=str(home), ROLLBACK_LAKE=str(lake_root), ROLLBACK_LANDING=str(landing),
                       ROLLBACK_FLAGD_FILE=str(flag_file), ROLLBACK_FLAG_BACKEND="flagd")
     os.environ.pop("ROLLBACK_RELEASES", None)
+    # The drill's support tickets hash requester ids; its staging data is thrown away, so without a salt of
+    # the deployment's it uses a random one (ingest refuses to hash with none), as the demo does.
+    os.environ.setdefault(SALT_ENV, secrets.token_hex(32))
     def say(line: str) -> None:
         print(line, flush=True)
 

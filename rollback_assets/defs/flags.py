@@ -1,21 +1,24 @@
 """Decisions become flag changes: the flag_actions asset and the sensor that starts it.
 
-The core (`core/actions.py`) guarantees at most one backend change per decision; this module only
+The core (`core/actions/`) guarantees at most one backend change per decision; this module only
 decides when to ask and shows what happened.
 """
 
 import os
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 import dagster as dg
 import pandas as pd
 import pyarrow.dataset as ds
 
-from ..core import actions
-from ..core.flags import FlagBackend, make_flag_backend
+from ..core.actions import executor, ledger, plan
+from ..core.config_file import ConfigError
+from ..core.flags import BACKEND_KINDS, FlagBackend, make_flag_backend
 from ..core.notify import WebhookNotifier
 from ..core.policy import PolicyConfig
 from ..core.schemas import DECISIONS, FLAG_ACTIONS
+from ..core.settings import Settings
 from .assets import rollback_decisions
 from .metadata import code_version, table_metadata, table_value
 from .resources import PROJECT_ROOT, LakeResource, SettingsResource
@@ -25,6 +28,7 @@ FLAG_POOL = "flag_backend"
 UNACTED_LOOKBACK = timedelta(days=7)  # acting decisions this recent without an audit row are recovered
 ACTION_RUN_MAX_SECONDS = 600  # a flag_action_job run takes seconds; one older than this is dead
 MAX_RUN_KEY_SUFFIX = 50  # run-key suffixes tried per open item (killed runs in a row)
+WEBHOOK_SECRET_ENV = "ROLLBACK_WEBHOOK_SECRET"  # signs webhook flag changes and notifications
 AUDIT_COLUMNS_SHOWN = ["flag_key", "release_version", "cohort", "kind", "status", "before_rollout", "after_rollout",
                        "after_variant", "actor", "approver", "reason", "decision_id"]
 
@@ -32,7 +36,7 @@ AUDIT_COLUMNS_SHOWN = ["flag_key", "release_version", "cohort", "kind", "status"
 class FlagControlResource(dg.ConfigurableResource):
     """The flag backend and where notifications go. Secrets come from the environment (dg.EnvVar)."""
 
-    backend: str = "flagd"  # flagd | unleash | launchdarkly | webhook
+    backend: Literal[BACKEND_KINDS] = "flagd"
     flagd_path: str = str(PROJECT_ROOT / "flags" / "flags.json")
     unleash_url: str | None = None
     unleash_environment: str = "development"
@@ -56,40 +60,50 @@ class FlagControlResource(dg.ConfigurableResource):
         if self.backend == "launchdarkly":
             return make_flag_backend("launchdarkly", api_token=self.launchdarkly_api_token, project=self.launchdarkly_project,
                                      environment=self.launchdarkly_environment, base_url=self.launchdarkly_base_url)
-        if self.backend == "webhook":
-            return make_flag_backend("webhook", url=self.webhook_url, secret=self.webhook_secret)
-        raise ValueError(f"unknown flag backend {self.backend!r}")
+        return make_flag_backend("webhook", url=self.webhook_url, secret=self.webhook_secret)
 
     def notifier(self) -> WebhookNotifier | None:
         return WebhookNotifier(self.notify_url, self.notify_secret) if self.notify_url and self.notify_secret else None
 
 
-def flag_control_from_env() -> FlagControlResource:
-    """ROLLBACK_FLAG_BACKEND picks the backend (flagd file by default); tokens only via dg.EnvVar."""
-    def secret(name: str):
-        return dg.EnvVar(name) if os.environ.get(name) else None
+# The secret each backend needs; resolved in the run (dg.EnvVar), so a missing one fails naming the variable.
+BACKEND_SECRETS = {"unleash": ("unleash_admin_token", "UNLEASH_ADMIN_TOKEN"),
+                   "launchdarkly": ("launchdarkly_api_token", "LAUNCHDARKLY_API_TOKEN"),
+                   "webhook": ("webhook_secret", WEBHOOK_SECRET_ENV)}
 
+
+def flag_control_from_env(settings: Settings | None = None) -> FlagControlResource:
+    """ROLLBACK_FLAG_BACKEND picks the backend (flagd file by default; another value is refused here,
+    naming the choices); its token, and the notification secret, only as dg.EnvVar."""
+    settings = settings or Settings.from_env()
     options = {
-        "backend": os.environ.get("ROLLBACK_FLAG_BACKEND", "flagd"),
-        "flagd_path": os.environ.get("ROLLBACK_FLAGD_FILE"),
-        "unleash_url": os.environ.get("UNLEASH_URL"),
-        "unleash_environment": os.environ.get("UNLEASH_ENVIRONMENT"),
-        "unleash_admin_token": secret("UNLEASH_ADMIN_TOKEN"),
-        "launchdarkly_base_url": os.environ.get("LAUNCHDARKLY_BASE_URL"),
-        "launchdarkly_project": os.environ.get("LAUNCHDARKLY_PROJECT"),
-        "launchdarkly_environment": os.environ.get("LAUNCHDARKLY_ENVIRONMENT"),
-        "launchdarkly_api_token": secret("LAUNCHDARKLY_API_TOKEN"),
-        "webhook_url": os.environ.get("ROLLBACK_FLAG_WEBHOOK_URL"),
-        "webhook_secret": secret("ROLLBACK_WEBHOOK_SECRET"),
-        "notify_url": os.environ.get("ROLLBACK_NOTIFY_URL"),
-        "notify_secret": secret("ROLLBACK_WEBHOOK_SECRET"),
+        "backend": settings.flag_backend,
+        "flagd_path": settings.flagd_file,
+        "unleash_url": settings.unleash_url,
+        "unleash_environment": settings.unleash_environment,
+        "launchdarkly_base_url": settings.launchdarkly_base_url,
+        "launchdarkly_project": settings.launchdarkly_project,
+        "launchdarkly_environment": settings.launchdarkly_environment,
+        "webhook_url": settings.flag_webhook_url,
+        "notify_url": settings.notify_url,
     }
+    needed = []
+    if settings.flag_backend in BACKEND_SECRETS:
+        field, variable = BACKEND_SECRETS[settings.flag_backend]
+        options[field] = dg.EnvVar(variable)
+        needed.append((variable, f"ROLLBACK_FLAG_BACKEND={settings.flag_backend}"))
+    if settings.notify_url:
+        options["notify_secret"] = dg.EnvVar(WEBHOOK_SECRET_ENV)
+        needed.append((WEBHOOK_SECRET_ENV, "ROLLBACK_NOTIFY_URL (notifications are signed)"))
+    for variable, why in needed:  # refused at load, not at the first flag change hours later
+        if not os.environ.get(variable):
+            raise ConfigError(f"environment: {variable}: required by {why}, but not set")
     return FlagControlResource(**{k: v for k, v in options.items() if v is not None})
 
 
-def flag_policy(config: PolicyConfig, flag_key: str) -> actions.FlagPolicy:
+def flag_policy(config: PolicyConfig, flag_key: str) -> plan.FlagPolicy:
     thresholds = config.for_flag(flag_key)
-    return actions.FlagPolicy(approval_mode=thresholds.approval, cooldown=timedelta(hours=thresholds.cooldown_hours))
+    return plan.FlagPolicy(approval_mode=thresholds.approval, cooldown=timedelta(hours=thresholds.cooldown_hours))
 
 
 class FlagActionConfig(dg.Config):
@@ -101,7 +115,7 @@ class FlagActionConfig(dg.Config):
     group_name="flags",
     deps=[rollback_decisions],
     kinds={"deltalake"},
-    code_version=code_version(actions),
+    code_version=code_version(plan, ledger, executor),
     # One flag-changing step at a time across runs (the instance's `concurrency: pools` limit, 1 in the
     # shipped dagster.yaml): an action is planned from the flag's state, so two at once could both act.
     pool=FLAG_POOL,
@@ -116,23 +130,23 @@ def flag_actions(
     # Intent before effect: the pending rows go in before the policy, the backend or the flag's state
     # are touched, so whatever fails after this leaves something the next tick retries.
     for decision in decisions.to_dict("records"):
-        actions.record_intent(the_lake, decision, backend=flags.backend, run_id=context.run_id)
+        ledger.record_intent(the_lake, decision, backend=flags.backend, run_id=context.run_id)
     policy = settings.policy()
     backend = flags.client()
     notifier = flags.notifier()
     results = [
-        actions.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]), notifier=notifier,
+        executor.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]), notifier=notifier,
                     run_id=context.run_id)
         for decision in decisions.to_dict("records")
     ]
     if config.retry_pending:
         # Decisions whose run died before their intent row, then every pending row.
         since = datetime.now(timezone.utc) - UNACTED_LOOKBACK
-        for decision_id in actions.unacted_decisions(the_lake, since):
+        for decision_id in ledger.unacted_decisions(the_lake, since):
             decision = the_lake.read(DECISIONS, filter=ds.field("decision_id") == decision_id).to_dict("records")[0]
-            results.append(actions.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]),
+            results.append(executor.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]),
                                        notifier=notifier, run_id=context.run_id))
-        results += actions.retry_open_actions(
+        results += executor.retry_open_actions(
             the_lake, lambda name, flag: backend, policy_for=lambda flag: flag_policy(policy, flag), notifier=notifier,
             run_id=context.run_id, exclude={r.row["action_id"] for r in results if r.row},
         )
@@ -202,8 +216,8 @@ def rollback_decision_sensor(context: dg.SensorEvaluationContext, lake: LakeReso
     the_lake = lake.lake()
     now = datetime.now(timezone.utc)
     open_work = [(f"retry:{row['action_id']}:{row['attempts']}", [], pd.Timestamp(row["updated_at"]))
-                 for row in actions.open_actions(the_lake, statuses=("pending",))]
-    open_work += [(decision_id, [decision_id], None) for decision_id in actions.unacted_decisions(the_lake, now - UNACTED_LOOKBACK)
+                 for row in ledger.open_actions(the_lake, statuses=("pending",))]
+    open_work += [(decision_id, [decision_id], None) for decision_id in ledger.unacted_decisions(the_lake, now - UNACTED_LOOKBACK)
                   if decision_id not in requested]
     for base, decision_ids, since in open_work:
         run_key = _unused_run_key(context.instance, base, now, since)
@@ -254,12 +268,12 @@ def _rechecks(the_lake, policy: PolicyConfig) -> list[dg.RunRequest]:
     """Skipped automatic actions get one more look when the hold or cooldown that blocked them ends."""
     now = datetime.now(timezone.utc)
     out = []
-    for row in actions.open_actions(the_lake, statuses=("skipped",)):
-        history = actions.flag_history(the_lake, row["flag_key"])
-        hold = actions.active_hold(history, row["flag_key"], now)
+    for row in ledger.open_actions(the_lake, statuses=("skipped",)):
+        history = ledger.flag_history(the_lake, row["flag_key"])
+        hold = plan.active_hold(history, row["flag_key"], now)
         if hold is not None:
             continue
-        changes = [r for r in history if r.get("kind") in actions.CHANGE_KINDS and r.get("status") == "applied"]
+        changes = [r for r in history if r.get("kind") in plan.CHANGE_KINDS and r.get("status") == "applied"]
         blocked_until = max((pd.Timestamp(r["updated_at"]) for r in changes), default=pd.Timestamp(0, tz="UTC")) + \
             timedelta(hours=policy.for_flag(row["flag_key"]).cooldown_hours)
         if blocked_until <= now and row.get("decision_id"):

@@ -3,8 +3,6 @@ for the Plots tab, evidence lists, decision lineage, relative paths, content-has
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import postmortem
+from ..core.code_digest import closure_digest
 from ..core.evidence import distinct_quotes
 from ..core.schemas import DECISIONS, Table
 
@@ -22,11 +21,10 @@ POSTMORTEM_DIR = REPORTS_DIR / "postmortems"
 
 
 def code_version(*modules: ModuleType) -> str:
-    """Content hash of the modules an asset runs: editing them marks the asset stale, nothing else does."""
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(inspect.getsource(module).encode())
-    return digest.hexdigest()[:12]
+    """Content hash of the code an asset runs: the modules it calls and their import closure within
+    the package (core/code_digest.py), so editing any of them, e.g. a statistic under the decisions,
+    marks the asset stale, and nothing else does."""
+    return closure_digest(*(module.__name__ for module in modules))[:12]
 
 
 def column_schema(table: Table, names: list[str] | None = None) -> dg.TableSchema:

@@ -1,24 +1,20 @@
 """Swappable parts, one ConfigurableResource each; `definitions.py` picks them per deployment."""
 
-import os
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 
 from ..core.attribution import DEFAULT_COHORT_DIMENSIONS
-from ..core.ingest import LandingScan, scan_landing_zone
+from ..core.landing import LandingScan, scan_landing_zone
 from ..core.lake import Lake
 from ..core.policy import PolicyConfig
 from ..core.scoring.base import Scorer
 from ..core.scoring.model_store import ModelStore
-from ..core.scoring.registry import make_scorer
+from ..core.scoring.registry import ALIASES, SCORER_KINDS, make_scorer
 from ..core.taxonomy import Taxonomy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_path(env: str, relative: str) -> str:
-    return os.environ.get(env) or str(PROJECT_ROOT / relative)
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -75,7 +71,7 @@ class ScorerResource(dg.ConfigurableResource):
     (OPENAI_API_KEY / AZURE_OPENAI_API_KEY, or an EnvVar given as api_key).
     """
 
-    kind: str = "auto"
+    kind: Literal[(*SCORER_KINDS, *ALIASES)] = "auto"
     model: str = "gpt-4o-mini"
     deployment: str | None = None
     base_url: str | None = None

@@ -4,7 +4,8 @@ import json
 
 import dagster as dg
 
-from ..core.ingest import file_digest, mapping_fingerprint
+from ..core.landing import file_digest
+from ..core.mapping import mapping_fingerprint
 from ..core.schemas import LANDING_FILES
 from .resources import LakeResource, LandingZoneResource
 

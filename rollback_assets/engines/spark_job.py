@@ -31,7 +31,9 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.attribution import DEFAULT_COHORT_DIMENSIONS, attribute
-from ..core.ingest import file_digest, read_file, scan_landing_zone, select_candidates
+from ..core.ingest import read_file
+from ..core.landing import file_digest, scan_landing_zone, select_candidates
+from ..core.normalise import SALT_ENV  # a secret: from the environment, never from Pipes extras
 from ..core.schemas import (
     ENRICHED_FEEDBACK, LANDING_FILES, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT, Table,
 )
@@ -41,7 +43,6 @@ from ..core.taxonomy import Taxonomy
 
 STEPS = ("ingest", "attribute", "score")
 DBFS_MOUNT_ENV = "ROLLBACK_DBFS_MOUNT"  # where DBFS is mounted on the cluster (/dbfs on Databricks)
-SALT_ENV = "ROLLBACK_AUTHOR_SALT"  # a secret: from the environment, never from Pipes extras
 
 
 # ------------------------------------------------------------------------------------------ schemas

@@ -1,6 +1,9 @@
 """An OpenAI-compatible Chat Completions stub for tests and benchmarks: no network, no model.
 
-    python -m rollback_assets.llm_stub_server --port 8999 [--latency 0.3] [--api-key KEY]
+Also a developer tool: point the LLM scorer at it (`OPENAI_BASE_URL=http://127.0.0.1:8999/v1`, any
+`OPENAI_API_KEY`) to run `make ui` or `replay --scorer openai` offline.
+
+    python tests/llm_stub_server.py --port 8999 [--latency 0.3] [--api-key KEY]
         [--fault 429 --fault 500 ...] [--always wrong_enum] [--retry-after 1] [--hang-seconds 30]
 
 Routes
@@ -45,8 +48,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
-from .core.scoring.lexicon import LexiconScorer
-from .core.taxonomy import OTHER, Taxonomy
+from rollback_assets.core.scoring.lexicon import LexiconScorer
+from rollback_assets.core.taxonomy import OTHER, Taxonomy
 
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 _ITEM_FAULTS = {"wrong_enum", "out_of_range", "missing_ids"}
@@ -111,6 +114,30 @@ class StubState:
             self.always.clear()
             self.reset_counters()
 
+    def served(self, fault: str) -> None:
+        with self.lock:
+            self.faults_served.append(fault)
+
+    def record(self, handler, parts, query: dict, raw: bytes, azure) -> tuple[dict | None, list[str], tuple]:
+        """Count and keep a completion request (credentials masked); (its JSON body or None, the faults it
+        gets from the persistent list and the one-shot queue, (latency, retry_after, hang_seconds) now)."""
+        headers = {k.lower(): ("<masked>" if k.lower() in ("authorization", "api-key") else v) for k, v in handler.headers.items()}
+        text = raw.decode("utf-8", "replace")
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        with self.lock:
+            self.requests += 1
+            self.recorded.append(
+                {"t": time.time(), "path": parts.path, "query": query, "headers": headers, "raw": text, "body": body,
+                 "deployment": azure.group(1) if azure else None}
+            )
+            faults = list(self.always)
+            if self.queue:
+                faults.append(self.queue.pop(0))
+            return body, faults, (self.latency, self.retry_after, self.hang_seconds)
+
     # -- answers --------------------------------------------------------------------------------
     def answer(self, reviews: list[dict]) -> list[dict]:
         texts = [str(r.get("text", "")) for r in reviews]
@@ -145,6 +172,89 @@ class StubState:
                 }
             )
         return out
+
+
+_TRANSPORT_FAULTS = ("429", "500", "502", "503", "hang", "bad_body")
+
+
+def _split_faults(faults: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(faults on the whole request, {text mark: fault} for `text:MARK=fault`)."""
+    whole: list[str] = []
+    by_text: dict[str, str] = {}
+    for fault in faults:
+        if fault.startswith("text:") and "=" in fault:
+            mark, name = fault[5:].rsplit("=", 1)
+            by_text[mark] = name
+        else:
+            whole.append(fault)
+    return whole, by_text
+
+
+def _text_faults(reviews: list[dict], results: list[dict], by_text: dict[str, str], served) -> list[dict]:
+    """Spoil the answers of the reviews whose text carries a mark."""
+    out: list[dict | None] = list(results)
+    for i, review in enumerate(reviews):
+        for mark, name in by_text.items():
+            if mark in str(review.get("text", "")) and out[i] is not None:
+                served(f"text:{mark}={name}")
+                if name == "wrong_enum":
+                    out[i]["sentiment_label"] = "very_negative"
+                elif name == "out_of_range":
+                    out[i]["sentiment_score"] = 3.5
+                elif name == "missing_ids":
+                    out[i] = None
+    return [r for r in out if r is not None]
+
+
+def _answer_faults(results: list[dict], whole: list[str], served) -> tuple[str, str, str | None]:
+    """(message content, finish_reason, refusal) after the faults that spoil an answer."""
+    finish, refusal, content = "stop", None, None
+    for fault in whole:
+        if fault in _TRANSPORT_FAULTS or fault.startswith("429:"):
+            continue
+        served(fault)
+        if fault == "missing_ids" and results:
+            results = results[1:]
+        elif fault == "extra_ids":
+            results.append({**(results[0] if results else {}), "id": f"zz-{uuid.uuid4().hex[:6]}"})
+        elif fault == "duplicate_ids" and results:
+            results.append({**results[0], "sentiment_score": -results[0]["sentiment_score"]})
+        elif fault == "wrong_enum" and results:
+            results[0]["sentiment_label"] = "very_negative"
+        elif fault == "out_of_range" and results:
+            results[0]["sentiment_score"] = 3.5
+        elif fault == "malformed_json":
+            content = '{"results": [{"id": "r0", "sentiment_score": 0.5,, oops'
+        elif fault == "cut_off":
+            finish = "length"
+        elif fault == "refusal":
+            refusal, content = "I can't help with that.", ""
+    content = content if content is not None else json.dumps({"results": results})
+    if finish == "length":
+        content = content[: len(content) // 2]
+    return content, finish, refusal
+
+
+def _completion(model: str, content: str, finish: str, refusal: str | None, prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
+                "finish_reason": finish,
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -195,22 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path != "/v1/chat/completions" and not azure:
             return self._error(404, f"no route {parts.path}")
         query = parse_qs(parts.query)
-        headers = {k.lower(): ("<masked>" if k.lower() in ("authorization", "api-key") else v) for k, v in self.headers.items()}
-        text = raw.decode("utf-8", "replace")
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = None
-        with state.lock:
-            state.requests += 1
-            state.recorded.append(
-                {"t": time.time(), "path": parts.path, "query": query, "headers": headers, "raw": text, "body": body,
-                 "deployment": azure.group(1) if azure else None}
-            )
-            faults = list(state.always)
-            if state.queue:
-                faults.append(state.queue.pop(0))
-            latency, retry_after, hang = state.latency, state.retry_after, state.hang_seconds
+        body, faults, (latency, retry_after, hang) = state.record(self, parts, query, raw, azure)
         faults += [f.strip() for f in (self.headers.get("x-stub-fault") or "").split(",") if f.strip()]
 
         if not self._authorized(azure is not None, query):
@@ -221,33 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, "body is not a chat completion request")
         if latency:
             time.sleep(latency)
-
-        def served(name):
-            with state.lock:
-                state.faults_served.append(name)
-
-        item_faults: dict[str, str] = {}
-        whole: list[str] = []
-        for fault in faults:
-            if fault.startswith("text:") and "=" in fault:
-                mark, name = fault[5:].rsplit("=", 1)
-                item_faults[mark] = name
-            else:
-                whole.append(fault)
-        for fault in whole:
-            name, _, arg = fault.partition(":")
-            if name == "429":
-                served(fault)
-                return self._error(429, "Rate limit reached", {"Retry-After": arg or retry_after}, "rate_limit_exceeded")
-            if name in ("500", "502", "503"):
-                served(fault)
-                return self._error(int(name), "The server had an error while processing your request.")
-            if name == "hang":
-                served(fault)
-                time.sleep(hang)
-            if name == "bad_body":
-                served(fault)
-                return self._send(200, b'{"id": "chatcmpl-x", "choices": [{"message": {"content": ', content_type="application/json")
+        whole, by_text = _split_faults(faults)
+        if self._transport_fault(whole, retry_after, hang):
+            return None
 
         user = next((m for m in reversed(body["messages"]) if m.get("role") == "user"), None)
         try:
@@ -256,75 +327,39 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError
         except (ValueError, TypeError, KeyError):
             return self._error(400, "user message is not {\"reviews\": [...]}")
-        results = state.answer(reviews)
-
-        for i, review in enumerate(reviews):
-            for mark, name in item_faults.items():
-                if mark in str(review.get("text", "")) and results[i] is not None:
-                    served(f"text:{mark}={name}")
-                    if name == "wrong_enum":
-                        results[i]["sentiment_label"] = "very_negative"
-                    elif name == "out_of_range":
-                        results[i]["sentiment_score"] = 3.5
-                    elif name == "missing_ids":
-                        results[i] = None
-        results = [r for r in results if r is not None]
-
-        finish, refusal = "stop", None
-        content_override = None
-        for fault in whole:
-            if fault in ("429", "500", "502", "503", "hang", "bad_body") or fault.startswith("429:"):
-                continue
-            served(fault)
-            if fault == "missing_ids" and results:
-                results = results[1:]
-            elif fault == "extra_ids":
-                results.append({**(results[0] if results else {}), "id": f"zz-{uuid.uuid4().hex[:6]}"})
-            elif fault == "duplicate_ids" and results:
-                results.append({**results[0], "sentiment_score": -results[0]["sentiment_score"]})
-            elif fault == "wrong_enum" and results:
-                results[0]["sentiment_label"] = "very_negative"
-            elif fault == "out_of_range" and results:
-                results[0]["sentiment_score"] = 3.5
-            elif fault == "malformed_json":
-                content_override = '{"results": [{"id": "r0", "sentiment_score": 0.5,, oops'
-            elif fault == "cut_off":
-                finish = "length"
-            elif fault == "refusal":
-                refusal, content_override = "I can't help with that.", ""
-
-        content = content_override if content_override is not None else json.dumps({"results": results})
-        if finish == "length":
-            content = content[: len(content) // 2]
+        results = _text_faults(reviews, state.answer(reviews), by_text, state.served)
+        content, finish, refusal = _answer_faults(results, whole, state.served)
         prompt_tokens = sum(_tokens(str(m.get("content", ""))) for m in body["messages"])
         completion_tokens = _tokens(content)
         with state.lock:
             state.completions += 1
             state.prompt_tokens += prompt_tokens
             state.completion_tokens += completion_tokens
-        self._send(
-            200,
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model") or (azure.group(1) if azure else "stub"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content, "refusal": refusal},
-                        "finish_reason": finish,
-                        "logprobs": None,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            },
-            {"x-request-id": uuid.uuid4().hex},
-        )
+        model = body.get("model") or (azure.group(1) if azure else "stub")
+        self._send(200, _completion(model, content, finish, refusal, prompt_tokens, completion_tokens),
+                   {"x-request-id": uuid.uuid4().hex})
+
+    def _transport_fault(self, whole: list[str], retry_after: str, hang: float) -> bool:
+        """Serve the first fault that replaces the answer (429, 5xx, a bad body); `hang` only delays it."""
+        state = self.server.state
+        for fault in whole:
+            name, _, arg = fault.partition(":")
+            if name == "429":
+                state.served(fault)
+                self._error(429, "Rate limit reached", {"Retry-After": arg or retry_after}, "rate_limit_exceeded")
+                return True
+            if name in ("500", "502", "503"):
+                state.served(fault)
+                self._error(int(name), "The server had an error while processing your request.")
+                return True
+            if name == "hang":
+                state.served(fault)
+                time.sleep(hang)
+            if name == "bad_body":
+                state.served(fault)
+                self._send(200, b'{"id": "chatcmpl-x", "choices": [{"message": {"content": ', content_type="application/json")
+                return True
+        return False
 
     def _authorized(self, azure: bool, query: dict) -> bool:
         want = self.server.state.api_key

@@ -1,0 +1,250 @@
+"""Carrying a plan out at most once, whatever fails and whenever the process dies.
+
+`act` writes the intent row and hands over to `resume`, which carries any audit row on from where it
+stopped; `execute_action` reads the flag, applies the guards, writes the pending row BEFORE the backend
+call, retries transient failures with capped exponential backoff inside one call and across ticks (the
+same idempotency key every time), reconciles a call that went through before a crash, and notifies on
+final outcomes and approval requests. `retry_open_actions` is what a sensor tick or the daily upkeep runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Callable, Iterable, Mapping
+
+from ..clock import utc
+from ..flags.base import ApprovalRequiredError, FlagBackend, FlagBackendError, FlagState, redact
+from ..lake import Lake
+from ..notify import Notifier, build_notification, should_notify
+from . import ledger
+from .plan import TERMINAL, ActionPlan, FlagPolicy, as_dict, guard, plan_action, state_text, target_effective
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActionResult:
+    row: dict | None  # the flag_actions row as written (None for a noop)
+    called_backend: int  # backend apply() calls made by this execution
+    status: str
+    message: str = ""
+
+
+
+
+def _notify(notifier: Notifier | None, row: dict, decision: Mapping[str, Any] | None) -> None:
+    if notifier is None or not should_notify(row):
+        return
+    try:
+        notifier.notify(build_notification(row, as_dict(decision) if decision is not None else None))
+    except Exception as exc:  # a notification failure never undoes or blocks a flag change
+        log.warning("notification for %s failed: %s", row.get("action_id"), exc)
+
+
+def _same_outcome(a: dict | None, b: dict) -> bool:
+    return a is not None and all(a.get(k) == b.get(k) for k in ("status", "reason", "kind", "target_rollout", "target_variant"))
+
+
+def execute_action(
+    lake: Lake,
+    backend: FlagBackend,
+    plan: ActionPlan,
+    *,
+    policy: FlagPolicy | None = None,
+    notifier: Notifier | None = None,
+    decision: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+    run_id: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ActionResult:
+    """Carry out `plan` at most once. Safe to call on every sensor tick with the same plan."""
+    policy = policy or FlagPolicy()
+    explicit_now = now is not None
+    now = utc(now)
+    secrets = tuple(backend.secrets())
+    if plan.status == "noop":
+        return ActionResult(None, 0, "noop", plan.reason)
+    existing = ledger.read_action(lake, plan.action_id)
+    if existing and existing["status"] in TERMINAL:
+        return ActionResult(existing, 0, existing["status"], "already final; backend not called")
+    human = not plan.automatic
+    approved = bool(existing and existing.get("approver") and existing["status"] == "pending") or (human and plan.approver is not None)
+    if existing and existing["status"] == "awaiting_approval" and not approved and not human:
+        return ActionResult(existing, 0, "awaiting_approval", "waiting for a human approval")
+
+    # Read the flag as it is now. With a pending row already written, any failure here (a transient
+    # outage, an invalid flag file, a missing flag) is recorded on it and retried later.
+    try:
+        current = backend.get_state(plan.flag_key)
+    except Exception as exc:
+        if existing and existing["status"] == "pending":
+            return _still_pending(lake, existing, exc, secrets, now)
+        if not isinstance(exc, FlagBackendError) or not exc.transient or plan.status != "ready" or not plan.automatic:
+            raise
+        row = ledger.plan_row(replace(plan, status="pending"), now, existing, run_id)
+        row.update(attempts=row["attempts"] + 1, last_error=redact(exc, secrets))
+        ledger.write(lake, row)
+        return ActionResult(row, 0, "pending", row["last_error"])
+
+    plan = replace(plan, before=current)
+    if existing and existing["status"] == "pending" and existing.get("before_enabled") is not None:
+        plan = replace(plan, before=FlagState(plan.flag_key, bool(existing["before_enabled"]), int(existing.get("before_rollout") or 0), existing.get("before_variant")))
+
+    # Crash recovery: the call went through but the applied row was never written (only a planned
+    # row can have made the call; an intent row has not).
+    if existing and existing["status"] == "pending" and ledger.planned(existing) and plan.target is not None and current.matches(plan.target):
+        row = ledger.plan_row(replace(plan, status="applied"), now, existing, run_id)
+        row.update(after_enabled=current.enabled, after_rollout=current.rollout, after_variant=current.variant, last_error=None)
+        ledger.write(lake, row)
+        _notify(notifier, row, decision)
+        return ActionResult(row, 0, "applied", "reconciled: the flag already showed the target")
+
+    if plan.automatic and not approved:
+        if plan.target is not None and current.matches(plan.target):
+            plan = replace(plan, status="skipped", reason=f"flag already at {state_text(current)}")
+        elif plan.status in ("ready", "awaiting_approval", "skipped"):
+            blocked = guard(plan, ledger.flag_history(lake, plan.flag_key), current, policy, now)
+            if blocked:
+                plan = replace(plan, status="skipped", reason=blocked)
+        if plan.status in ("skipped", "awaiting_approval"):
+            row = ledger.plan_row(plan, now, existing, run_id)
+            if _same_outcome(existing, row):
+                return ActionResult(existing, 0, plan.status, plan.reason)
+            ledger.write(lake, row)
+            if plan.status == "awaiting_approval":
+                _notify(notifier, row, decision)
+            return ActionResult(row, 0, plan.status, plan.reason)
+    elif plan.automatic and approved and plan.target is not None and plan.target.enabled and plan.target.variant is None \
+            and target_effective(plan.target) >= current.effective_rollout:
+        row = ledger.plan_row(replace(plan, status="skipped", reason=f"approved, but the flag is already at {state_text(current)}; not ramping up"), now, existing, run_id)
+        ledger.write(lake, row)
+        return ActionResult(row, 0, "skipped", row["reason"])
+
+    if plan.target is None:
+        raise ValueError(f"plan {plan.action_id} has no target")
+
+    # Pending row BEFORE the call: if we die mid-call the next run knows to check / retry.
+    row = ledger.plan_row(replace(plan, status="pending"), now, existing, run_id)
+    ledger.write(lake, row)
+
+    calls = 0
+    status, error, after = "pending", None, None
+    for attempt in range(max(1, policy.max_attempts)):
+        calls += 1
+        row["attempts"] += 1
+        try:
+            after = backend.apply(plan.flag_key, plan.target, idempotency_key=plan.action_id, comment=f"{plan.kind} by {plan.actor}: {plan.reason}"[:500])
+            status, error = "applied", None
+            break
+        except ApprovalRequiredError as exc:
+            status, error = "awaiting_approval", redact(exc, secrets)
+            break
+        except FlagBackendError as exc:
+            error = redact(exc, secrets)
+            if not exc.transient:
+                status = "failed"
+                break
+        except Exception as exc:  # unexpected: keep it pending and visible rather than lose it
+            error = redact(f"{type(exc).__name__}: {exc}", secrets)
+        if attempt + 1 < policy.max_attempts:
+            sleep(min(policy.max_backoff_s, policy.backoff_s * (2**attempt)))
+    if status == "pending" and row["attempts"] >= policy.max_total_attempts:
+        status = "failed"
+        error = f"gave up after {row['attempts']} attempts: {error}"
+    row.update(status=status, last_error=error, updated_at=now if explicit_now else utc(None))
+    if after is not None:
+        row.update(after_enabled=after.enabled, after_rollout=after.rollout, after_variant=after.variant)
+    ledger.write(lake, row)
+    if status != "pending":
+        _notify(notifier, row, decision)
+    return ActionResult(row, calls, status, error or "")
+
+
+def retry_open_actions(
+    lake: Lake,
+    backend_for: Callable[[str, str], FlagBackend],
+    *,
+    policy_for: Callable[[str], FlagPolicy] = lambda flag: FlagPolicy(),
+    notifier: Notifier | None = None,
+    now: datetime | None = None,
+    run_id: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    exclude: Iterable[str] = (),
+) -> list[ActionResult]:
+    """Retry every `pending` row (sensor tick, daily upkeep) except `exclude` (actions this run
+    already tried). `backend_for(backend_name, flag_key)` gives the client."""
+    out = []
+    skip = set(exclude)
+    for row in ledger.open_actions(lake, statuses=("pending",)):
+        if row["action_id"] in skip:
+            continue
+        out.append(
+            resume(lake, backend_for(row["backend"], row["flag_key"]), row, policy=policy_for(row["flag_key"]),
+                   notifier=notifier, now=now, run_id=run_id, sleep=sleep)
+        )
+    return out
+
+
+def act(
+    lake: Lake,
+    backend: FlagBackend,
+    decision: Mapping[str, Any],
+    *,
+    policy: FlagPolicy | None = None,
+    notifier: Notifier | None = None,
+    now: datetime | None = None,
+    run_id: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ActionResult:
+    """One decision to at most one flag change: the intent row first, then `resume`."""
+    d = as_dict(decision)
+    row = ledger.record_intent(lake, d, backend=backend.name, now=now, run_id=run_id)
+    if row is None:
+        return ActionResult(None, 0, "noop", f"decision is {d.get('state')}/{d.get('action')}: no flag change")
+    return resume(lake, backend, row, decision=d, policy=policy, notifier=notifier, now=now, run_id=run_id, sleep=sleep)
+
+
+def resume(
+    lake: Lake,
+    backend: FlagBackend,
+    row: Mapping[str, Any],
+    *,
+    decision: Mapping[str, Any] | None = None,
+    policy: FlagPolicy | None = None,
+    notifier: Notifier | None = None,
+    now: datetime | None = None,
+    run_id: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ActionResult:
+    """Carry an audit row on from wherever it stopped. Final rows are left alone; a planned pending
+    row is retried with its stored target (so a change is never applied twice); an automatic row that
+    is not planned yet, or was skipped / awaits approval, is planned from its decision and the flag's
+    state now. A failure while planning keeps a pending row pending, with the error and one more attempt."""
+    row = as_dict(row)
+    if row["status"] in TERMINAL:
+        return ActionResult(row, 0, row["status"], "already final; backend not called")
+    if ledger.planned(row) and row["status"] == "pending":
+        return execute_action(lake, backend, ledger.plan_from_row(row), policy=policy, notifier=notifier, decision=decision,
+                              now=now, run_id=run_id, sleep=sleep)
+    try:
+        d = as_dict(decision) if decision is not None else ledger.read_decision(lake, row["decision_id"])
+        release = ledger.release_of(lake, d)
+        plan = plan_action(d, release, backend.get_state(row["flag_key"]), backend=backend.name, policy=policy)
+    except Exception as exc:
+        if row["status"] != "pending":
+            log.warning("re-planning %s failed; it stays %s: %s", row["action_id"], row["status"], redact(exc, backend.secrets()))
+            return ActionResult(row, 0, row["status"], redact(exc, backend.secrets()))
+        return _still_pending(lake, row, exc, tuple(backend.secrets()), utc(now))
+    return execute_action(lake, backend, plan, policy=policy, notifier=notifier, decision=d, now=now, run_id=run_id, sleep=sleep)
+
+
+def _still_pending(lake: Lake, row: dict, exc: Exception, secrets: tuple, now: datetime) -> ActionResult:
+    error = redact(exc if isinstance(exc, FlagBackendError) else f"{type(exc).__name__}: {exc}", secrets)
+    row = {**row, "attempts": int(row.get("attempts") or 0) + 1, "last_error": error, "updated_at": now}
+    ledger.write(lake, row)
+    return ActionResult(row, 0, "pending", error)
+
+

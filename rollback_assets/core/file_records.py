@@ -1,0 +1,296 @@
+"""Landing files → records: every source column as text, numbered by the file's real line.
+
+Reads CSV, JSON lines (or one JSON array) and Parquet by the file's own format. A line that cannot be
+read, or a value of the wrong kind in a column the mapping uses, is returned with its reason (never
+dropped, never fatal); a file that cannot be read at all raises `UnreadableFile`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from .landing import SUFFIX_FORMATS, file_format
+from .mapping import Mapping
+
+_SURROGATES = r"[\udc80-\udcff]"
+
+
+class UnreadableFile(ValueError):
+    """The file as a whole cannot be read: not the format it claims, an unknown type, no mapped columns."""
+
+
+# (source_row, reason, raw line or None) for lines that never became a record; (source_row, reason) for records
+# that were read but hold a value of the wrong kind in a column the mapping reads.
+Unreadable = list[tuple[int, str, "str | None"]]
+Flagged = list[tuple[int, str]]
+
+
+def read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+    """All source columns as strings plus `source_row` (the file's real line; row number for Parquet)."""
+    kind = file_format(path)
+    if kind is None:
+        raise UnreadableFile(f"unsupported file type {path.suffix or '(no suffix)'!r}: the landing zone reads "
+                             f"{', '.join(sorted(SUFFIX_FORMATS))}")
+    if kind == "parquet":
+        frame, unreadable, flagged = _read_parquet(path, mapping)
+    elif kind == "csv":
+        frame, unreadable, flagged = _read_csv(path, mapping)
+    else:
+        frame, unreadable, flagged = _read_jsonl(path, mapping)
+    values = [c for c in frame.columns if c != "source_row"]
+    frame[values] = frame[values].fillna("").astype(ARROW_STRING)
+    return frame, unreadable, flagged
+
+
+ARROW_STRING = pd.StringDtype("pyarrow")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+CSV_FIELD_LIMIT = 1 << 30  # the csv module's default (131,072) made one long field abort the whole file
+
+
+def _data_name(name: str) -> str:
+    """Ingest numbers records in a `source_row` column; a source column of that name is kept beside it."""
+    return "source_row (in file)" if name == "source_row" else name
+
+
+def _check_columns(columns: list[str], mapping: Mapping) -> None:
+    """File-level checks for formats with a header or schema: a file without the mapped id, text or time
+    column is not this mapping's file (quarantined as a file, not as every one of its rows)."""
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise UnreadableFile(f"duplicate column names: {', '.join(duplicated)}")
+    for canonical in ("event_id", "text", "created_at"):
+        source = mapping.columns[canonical]
+        wanted = source if isinstance(source, list) else [source]
+        if not set(wanted) & set(columns):
+            shown = ", ".join(columns[:20]) + (" ..." if len(columns) > 20 else "")
+            raise UnreadableFile(f"no column {' or '.join(wanted)} for {canonical} (mapping {mapping.name}); "
+                                 f"the file has: {shown or 'no columns'}")
+
+
+# ------------------------------------------------------------------------------------------------ CSV
+class _csv_field_limit:
+    """Raise the csv module's per-field limit while reading (it is process-wide; restored afterwards)."""
+
+    def __enter__(self):
+        self.previous = csv.field_size_limit(CSV_FIELD_LIMIT)
+
+    def __exit__(self, *exc):
+        csv.field_size_limit(self.previous)
+
+
+def _read_csv(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+    """Arrow reads a well-formed file in one pass. When its row count differs from the file's line count
+    (quoted newlines, blank lines) or it rejects a line, the file is read again record by record so that
+    line numbers are the file's real lines and only the bad line is quarantined."""
+    with _csv_field_limit(), open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+        try:
+            header = next(csv.reader(handle), None)
+        except csv.Error as error:
+            raise UnreadableFile(f"malformed CSV header: {error}") from None
+    if header is None:
+        return pd.DataFrame({"source_row": pd.Series(dtype="int64")}), [], []
+    if any(_LONE_SURROGATE.search(name) for name in header):
+        raise UnreadableFile("the header is not UTF-8")
+    _check_columns(header, mapping)
+    try:
+        table = pa_csv.read_csv(
+            path,
+            parse_options=pa_csv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False),
+            convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=False),
+        )
+        if table.num_rows == _line_count(path) - 1 and table.column_names == header:
+            return _string_frame(table, first_row=2, read_columns=set()), [], []
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        pass
+    return _read_csv_rows(path, header)
+
+
+def _read_csv_rows(path: Path, header: list[str]) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+    """Record by record: a row with the wrong number of fields, bytes that are not UTF-8 or a CSV syntax
+    error is quarantined on its own, numbered by the line it starts on. Blank lines are not records."""
+    unreadable, rows, numbers = [], [], []
+    with _csv_field_limit(), open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        start = reader.line_num + 1
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as error:
+                unreadable.append((start, f"malformed CSV: {error}", None))
+                start = reader.line_num + 1
+                continue
+            line, start = start, reader.line_num + 1
+            if not record:
+                continue
+            raw = ",".join(record).encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:4096]
+            if len(record) != len(header):
+                unreadable.append((line, f"wrong number of fields (expected {len(header)}, got {len(record)})", raw))
+            elif any(re.search(_SURROGATES, value) for value in record):
+                unreadable.append((line, "undecodable bytes (not UTF-8)", raw))
+            else:
+                rows.append(record)
+                numbers.append(line)
+    frame = pd.DataFrame(rows, columns=[_data_name(c) for c in header])
+    frame.insert(0, "source_row", np.array(numbers, dtype=np.int64))
+    return frame, unreadable, []
+
+
+# ------------------------------------------------------------------------------------------------ JSON lines
+def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+    table = _arrow_jsonl(path, mapping)
+    if table is not None:
+        return _string_frame(table, first_row=1, read_columns=set()), [], []
+    read_columns = mapping.read_columns
+    unreadable: Unreadable = []
+    flagged: Flagged = []
+    rows = []
+    array = _json_array(path)
+    if array is not None:  # one JSON document holding a list of records: numbered by element
+        for number, obj in enumerate(array, start=1):
+            if isinstance(obj, dict):
+                rows.append(_json_record(obj, number, read_columns, flagged))
+            else:
+                unreadable.append((number, "array element is not a JSON object", json.dumps(obj)[:4096]))
+        frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
+        return frame, unreadable, flagged
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is not part of the first record
+            line = raw.decode("utf-8", errors="replace")[:4096]
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                unreadable.append((number, "undecodable bytes (not UTF-8)", line))
+                continue
+            except json.JSONDecodeError as error:
+                unreadable.append((number, f"invalid JSON: {error.msg}", line))
+                continue
+            except RecursionError:
+                unreadable.append((number, "invalid JSON: nested too deeply", None))
+                continue
+            if not isinstance(obj, dict):
+                unreadable.append((number, "line is not a JSON object", line))
+                continue
+            rows.append(_json_record(obj, number, read_columns, flagged))
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
+    return frame, unreadable, flagged
+
+
+def _json_record(obj: dict, number: int, read_columns: set[str], flagged: Flagged) -> dict:
+    row = {"source_row": number}
+    for key, value in obj.items():
+        key = _data_name(_LONE_SURROGATE.sub("\ufffd", key))
+        text, problem = _cell_text(value)
+        if problem and key in read_columns:
+            flagged.append((number, f"{key}: {problem}"))
+        row[key] = text
+    return row
+
+
+def _json_array(path: Path) -> list | None:
+    """The records of a `.json` export that is one JSON array rather than JSON lines, else None."""
+    with open(path, "rb") as handle:
+        if not handle.read(256).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            return None
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, list) else None
+
+
+def _arrow_jsonl(path: Path, mapping: Mapping) -> pa.Table | None:
+    """The whole file through Arrow, or None when the careful path is needed: a line Arrow rejects (bad
+    JSON, a lone surrogate escape, mixed types), blank lines (they shift row numbers), nested values."""
+    time_column = mapping.columns["created_at"]
+    try:
+        table = pa_json.read_json(
+            path,
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=pa.schema([(time_column, pa.string())]), unexpected_field_behavior="infer"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None
+    if table.num_rows != _line_count(path) or any(pa.types.is_nested(f.type) for f in table.schema):
+        return None
+    return table
+
+
+def _cell_text(value) -> tuple[str, str | None]:
+    """A JSON or Parquet value as text, and what is wrong with it where a single value is expected."""
+    if value is None:
+        return "", None
+    if isinstance(value, bool):
+        return ("true" if value else "false"), None
+    if isinstance(value, (dict, list, tuple)):
+        kind = "an object" if isinstance(value, dict) else "a list"
+        return _LONE_SURROGATE.sub("\ufffd", json.dumps(value, ensure_ascii=False, default=str)), f"is {kind}, expected a single value"
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8"), None
+        except UnicodeDecodeError:
+            return value.decode("utf-8", "replace"), "undecodable bytes (not UTF-8)"
+    text = value if isinstance(value, str) else str(value)
+    if _LONE_SURROGATE.search(text):
+        return _LONE_SURROGATE.sub("\ufffd", text), "lone surrogate escape (not valid Unicode)"
+    return text, None
+
+
+# ------------------------------------------------------------------------------------------------ Parquet
+def _read_parquet(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        raise UnreadableFile(f"not a readable Parquet file: {error}") from None
+    _check_columns(table.column_names, mapping)
+    read_columns = mapping.read_columns
+    flagged: Flagged = []
+    return _string_frame(table, first_row=1, read_columns=read_columns, flagged=flagged), [], flagged
+
+
+def _line_count(path: Path) -> int:
+    data = path.read_bytes()
+    return data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+
+
+def _string_frame(table: pa.Table, first_row: int, read_columns: set[str], flagged: Flagged | None = None) -> pd.DataFrame:
+    """Every column as text. A column Arrow cannot cast (lists, structs, bytes that are not UTF-8) is
+    converted value by value; a wrong-kind value in a column the mapping reads is flagged for its row."""
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_boolean(column.type):
+            column = pc.if_else(column, "true", "false")
+        try:
+            if pa.types.is_nested(column.type):
+                raise pa.ArrowNotImplementedError("nested")
+            columns[name] = pc.fill_null(column.cast(pa.string()), "")
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            texts = []
+            for offset, value in enumerate(column.to_pylist()):
+                text, problem = _cell_text(value)
+                if problem and name in read_columns and flagged is not None:
+                    flagged.append((first_row + offset, f"{name}: {problem}"))
+                texts.append(text)
+            columns[name] = pa.array(texts, pa.string())
+    frame = pa.table({_data_name(n): c for n, c in columns.items()}).to_pandas(types_mapper={pa.string(): ARROW_STRING}.get)
+    frame.insert(0, "source_row", np.arange(first_row, first_row + len(frame)))
+    return frame
