@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from rollback_assets.core import aggregates, demo_data, pipeline
-from rollback_assets.core.ingest import load_mapping
+from rollback_assets.core.mapping import load_mapping
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.policy import PolicyConfig
 from rollback_assets.core.releases import load_releases_yaml

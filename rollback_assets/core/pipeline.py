@@ -417,9 +417,11 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
     """Judge every release with feedback in the window as of `as_of`. Default: the run's clock, or the
     newest feedback if that is older (a replayed or demo history); never a future-dated row's time.
 
-    Reads `sentiment_daily` from the oldest day a baseline needs, the rows of the few hour buckets a
-    window edge splits (aggregates.split_buckets), and the judged window's negatives for evidence and
-    new terms: what it reads is bounded by the windows, whatever the history."""
+    Reads `sentiment_daily` over the spans the looks' windows cover (the judged window, and for each
+    release with feedback in it, its rolling window and, if self-selected, its predecessors' same ages),
+    the rows of the few hour buckets a window edge splits (aggregates.split_buckets), and the judged
+    window's negatives for evidence and new terms: what it reads is bounded by the policy's windows,
+    whatever the history."""
     newest = _newest(lake)
     if as_of is None and newest is not None:
         as_of = min(newest, pd.Timestamp(_now()))
@@ -428,25 +430,67 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
     as_of = pd.Timestamp(as_of)
     releases = read_releases(lake)
     windows = config.windows
-    start = _earliest_needed(releases, as_of, config)
+    window = (as_of - pd.Timedelta(days=windows.window_days), as_of)
+    present = _read_cube(lake, [window], as_of, columns=["flag_key", "release_version"])
+    cube = _read_cube(lake, _spans(present, releases, as_of, windows), as_of)
     edges = window_edges(releases, [as_of], windows)
     split = aggregates.split_buckets(edges)
-    from_start = ds.field("created_date") >= start.date()
-    cube = lake.read(SENTIMENT_DAILY, filter=from_start & (ds.field("created_date") <= as_of.date())
-                     & (ds.field("bucket_end") <= as_of))
     buckets = [(pd.Timestamp(end, tz="UTC") - aggregates.BUCKET, pd.Timestamp(end, tz="UTC")) for end in split]
-    split_rows = _read_rows(lake, from_start, [(a, min(b, as_of)) for a, b in buckets if a < as_of], AGGREGATE_INPUT_COLUMNS)
+    split_rows = _read_rows(lake, ds.scalar(True), [(a, min(b, as_of)) for a, b in buckets if a < as_of],
+                            AGGREGATE_INPUT_COLUMNS)
     cells = pd.concat([aggregates.cube_cells(cube, split),
                        aggregates.row_cells(split_rows, releases, aggregates.repeat_votes(split_rows, _first_ids(lake, split_rows)))],
                       ignore_index=True)
     agg = aggregates.aggregate(cells, edges, windows.one_vote_per_author)
     frame = baselines_frame(judge_looks(agg, releases, [as_of], windows, known_bad_releases(lake.read(DECISIONS))))
-    negatives = _window_negatives(lake, as_of - pd.Timedelta(days=windows.window_days), as_of)
+    negatives = _window_negatives(lake, *window)
     frame = describe_baselines(frame, negatives, windows)
     version = lake.overwrite(COHORT_BASELINES, frame, metadata={"as_of": as_of.isoformat()})
     return StepResult(version, {"cohorts": int(frame.cohort.nunique()) if len(frame) else 0, "rows": len(frame),
                                 "as_of": as_of.isoformat(), "aggregate_rows_read": len(cube),
                                 "rows_read": len(split_rows) + len(negatives), "frame": frame})
+
+
+def _spans(present: pd.DataFrame, releases: pd.DataFrame, as_of: pd.Timestamp, windows) -> list[tuple]:
+    """Time spans (a, b] holding every row a look at `as_of` sums: the judged window; for each release
+    that may be judged (feedback in the window, or live) its rolling window, and where users choose
+    when to update, its predecessors' same ages (a step wider: ages are read at AGE_STEP resolution).
+    A superset is harmless (rows outside every window sum to nothing); a missing row is not."""
+    window, rolling = pd.Timedelta(days=windows.window_days), pd.Timedelta(days=windows.rolling_days)
+    spans = [(as_of - window, as_of)]
+    judged = set(zip(present.flag_key.astype(str), present.release_version.astype(str)))
+    live = releases[releases.released_at <= as_of]
+    for flag, group in live.groupby("flag_key"):
+        newest = group.released_at.max()
+        for r in group.itertuples(index=False):
+            if (flag, r.version) not in judged and r.released_at != newest:
+                continue
+            spans.append((r.released_at - rolling, r.released_at))
+            if getattr(r, "adoption", None) == "self_selected":
+                age = as_of - r.released_at
+                spans += [(t + age - window - aggregates.AGE_STEP, t + age)
+                          for t in group.released_at[group.released_at <= r.released_at]]
+    merged: list[list] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [tuple(span) for span in merged]
+
+
+def _read_cube(lake: Lake, spans: list[tuple], as_of: pd.Timestamp, columns: list[str] | None = None) -> pd.DataFrame:
+    """sentiment_daily buckets overlapping the spans (a, b] and ending by `as_of` (the bucket `as_of`
+    falls inside is split: read as rows)."""
+    days = sorted({d.date() for a, b in spans
+                   for d in pd.date_range((a - pd.Timedelta(days=1)).floor("D"), b.floor("D"), freq="D")})
+    overlapping = None
+    for a, b in spans:
+        span = (ds.field("bucket_end") > a) & (ds.field("bucket_end") < b + aggregates.BUCKET)
+        overlapping = span if overlapping is None else overlapping | span
+    condition = (ds.field("created_date").isin(pa.array(days, type=pa.date32())) & overlapping
+                 & (ds.field("bucket_end") <= as_of))
+    return lake.read(SENTIMENT_DAILY, columns=columns, filter=condition)
 
 
 def _newest(lake: Lake) -> pd.Timestamp | None:
@@ -481,16 +525,6 @@ def _window_negatives(lake: Lake, start: pd.Timestamp, end: pd.Timestamp) -> pd.
                                filter=(ds.field("created_date") >= start.date()) & (ds.field("created_at") > start)).to_pandas()
     rows = rows.merge(quotes, on="event_id", how="left") if len(quotes) else rows.assign(text=None)
     return rows.assign(repeat_vote=aggregates.repeat_votes(rows, _first_ids(lake, rows)))
-
-
-def _earliest_needed(releases: pd.DataFrame, as_of: pd.Timestamp, config: PolicyConfig) -> pd.Timestamp:
-    window = as_of - pd.Timedelta(days=config.windows.window_days)
-    live = releases[releases.released_at <= as_of].sort_values("released_at").groupby("flag_key").tail(
-        config.windows.rolling_releases + 1
-    )
-    if live.empty:
-        return window
-    return min(window, live.released_at.min() - pd.Timedelta(days=config.windows.rolling_days))
 
 
 # ---------------------------------------------------------------- baselines -> decisions
