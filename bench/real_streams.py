@@ -219,7 +219,7 @@ def simulate_stream(pools: dict[int, np.ndarray], star_share: dict[int, float], 
 def _replay(task: tuple[str, str, str]) -> dict:
     """One `rollback-assets replay` run (in a worker process); its console line is kept, not printed."""
     feedback, policy, out = task
-    from rollback_assets.core.replay import run_replay_cli
+    from rollback_assets.core.replay_cli import run_replay_cli
 
     buffer = io.StringIO()
     started = time.perf_counter()
@@ -381,7 +381,8 @@ def product_labels(path: Path) -> pd.DataFrame | None:
     try:
         from rollback_assets.core.ingest import read_file
         from rollback_assets.core.mapping import load_mapping
-        from rollback_assets.core.replay import replay_arg_parser, scorer_for
+        from rollback_assets.core.replay import scorer_for
+        from rollback_assets.core.replay_cli import replay_arg_parser
         from rollback_assets.core.scoring.base import score_frame
         from rollback_assets.core.taxonomy import Taxonomy
 

@@ -69,7 +69,7 @@ def _report(args, result) -> int:
 
 
 def cmd_replay(args) -> int:
-    from .core.replay import run_replay_cli
+    from .core.replay_cli import run_replay_cli
 
     progress(f"replay: scoring {args.feedback} and running the policy every {args.step}; "
               "large histories take minutes (scoring dominates)")
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="normalise --version with a regex that has a named group (?P<release>...)")
     register.set_defaults(func=cmd_release_register)
 
-    from .core.replay import replay_arg_parser
+    from .core.replay_cli import replay_arg_parser
 
     replay = command(sub, "replay", "what the policy would have done on your history (no Dagster)")
     replay_arg_parser(replay)

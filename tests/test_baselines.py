@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rollback_assets.core.baselines import WindowConfig, aggregate, compute_baselines, judge_looks, window_edges
+from rollback_assets.core.aggregates import from_rows
+from rollback_assets.core.baselines import WindowConfig, compute_baselines, judge_looks, window_edges
 from rollback_assets.core.policy import PolicyConfig, make_decisions
 from rollback_assets.core.releases import release_record, releases_frame
 from rollback_assets.core.schemas import COHORT_BASELINES
@@ -131,7 +132,8 @@ def test_many_looks_from_one_aggregate_equal_one_look_at_a_time():
                        ignore_index=True)
     rel = releases(("1.0", 0), ("1.1", 10))
     looks = pd.date_range(day(12), day(30), freq="2D")
-    batch = pd.DataFrame(judge_looks(aggregate(scored, rel, window_edges(rel, looks, CONFIG), CONFIG), rel, looks, CONFIG))
+    agg, _ = from_rows(scored, rel, window_edges(rel, looks, CONFIG), CONFIG.one_vote_per_author)
+    batch = pd.DataFrame(judge_looks(agg, rel, looks, CONFIG))
     for as_of in looks[::3]:
         single = compute_baselines(scored, rel, as_of, CONFIG, describe=False)
         same = batch[batch.window_end == as_of].reset_index(drop=True)

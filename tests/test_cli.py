@@ -192,7 +192,7 @@ def test_json_output_is_one_object_and_notes_go_to_stderr(tmp_path, monkeypatch,
 
 
 def test_replay_reports_progress_on_stderr_and_its_summary_as_json(tmp_path, monkeypatch, capsys):
-    import rollback_assets.core.replay as replay
+    import rollback_assets.core.replay_cli as replay
 
     monkeypatch.setattr(replay, "run_replay_cli", lambda args: {"rows": 3, "decisions": 1})
     assert main(["replay", "--json", "--feedback", "f.csv", "--out", str(tmp_path)]) == 0

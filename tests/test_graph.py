@@ -11,6 +11,7 @@ from rollback_assets.core.baselines import BASELINE_INPUT_COLUMNS, compute_basel
 from rollback_assets.core.policy import PolicyConfig
 from rollback_assets.core.schemas import (
     BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, LANDING_FILES, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
+    SENTIMENT_DAILY,
 )
 from rollback_assets.defs.checks import GUARDRAIL_CHECK
 from rollback_assets.defs.resources import LakeResource, LandingZoneResource
@@ -21,10 +22,11 @@ from conftest import capture, run_job
 BAD_COHORT = "device=mobile|locale=de-DE"
 DELTA_ASSETS = {
     "raw_feedback": RAW_FEEDBACK, "release_artifacts": RELEASE_ARTIFACTS, "enriched_feedback": None,
-    "scored_sentiment": SCORED_SENTIMENT, "cohort_baselines": COHORT_BASELINES, "rollback_decisions": DECISIONS,
-    "business_kpis": BUSINESS_KPIS,
+    "scored_sentiment": SCORED_SENTIMENT, "sentiment_daily": SENTIMENT_DAILY, "cohort_baselines": COHORT_BASELINES,
+    "rollback_decisions": DECISIONS, "business_kpis": BUSINESS_KPIS,
 }
-COUNT_KEYS = {"raw_feedback": "rows_valid", "enriched_feedback": "rows_attributed", "scored_sentiment": "rows_scored"}
+COUNT_KEYS = {"raw_feedback": "rows_valid", "enriched_feedback": "rows_attributed", "scored_sentiment": "rows_scored",
+              "sentiment_daily": "scored_rows_read"}
 
 
 def _decisions(run):

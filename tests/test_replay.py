@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from rollback_assets.core.policy import PolicyConfig
-from rollback_assets.core.replay import REPLAY_COLUMNS, first_actions, inferred_releases, replay, run_replay_cli
+from rollback_assets.core.replay import REPLAY_COLUMNS, first_actions, inferred_releases, replay
+from rollback_assets.core.replay_cli import run_replay_cli
 from rollback_assets.core.scoring.lexicon import LexiconScorer
 from rollback_assets.core.taxonomy import Taxonomy
 

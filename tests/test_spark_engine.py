@@ -17,7 +17,7 @@ from deltalake import DeltaTable
 from rollback_assets.core import pipeline
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.releases import load_releases_yaml
-from rollback_assets.core.schemas import ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT
+from rollback_assets.core.schemas import ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT, SENTIMENT_DAILY
 from rollback_assets.engines import ENGINE_ENV, Engine, engine_from_env
 
 from conftest import QUIET, capture, make_demo_env, run_job, set_env
@@ -113,7 +113,8 @@ def test_both_engines_report_the_same_metadata(engines):
                     runs[Engine.PANDAS].materializations[name].metadata[key], (name, key)
 
 
-@pytest.mark.parametrize("table", [RAW_FEEDBACK, QUARANTINE, ENRICHED_FEEDBACK, SCORED_SENTIMENT], ids=lambda t: t.name)
+@pytest.mark.parametrize("table", [RAW_FEEDBACK, QUARANTINE, ENRICHED_FEEDBACK, SCORED_SENTIMENT, SENTIMENT_DAILY],
+                         ids=lambda t: t.name)
 def test_engines_write_the_same_rows(engines, table):
     _, lakes, _, _ = engines
     pandas_rows, spark_rows = _rows(lakes[Engine.PANDAS], table), _rows(lakes[Engine.SPARK], table)
@@ -132,6 +133,10 @@ def test_a_late_file_is_merged_the_same_way(engines):
     assert raw["rows_inserted"].value > 0 and raw["rows_updated"].value > 0  # new events and corrected ones
     # Only the late rows are attributed and (their text being new) scored again.
     assert got[Engine.SPARK] == {"rows_scored": raw["rows_inserted"].value + raw["rows_updated"].value, "rows_reused": 0}
+    # sentiment_daily rewrites the days Spark's commits touched (read from its Delta log), as after delta-rs'.
+    days = {e: {k: late[e].materializations["sentiment_daily"].metadata[k].value for k in ("full_rebuild", "days_rewritten_list")}
+            for e in late}
+    assert days[Engine.SPARK] == days[Engine.PANDAS] and days[Engine.SPARK]["full_rebuild"] is False
 
 
 def test_engines_reach_the_same_decisions(engines):

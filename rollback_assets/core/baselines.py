@@ -21,12 +21,13 @@ own window (same weeks, same season, same incidents):
 One vote per author: where the source knows the author, each author counts once per release and
 cohort (their first word), so one person posting 300 reviews is one unhappy customer, not 300.
 
-How: rows are summed once into time segments per flag × release × cohort (the segment edges are the
-looks, the window starts and the release times), cumulated over time, and every window at every look
-is a difference of two cumulative sums. Judging a look costs the same whatever the history, so replay
+How: `aggregates` sums the hour buckets of `sentiment_daily` (and the rows of the few buckets a window
+edge splits) into time segments per flag × release × cohort (the segment edges are the looks, the
+window starts and the release times), cumulated over time, and every window at every look is a
+difference of two cumulative sums. Judging a look costs the same whatever the history, so replay
 judges hundreds of looks in the time one row-level look used to take. Windows are half-open, (start, end].
-Evidence quotes, new terms and author counts need the text: `describe` adds them for the looks a
-person will read.
+Evidence quotes and new terms need the text: `describe` adds them for the looks a person will read,
+from the window's negatives (bounded by the window, not the history).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .abuse import VOTE_KEYS, VOTED_BEFORE, review_bomb_note
+from .aggregates import M as _M, Aggregates, nanoseconds, from_rows
+from .abuse import review_bomb_note
 from .new_terms import rising_terms
 from .schemas import ALL_COHORTS, COHORT_BASELINES
 from .scoring.redact import redact_quote
@@ -46,7 +48,7 @@ from .scoring.redact import redact_quote
 # Columns with few distinct values: read as categoricals, comparisons and group-bys are 10x cheaper.
 CATEGORICAL_COLUMNS = ["attributed_flag", "release_version", "cohort", "sentiment_label", "issue_category",
                        "affected_surface", "urgency"]
-# Columns of scored_sentiment that baselines read; reading only these keeps the scan narrow.
+# Columns of scored_sentiment that baselines read from rows; reading only these keeps the scan narrow.
 # `text` is needed only by `describe`: callers may supply it for negative rows in the window only.
 BASELINE_INPUT_COLUMNS = [
     "event_id", "attributed_flag", "release_version", "cohort", "created_at", "sentiment_label",
@@ -55,11 +57,7 @@ BASELINE_INPUT_COLUMNS = [
 ]
 BASELINE_KINDS = ("concurrent", "last_good", "age_matched", "rolling")
 SAME_PERIOD_KINDS = ("concurrent", "last_good", "age_matched")
-AGE_STEP = pd.Timedelta(hours=6)  # resolution of the age-matched baseline's window ends
 AGE_MATCHED_RELEASES = 3  # earlier good releases pooled into the age-matched baseline
-METRICS = ("n", "n_negative", "n_negative_high_risk", "n_excluded", "n_excluded_negative",
-           "confidence_sum", "sentiment_sum", "n_urgency_high", "n_urgency_known")
-_M = {name: i for i, name in enumerate(METRICS)}
 
 
 @dataclass(frozen=True)
@@ -72,147 +70,12 @@ class WindowConfig:
     one_vote_per_author: bool = True
 
 
-def one_vote_per_author(scored: pd.DataFrame) -> pd.DataFrame:
-    """Each known author's first feedback per flag, release and cohort; anonymous rows all count.
-    The first (not the latest) word, so a row once counted stays counted as later rows arrive; a row
-    marked VOTED_BEFORE (the author spoke before the rows read, `abuse.mark_earlier_votes`) never counts."""
-    if "author_hash" not in scored or scored.author_hash.isna().all():
-        return scored
-    known = scored[scored.author_hash.notna()].sort_values("created_at", kind="stable")
-    repeat = known.index[known.duplicated(VOTE_KEYS, keep="first")]
-    if VOTED_BEFORE in scored:
-        repeat = repeat.union(scored.index[scored[VOTED_BEFORE].to_numpy(bool)])
-    return scored.drop(index=repeat)
-
-
-@dataclass
-class Aggregates:
-    """Cumulative sums per key (flag × release × cohort, 'all' included) over time segments."""
-
-    keys: pd.DataFrame  # flag_key, release_version, cohort; position = first axis of the arrays
-    edges: np.ndarray  # int64 ns; segment j is (edges[j], edges[j+1]]
-    cum: np.ndarray  # keys × (segments + 1) × METRICS; cum[:, 0] = 0
-    topics: np.ndarray  # topic names for topic_cum's last axis
-    topic_cum: np.ndarray  # keys × (segments + 1) × topics: relevant negatives per topic
-    age_cum: np.ndarray  # keys × (age steps + 1) × METRICS: rows with age since release <= j * AGE_STEP
-
-    def at_age(self, start: pd.Timedelta, end: pd.Timedelta, rows: np.ndarray) -> np.ndarray:
-        """Metrics summed over ages (start, end] since each key's release, to AGE_STEP resolution."""
-        last = self.age_cum.shape[1] - 1
-        a = min(max(int(start / AGE_STEP), 0), last)
-        b = min(max(int(end / AGE_STEP), 0), last)
-        return self.age_cum[rows, b] - self.age_cum[rows, a]
-
-    def window(self, start: pd.Timestamp, end: pd.Timestamp, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """Metrics summed over (start, end] for the given keys."""
-        a, b = self._edge(start), self._edge(end)
-        return self.cum[rows, b] - self.cum[rows, a]
-
-    def topic_window(self, start: pd.Timestamp, end: pd.Timestamp, rows: np.ndarray) -> np.ndarray:
-        """Relevant negatives per topic summed over (start, end] for the given keys."""
-        a, b = self._edge(start), self._edge(end)
-        return self.topic_cum[rows, b] - self.topic_cum[rows, a]
-
-    def _edge(self, at: pd.Timestamp) -> int:
-        value = pd.Timestamp(at).value
-        index = int(np.searchsorted(self.edges, value, side="left"))
-        if index >= len(self.edges) or self.edges[index] != value:  # before the first row or after the last
-            index = int(np.searchsorted(self.edges, value, side="right"))
-        return min(index, len(self.edges) - 1)
-
-
 def window_edges(releases: pd.DataFrame, looks, config: WindowConfig) -> list[pd.Timestamp]:
     """Every time a window can start or end at the given looks."""
     looks = pd.DatetimeIndex(looks)
     edges = [*looks, *(looks - pd.Timedelta(days=config.window_days)), *releases.released_at,
              *(releases.released_at - pd.Timedelta(days=config.rolling_days))]
     return edges
-
-
-def aggregate(scored: pd.DataFrame, releases: pd.DataFrame, edges, config: WindowConfig = WindowConfig()) -> Aggregates:
-    """Sum scored rows into the segments between `edges` (see `window_edges`)."""
-    if config.one_vote_per_author:
-        scored = one_vote_per_author(scored)
-    rows = scored[scored.attributed_flag.notna() & scored.release_version.notna()]
-    times = _nanoseconds(rows.created_at)
-    bounds = np.unique(np.concatenate([
-        np.asarray([pd.Timestamp(e).value for e in edges], dtype=np.int64),
-        [times.min() - 1 if len(times) else 0, times.max() if len(times) else 1],
-    ]))
-    segment = np.searchsorted(bounds, times, side="left") - 1  # (edges[j], edges[j+1]] -> j
-
-    flag = rows.attributed_flag.astype(str).to_numpy()
-    release = rows.release_version.astype(str).to_numpy()
-    cohort = rows.cohort.astype(str).to_numpy()
-    label = rows.sentiment_label.astype(str).to_numpy()
-    excluded = rows.topic_excluded.astype(bool).to_numpy()
-    negative = label == "negative"
-    relevant = ~excluded
-    topic = rows.issue_category.astype(str).to_numpy()
-    surface = rows.affected_surface.astype(object).to_numpy()
-    # Per release (few), not per row (millions): its own surfaces, and its release time for the row's age.
-    release_codes, release_pairs = pd.factorize(pd.MultiIndex.from_arrays([flag, release])) if len(rows) else ([], [])
-    surfaces = _release_surfaces(releases)
-    released = {(f, v): pd.Timestamp(t).value for f, v, t in zip(releases.flag_key, releases.version, releases.released_at)}
-    on_release_surface = np.zeros(len(rows), bool)
-    release_time = times.copy()
-    for code, pair in enumerate(release_pairs):
-        mine = release_codes == code
-        own = list(surfaces.get(pair, ()))
-        if own:
-            on_release_surface[mine] = np.isin(topic[mine], own) | np.isin(surface[mine], own)
-        if pair in released:
-            release_time[mine] = released[pair]
-    high_risk = rows.high_risk.astype(bool).to_numpy() | on_release_surface
-    urgency = rows.urgency.astype(object).to_numpy() if "urgency" in rows else np.full(len(rows), None, dtype=object)
-    urgency_known = pd.notna(urgency)
-
-    values = np.column_stack([
-        relevant, relevant & negative, relevant & negative & high_risk, excluded, excluded & negative,
-        np.where(relevant, rows.confidence.astype(float).to_numpy(), 0.0),
-        np.where(relevant, rows.sentiment_score.astype(float).to_numpy(), 0.0),
-        relevant & negative & urgency_known & (urgency == "high"), relevant & negative & urgency_known,
-    ]).astype(float) if len(rows) else np.zeros((0, len(METRICS)))
-    topics, topic_index = np.unique(topic, return_inverse=True) if len(rows) else (np.array([], dtype=object), np.array([], int))
-
-    keys = pd.DataFrame({"flag_key": flag, "release_version": release, "cohort": cohort})
-    has_dimensions = not (keys.cohort == ALL_COHORTS).all()
-    key_frames = [keys] + ([keys.assign(cohort=ALL_COHORTS)] if has_dimensions else [])
-    all_keys = pd.concat(key_frames, ignore_index=True)
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(all_keys))
-    n_keys, n_segments = len(uniques), len(bounds) - 1
-    width = n_segments + 1
-    cum = np.zeros((n_keys, width, len(METRICS)))
-    topic_cum = np.zeros((n_keys, width, len(topics)))
-    chosen = relevant & negative
-    for part in range(len(key_frames)):
-        cell = codes[part * len(rows):(part + 1) * len(rows)] * width + segment + 1
-        for m in range(len(METRICS)):
-            cum[:, :, m] += np.bincount(cell, weights=values[:, m], minlength=n_keys * width).reshape(n_keys, width)
-        topic_cell = cell[chosen] * len(topics) + topic_index[chosen]
-        topic_cum += np.bincount(topic_cell, minlength=n_keys * width * len(topics)).reshape(n_keys, width, len(topics))
-    np.cumsum(cum, axis=1, out=cum)
-    np.cumsum(topic_cum, axis=1, out=topic_cum)
-    age_index = np.maximum(np.ceil((times - release_time) / AGE_STEP.value).astype(np.int64), 0) if len(rows) else times
-    ages = int(age_index.max()) + 2 if len(rows) else 2
-    age_cum = np.zeros((n_keys, ages, len(METRICS)))
-    for part in range(len(key_frames)):
-        cell = codes[part * len(rows):(part + 1) * len(rows)] * ages + age_index
-        for m in range(len(METRICS)):
-            age_cum[:, :, m] += np.bincount(cell, weights=values[:, m], minlength=n_keys * ages).reshape(n_keys, ages)
-    np.cumsum(age_cum, axis=1, out=age_cum)
-    key_frame = uniques.to_frame(index=False, name=["flag_key", "release_version", "cohort"])
-    return Aggregates(key_frame, bounds, cum, topics, topic_cum, age_cum)
-
-
-def _nanoseconds(times: pd.Series) -> np.ndarray:
-    """Epoch nanoseconds whatever the unit the frame came in (Delta reads microseconds)."""
-    return pd.to_datetime(times, utc=True).dt.as_unit("ns").astype("int64").to_numpy()
-
-
-def _release_surfaces(releases: pd.DataFrame) -> dict:
-    return {(r.flag_key, r.version): frozenset(r.surfaces if r.surfaces is not None else [])
-            for r in releases.itertuples(index=False)}
 
 
 @dataclass(frozen=True)
@@ -239,7 +102,7 @@ def _flags(agg: Aggregates, releases: pd.DataFrame) -> dict[str, _Flag]:
         everyone = cohorts == ALL_COHORTS
         out[flag_key] = _Flag(_as_slice(positions), key_rows.release_version.to_numpy(), cohorts,
                               everyone, positions[everyone], list(flag_releases.itertuples(index=False)),
-                              _nanoseconds(flag_releases.released_at))
+                              nanoseconds(flag_releases.released_at))
     return out
 
 
@@ -299,11 +162,12 @@ def _judge_release(agg, flag, earlier, release, live, start, as_of, config, know
     elif earlier:
         previous = earlier[-1]
         baselines["concurrent"] = rows_of([previous])
-        volume = pd.Series(sums[flag.everyone, _M["n"]], index=versions[flag.everyone])
-        volume = volume[volume.index.isin(good) & (volume > 0)]
-        if len(volume):
-            best = volume.index[np.argmax(volume.to_numpy())]
-            if best != previous and volume[best] > volume.get(previous, 0):
+        volume, named = sums[flag.everyone, _M["n"]], versions[flag.everyone]
+        usable = np.isin(named, good) & (volume > 0)
+        if usable.any():
+            volume, named = volume[usable], named[usable]
+            best = named[np.argmax(volume)]
+            if best != previous and volume.max() > volume[named == previous].sum():
                 baselines["last_good"] = rows_of([best])
     if earlier:
         rolling_sums = agg.window(release.released_at - pd.Timedelta(days=config.rolling_days), release.released_at,
@@ -311,30 +175,45 @@ def _judge_release(agg, flag, earlier, release, live, start, as_of, config, know
         baselines["rolling"] = rows_of(earlier[-config.rolling_releases:], rolling_sums)
     else:
         baselines["rolling"] = rows_of([])
+    # Per baseline kind and cohort once (not per judged row); Python numbers, not numpy scalars: this
+    # loop runs for every look of a replay.
+    compared = {kind: _by_cohort(*parts) for kind, parts in baselines.items()}
+    tops = np.argsort(-topic_sums, axis=1, kind="stable")[:, :3] if len(agg.topics) else np.zeros((len(mine), 0), int)
     out = []
-    for row, topics in zip(mine, topic_sums):
-        stats = _stats(sums[row], topics, agg.topics)
+    for row, metrics, topics, top in zip(mine, sums[mine].tolist(), topic_sums.tolist(), tops.tolist()):
+        stats = _stats(metrics, [[str(agg.topics[i]), int(topics[i])] for i in top if topics[i] > 0])
         if stats["n"] + stats["n_excluded"] == 0:
             continue
-        for kind, (base_sums, base_cohorts, base_versions) in baselines.items():
-            base = base_sums[base_cohorts == cohorts[row]].sum(axis=0)
-            base_n, base_neg = int(base[_M["n"]]), int(base[_M["n_negative"]])
+        cohort = cohorts[row]
+        for kind, by_cohort in compared.items():
+            base_n, base_neg, base_sentiment, base_versions = by_cohort.get(cohort, (0, 0, 0.0, by_cohort[None]))
             out.append({
-                "flag_key": release.flag_key, "release_version": release.version, "cohort": cohorts[row],
-                "baseline_kind": kind, "baseline_versions": ",".join(base_versions), "release_live": live,
+                "flag_key": release.flag_key, "release_version": release.version, "cohort": cohort,
+                "baseline_kind": kind, "baseline_versions": base_versions, "release_live": live,
                 "window_start": start, "window_end": as_of, **stats,
                 "baseline_n": base_n, "baseline_n_negative": base_neg,
                 "baseline_negative_share": base_neg / base_n if base_n else None,
-                "baseline_mean_sentiment": base[_M["sentiment_sum"]] / base_n if base_n else None,
+                "baseline_mean_sentiment": base_sentiment / base_n if base_n else None,
                 "as_of": as_of,
             })
     return out
 
 
-def _stats(metrics: np.ndarray, topic_negatives: np.ndarray, topics: np.ndarray) -> dict:
+def _by_cohort(base_sums: np.ndarray, base_cohorts: np.ndarray, base_versions: list[str]) -> dict:
+    """cohort -> (n, negatives, sentiment sum, versions) of a baseline; None -> its versions."""
+    versions = ",".join(base_versions)
+    out: dict = {None: versions}
+    if len(base_cohorts):
+        names, index = np.unique(base_cohorts, return_inverse=True)
+        summed = np.zeros((len(names), base_sums.shape[1]))
+        np.add.at(summed, index, base_sums)
+        for name, total in zip(names, summed.tolist()):
+            out[name] = (int(total[_M["n"]]), int(total[_M["n_negative"]]), total[_M["sentiment_sum"]], versions)
+    return out
+
+
+def _stats(metrics: list[float], top: list) -> dict:
     n, negatives = int(metrics[_M["n"]]), int(metrics[_M["n_negative"]])
-    order = np.argsort(-topic_negatives, kind="stable")[:3]
-    top = [[str(topics[i]), int(topic_negatives[i])] for i in order if topic_negatives[i] > 0]
     urgency_known = metrics[_M["n_urgency_known"]]
     return {
         "n": n,
@@ -347,6 +226,7 @@ def _stats(metrics: np.ndarray, topic_negatives: np.ndarray, topics: np.ndarray)
         "mean_sentiment": metrics[_M["sentiment_sum"]] / n if n else None,
         "top_topics": json.dumps(top),
         "mean_urgency_high": metrics[_M["n_urgency_high"]] / urgency_known if urgency_known else None,
+        "n_authors": int(metrics[_M["n_authors"]]) or None,
     }
 
 
@@ -355,11 +235,12 @@ def compute_baselines(
     known_bad: frozenset = frozenset(), describe: bool = True,
 ) -> pd.DataFrame:
     """One row per judged release × cohort × baseline kind at one look. `known_bad`: (flag, version)
-    pairs an earlier decision acted on; they never serve as a last-known-good baseline."""
+    pairs an earlier decision acted on; they never serve as a last-known-good baseline. From rows,
+    through the same sums the assets read from `sentiment_daily` (aggregates.from_rows)."""
     scored = scored[scored.created_at <= as_of]
-    agg = aggregate(scored, releases, window_edges(releases, [as_of], config), config)
+    agg, repeat = from_rows(scored, releases, window_edges(releases, [as_of], config), config.one_vote_per_author)
     frame = baselines_frame(judge_looks(agg, releases, [as_of], config, known_bad))
-    return describe_baselines(frame, scored, config) if describe else frame
+    return describe_baselines(frame, scored.assign(repeat_vote=repeat), config) if describe else frame
 
 
 def baselines_frame(rows: list[dict]) -> pd.DataFrame:
@@ -368,19 +249,20 @@ def baselines_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     for column in ("evidence", "new_terms"):
         frame[column] = "[]"
-    frame["n_authors"] = None
     return frame[COHORT_BASELINES.names]
 
 
 def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: WindowConfig) -> pd.DataFrame:
-    """Evidence quotes, what is new in the complaints, and author counts: the parts that need text."""
+    """Evidence quotes and what is new in the complaints: the parts that need text. `scored`: the
+    window's negatives at least (with text), marked `repeat_vote` (aggregates.repeat_votes), so the
+    quotes come from the rows the counts count."""
     if frame.empty:
         return frame
     frame = frame.copy()
     posts = scored  # every post, for the review-bomb note; the figures below count votes
     if config.one_vote_per_author:
-        scored = one_vote_per_author(scored)
-    described: dict[tuple, tuple[str, str, int | None]] = {}
+        scored = scored[~scored.repeat_vote.astype(bool)]
+    described: dict[tuple, tuple[str, str]] = {}
     for key, group in frame.groupby(["flag_key", "release_version", "cohort", "window_start", "window_end"], sort=False):
         flag, version, cohort, start, end = key
         in_window = scored[(scored.attributed_flag == flag) & (scored.created_at > start) & (scored.created_at <= end)]
@@ -396,12 +278,10 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
         bomb = review_bomb_note(_rows_of(posts, flag, version, cohort, start, end), config.one_vote_per_author)
         quotes = [bomb, *quotes] if bomb else quotes
         terms = rising_terms(_texts(current), _texts(compared))
-        authors = current.author_hash.dropna().nunique() if "author_hash" in current else 0
-        described[key] = (json.dumps(quotes), json.dumps(terms), int(authors) if authors else None)
+        described[key] = (json.dumps(quotes), json.dumps(terms))
     keys = list(zip(frame.flag_key, frame.release_version, frame.cohort, frame.window_start, frame.window_end))
     frame["evidence"] = [described[k][0] for k in keys]
     frame["new_terms"] = [described[k][1] for k in keys]
-    frame["n_authors"] = [described[k][2] for k in keys]
     return frame
 
 

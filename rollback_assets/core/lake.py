@@ -9,6 +9,7 @@ conflicting change first) are retried against the new snapshot with backoff.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -118,6 +119,43 @@ class Lake:
         commits = [c for c in delta.history(newest - start) if start < int(c.get("version", -1)) <= newest]
         return sorted(commits, key=lambda c: int(c["version"]))
 
+    def touched_partitions(self, table: Table, version: int | None, upto: int) -> set[str] | None:
+        """Values of the table's (single) partition column that commits in (`version`, `upto`] added or
+        removed files in, from the Delta log: whatever engine wrote them (delta-rs or Spark), a MERGE, a
+        delete of a row that moved day, or an overwrite. None when that cannot be told (no `version`,
+        a log file gone after log retention, a file without partition values): read everything."""
+        if version is None or len(table.partition_by) != 1:
+            return None
+        column, log, days = table.partition_by[0], self.files(table.name, "_delta_log"), set()
+        for v in range(version + 1, upto + 1):
+            name = f"{v:020d}.json"
+            if not log.exists(name):
+                return None
+            for line in log.read_bytes(name).decode().splitlines():
+                action = json.loads(line) if line.strip() else {}
+                for kind in ("add", "remove"):
+                    if kind in action:
+                        value = (action[kind].get("partitionValues") or {}).get(column)
+                        if value is None:
+                            return None
+                        days.add(value)
+        return days
+
+    def replace_partitions(self, table: Table, frame: pd.DataFrame | pa.Table, values: list[str],
+                           metadata: dict | None = None) -> int:
+        """Replace the rows of these partition values with `frame` in one commit (Delta's replaceWhere):
+        the other partitions' files are not touched. A value without rows in `frame` ends up empty."""
+        data = self._arrow(table, frame)
+        if not self.exists(table):
+            return self.append(table, data, metadata)
+        column = table.partition_by[0]
+        predicate = f"{column} IN ({', '.join(repr(str(v)) for v in sorted(values))})"
+        retry_commit(lambda: write_deltalake(
+            self.uri(table), data, mode="overwrite", predicate=predicate, partition_by=list(table.partition_by),
+            commit_properties=_commit(metadata), storage_options=self.storage_options,
+        ), table.name)
+        return self.version(table)
+
     def overwrite(self, table: Table, frame: pd.DataFrame | pa.Table, metadata: dict | None = None) -> int:
         data = self._arrow(table, frame)
         retry_commit(lambda: write_deltalake(
@@ -170,6 +208,11 @@ class Lake:
 
         metrics = retry_commit(attempt, table.name)
         return self.version(table), metrics
+
+    def delete(self, table: Table, predicate: str) -> int:
+        """Delete the rows matching a SQL predicate (retried like every commit); returns the version."""
+        retry_commit(lambda: self.table(table).delete(predicate), table.name)
+        return self.version(table)
 
     def drop_moved_rows(self, table: Table, data: pa.Table) -> None:
         """A key that comes back in another partition (a corrected day) would escape the pruned MERGE

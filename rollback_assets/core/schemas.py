@@ -226,6 +226,54 @@ SCORED_SENTIMENT = Table(
 
 ALL_COHORTS = "all"
 
+SENTIMENT_DAILY = Table(
+    "sentiment_daily",
+    (
+        _col("flag_key", pa.string(), False),
+        _col("release_version", pa.string(), False),
+        _col("cohort", pa.string(), False, "A cohort as in enriched_feedback; 'all' is their sum, never stored."),
+        _col("created_date", pa.date32(), False, "UTC day of the rows (scored_sentiment's partition); Delta partition column."),
+        _col("bucket_end", UTC_TS, False,
+             "End of the hour (bucket_end - 1 h, bucket_end] the rows were written in: windows ending on the hour "
+             "never split a bucket."),
+        _col("age_step", pa.int32(), False, "ceil((created_at - released_at) / 6 h), at least 0: age-matched baselines."),
+        _col("sentiment_label", pa.string(), False, "negative | neutral | positive"),
+        _col("issue_category", pa.string(), False, "Topic from the taxonomy, or 'other'."),
+        _col("repeat_vote", pa.bool_(), False,
+             "Rows of an author already counted for this flag, release and cohort (one vote per author)."),
+        _col("n_relevant", pa.int64(), False, "Rows on topics that are not excluded."),
+        _col("n_excluded", pa.int64(), False, "Rows on excluded topics (shipping, pricing, ...)."),
+        _col("n_high_risk", pa.int64(), False, "Relevant rows on a high-risk surface or one of the release's surfaces."),
+        _col("n_urgency_high", pa.int64(), False, "Relevant rows an LLM scorer marked high urgency."),
+        _col("n_urgency_known", pa.int64(), False, "Relevant rows with an urgency."),
+        _col("n_rated", pa.int64(), False, "Rows (relevant or not) that carry the customer's rating."),
+        _col("n_authors", pa.int64(), False, "Rows (relevant or not) with a known author."),
+        _col("confidence_sum", pa.float64(), False, "Sum of the scorer's confidence over relevant rows."),
+        _col("sentiment_sum", pa.float64(), False, "Sum of sentiment_score over relevant rows."),
+    ),
+    key=("flag_key", "release_version", "cohort", "created_date", "bucket_end", "age_step", "sentiment_label",
+         "issue_category", "repeat_vote"),
+    partition_by=("created_date",),
+    description="Scored feedback summed per flag x release x cohort x hour x age x label x topic; what baselines, "
+                "decisions and replay read instead of rows. Rewritten a day at a time, only for the days a run touched.",
+)
+
+AUTHOR_VOTES = Table(
+    "author_votes",
+    (
+        _col("flag_key", pa.string(), False),
+        _col("release_version", pa.string(), False),
+        _col("cohort", pa.string(), False),
+        _col("author_hash", pa.string(), False),
+        _col("first_event_id", pa.string(), False, "The author's first feedback here: the one that counts."),
+        _col("first_at", UTC_TS, False),
+        _col("first_date", pa.date32(), False, "UTC day of first_at; Delta partition column: a day's rows look up that day only."),
+    ),
+    key=("flag_key", "release_version", "cohort", "author_hash"),
+    partition_by=("first_date",),
+    description="Each known author's first word per flag, release and cohort (one vote per author in sentiment_daily).",
+)
+
 COHORT_BASELINES = Table(
     "cohort_baselines",
     (
@@ -358,5 +406,6 @@ FLAG_ACTIONS = Table(
 
 TABLES = {
     t.name: t
-    for t in (RAW_FEEDBACK, QUARANTINE, LANDING_FILES, RELEASE_ARTIFACTS, ENRICHED_FEEDBACK, SCORED_SENTIMENT, COHORT_BASELINES, DECISIONS, BUSINESS_KPIS, FLAG_ACTIONS)
+    for t in (RAW_FEEDBACK, QUARANTINE, LANDING_FILES, RELEASE_ARTIFACTS, ENRICHED_FEEDBACK, SCORED_SENTIMENT, SENTIMENT_DAILY,
+              AUTHOR_VOTES, COHORT_BASELINES, DECISIONS, BUSINESS_KPIS, FLAG_ACTIONS)
 }

@@ -1,4 +1,5 @@
-"""Software-defined assets: raw_feedback → enriched_feedback → scored_sentiment → cohort_baselines → rollback_decisions.
+"""Software-defined assets: raw_feedback → enriched_feedback → scored_sentiment → sentiment_daily → cohort_baselines →
+rollback_decisions.
 
 Each asset calls one step of `core.pipeline`, which reads and writes Delta tables, and reports what it
 did: row counts, the Delta version written (as its data version, so Dagster links the events), and
@@ -13,11 +14,14 @@ import dagster as dg
 import pandas as pd
 import pyarrow.dataset as ds
 
-from ..core import attribution, baselines as baselines_module, ingest as ingest_module, normalise, pipeline, policy, taxonomy
+from ..core import (
+    aggregates, attribution, baselines as baselines_module, ingest as ingest_module, normalise, pipeline, policy, taxonomy,
+)
 from ..core.landing import select_candidates
 from ..core.releases import load_releases_yaml
 from ..core.schemas import (
     BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
+    SENTIMENT_DAILY,
 )
 from ..core import new_terms, ratings, sequential_policy, stats
 from ..core.scoring import base as scoring_base, calibrated, lexicon, model_store, registry
@@ -205,7 +209,40 @@ def scored_sentiment(lake: LakeResource, scorer: ScorerResource, settings: Setti
     group_name="decisions",
     deps=[scored_sentiment, release_artifacts],
     kinds={"deltalake", "pandas"},
-    code_version=code_version(pipeline, baselines_module, new_terms),
+    code_version=code_version(pipeline, aggregates),
+    description="Scored feedback summed per flag × release × cohort × hour × label × topic, a day partition at a time: "
+                "only the days this run's scored rows touched are rewritten. What baselines, decisions and replay read.",
+)
+def sentiment_daily(lake: LakeResource) -> dg.MaterializeResult:
+    # Not a Dagster-partitioned asset: one landing file spans months and the landing-zone sensor runs one
+    # feedback_job per file, so the days a run rewrites come from the data (Delta partitions), listed here.
+    the_lake = lake.lake()
+    result = pipeline.aggregate_daily(the_lake)
+    stats = result.stats
+    days = sorted(pipeline.table_days(the_lake, SENTIMENT_DAILY))
+    rewritten = stats["days_rewritten"]
+    shown = rewritten if len(rewritten) <= 60 else [*rewritten[:30], "...", *rewritten[-30:]]
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(SENTIMENT_DAILY, the_lake.uri(SENTIMENT_DAILY), result.version),
+            "full_rebuild": stats["full_rebuild"],
+            "days_rewritten": len(rewritten),
+            "days_rewritten_list": dg.MetadataValue.json(shown),
+            "scored_rows_read": stats["rows_read"],
+            "aggregate_rows_written": stats["aggregate_rows"],
+            "days_in_table": len(days),
+            "first_day": days[0] if days else "-",
+            "last_day": days[-1] if days else "-",
+        },
+        data_version=data_version("sentiment_daily", result.version),
+    )
+
+
+@dg.asset(
+    group_name="decisions",
+    deps=[sentiment_daily, scored_sentiment, release_artifacts],
+    kinds={"deltalake", "pandas"},
+    code_version=code_version(pipeline, aggregates, baselines_module, new_terms),
     description="Each flag's live release per cohort vs the previous version (same window) and a rolling baseline.",
 )
 def cohort_baselines(config: BaselineConfig, lake: LakeResource, settings: SettingsResource) -> dg.MaterializeResult:
@@ -222,6 +259,7 @@ def cohort_baselines(config: BaselineConfig, lake: LakeResource, settings: Setti
             "as_of": result.stats.get("as_of", ""),
             "cohorts": result.stats.get("cohorts", 0),
             "rows_read": result.stats.get("rows_read", 0),
+            "aggregate_rows_read": result.stats.get("aggregate_rows_read", 0),
             "flags": table_value(shown, COHORT_BASELINES),
             **flag_series(flag_level[flag_level.release_live.astype(bool)].drop_duplicates("flag_key")),
         },
@@ -291,4 +329,4 @@ def _suggested_terms(decisions: pd.DataFrame, taxonomy_: taxonomy.Taxonomy) -> l
 
 
 FEEDBACK_ASSETS = [raw_feedback, release_artifacts, enriched_feedback, sentiment_model, scored_sentiment,
-                   cohort_baselines, business_kpis, rollback_decisions]
+                   sentiment_daily, cohort_baselines, business_kpis, rollback_decisions]

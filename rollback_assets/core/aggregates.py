@@ -1,0 +1,252 @@
+"""Scored feedback summed into hour buckets: the one home of the sums every decision reads.
+
+Why: judging a look used to re-read the window's rows (28 days for the sequential rule) on every run,
+so a decision cost more as history grew. Rows are summed once into `sentiment_daily` (per flag ×
+release × cohort × hour × age since release × label × topic, and whether the row is an author's
+repeat vote), a day at a time; a look reads those sums. The same functions build the table in the
+`sentiment_daily` asset, in `replay` and in `compute_baselines`, so there is one aggregation.
+
+Exact, not approximate: windows are half-open, (start, end], and may end anywhere (the assets' clock
+is the newest feedback's time). A bucket (end - 1 h, end] is wholly inside or outside every window
+unless a window edge falls strictly inside it; only those few buckets (the look's hour, its window
+start's hour, the hours releases went live) are read as rows (`split_buckets`). So decisions from the
+buckets equal decisions from the rows, count for count, and replay's looks (on the hour) read none.
+
+One vote per author: each known author's first feedback per flag, release and cohort counts
+(`first_votes`); later ones are stored as `repeat_vote` rows, which the policy leaves out. The first
+word over the whole history, so the assets and replay agree whatever window they read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .schemas import ALL_COHORTS, AUTHOR_VOTES, SENTIMENT_DAILY
+
+BUCKET = pd.Timedelta(hours=1)  # time resolution of sentiment_daily; looks on the hour split none
+AGE_STEP = pd.Timedelta(hours=6)  # resolution of the age-matched baseline's window ends
+KEY = ["flag_key", "release_version", "cohort"]
+VOTE_KEY = ["attributed_flag", "release_version", "cohort", "author_hash"]
+DIMENSIONS = [c for c in SENTIMENT_DAILY.key]
+SUMS = [c.name for c in SENTIMENT_DAILY.columns if c.name not in SENTIMENT_DAILY.key]
+# What a look sums per key and segment (Aggregates.cum's last axis).
+METRICS = ("n", "n_negative", "n_negative_high_risk", "n_excluded", "n_excluded_negative",
+           "confidence_sum", "sentiment_sum", "n_urgency_high", "n_urgency_known", "n_authors")
+M = {name: i for i, name in enumerate(METRICS)}
+
+
+@dataclass
+class Aggregates:
+    """Cumulative sums per key (flag × release × cohort, 'all' included) over time segments."""
+
+    keys: pd.DataFrame  # flag_key, release_version, cohort; position = first axis of the arrays
+    edges: np.ndarray  # int64 ns; segment j is (edges[j], edges[j+1]]
+    cum: np.ndarray  # keys × (segments + 1) × METRICS; cum[:, 0] = 0
+    topics: np.ndarray  # topic names for topic_cum's last axis
+    topic_cum: np.ndarray  # keys × (segments + 1) × topics: relevant negatives per topic
+    age_cum: np.ndarray  # keys × (age steps + 1) × METRICS: rows with age since release <= j * AGE_STEP
+
+    def at_age(self, start: pd.Timedelta, end: pd.Timedelta, rows: np.ndarray) -> np.ndarray:
+        """Metrics summed over ages (start, end] since each key's release, to AGE_STEP resolution."""
+        last = self.age_cum.shape[1] - 1
+        a = min(max(int(start / AGE_STEP), 0), last)
+        b = min(max(int(end / AGE_STEP), 0), last)
+        return self.age_cum[rows, b] - self.age_cum[rows, a]
+
+    def window(self, start: pd.Timestamp, end: pd.Timestamp, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Metrics summed over (start, end] for the given keys."""
+        a, b = self._edge(start), self._edge(end)
+        return self.cum[rows, b] - self.cum[rows, a]
+
+    def topic_window(self, start: pd.Timestamp, end: pd.Timestamp, rows: np.ndarray) -> np.ndarray:
+        """Relevant negatives per topic summed over (start, end] for the given keys."""
+        a, b = self._edge(start), self._edge(end)
+        return self.topic_cum[rows, b] - self.topic_cum[rows, a]
+
+    def _edge(self, at: pd.Timestamp) -> int:
+        value = pd.Timestamp(at).value
+        index = int(np.searchsorted(self.edges, value, side="left"))
+        if index >= len(self.edges) or self.edges[index] != value:  # before the first row or after the last
+            index = int(np.searchsorted(self.edges, value, side="right"))
+        return min(index, len(self.edges) - 1)
+
+
+# ---------------------------------------------------------------- one vote per author
+def first_votes(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each known author's first feedback per flag, release and cohort (AUTHOR_VOTES rows). The first,
+    not the latest, word: a row once counted stays counted as later rows arrive. Ties: event id."""
+    if "author_hash" not in rows:
+        return AUTHOR_VOTES.empty_frame()
+    known = rows[rows.author_hash.notna() & rows.attributed_flag.notna() & rows.release_version.notna()]
+    known = known[[*VOTE_KEY, "event_id", "created_at"]].astype({c: str for c in VOTE_KEY})
+    first = known.sort_values(["created_at", "event_id"], kind="stable").drop_duplicates(VOTE_KEY)
+    return pd.DataFrame({
+        "flag_key": first.attributed_flag, "release_version": first.release_version, "cohort": first.cohort,
+        "author_hash": first.author_hash, "first_event_id": first.event_id, "first_at": first.created_at,
+        "first_date": _dates(first.created_at),
+    }).reset_index(drop=True)
+
+
+def repeat_votes(rows: pd.DataFrame, first_event_ids) -> np.ndarray:
+    """True for a row whose author already counted: a known author's row that is not a first vote.
+    Event ids are unique, so membership in the first votes' ids is enough (no key join)."""
+    if "author_hash" not in rows:
+        return np.zeros(len(rows), bool)
+    return (rows.author_hash.notna() & ~rows.event_id.astype(str).isin(pd.Index(first_event_ids).astype(str))).to_numpy()
+
+
+# ---------------------------------------------------------------- rows -> sentiment_daily
+def row_cells(rows: pd.DataFrame, releases: pd.DataFrame, repeat: np.ndarray) -> pd.DataFrame:
+    """One cell per attributed row: SENTIMENT_DAILY's dimensions and sums, with the row's own time
+    (`at`, int64 ns) where the table has its bucket."""
+    attributed = (rows.attributed_flag.notna() & rows.release_version.notna()).to_numpy()
+    rows, repeat = rows[attributed], np.asarray(repeat, bool)[attributed]
+    times = nanoseconds(rows.created_at)
+    flag = rows.attributed_flag.astype(str).to_numpy()
+    release = rows.release_version.astype(str).to_numpy()
+    topic = rows.issue_category.astype(str).to_numpy()
+    surface = rows.affected_surface.astype(object).to_numpy()
+    excluded = rows.topic_excluded.astype(bool).to_numpy()
+    relevant = ~excluded
+    # Per release (few), not per row (millions): its own surfaces, and its release time for the row's age.
+    release_codes, release_pairs = pd.factorize(pd.MultiIndex.from_arrays([flag, release])) if len(rows) else ([], [])
+    surfaces = {(r.flag_key, r.version): frozenset(r.surfaces if r.surfaces is not None else [])
+                for r in releases.itertuples(index=False)}
+    released = {(f, v): pd.Timestamp(t).value for f, v, t in zip(releases.flag_key, releases.version, releases.released_at)}
+    on_release_surface = np.zeros(len(rows), bool)
+    release_time = times.copy()
+    for code, pair in enumerate(release_pairs):
+        mine = release_codes == code
+        own = list(surfaces.get(pair, ()))
+        if own:
+            on_release_surface[mine] = np.isin(topic[mine], own) | np.isin(surface[mine], own)
+        if pair in released:
+            release_time[mine] = released[pair]
+    high_risk = rows.high_risk.astype(bool).to_numpy() | on_release_surface
+    urgency = rows.urgency.astype(object).to_numpy() if "urgency" in rows else np.full(len(rows), None, dtype=object)
+    urgency_known = pd.notna(urgency)
+    author = rows.author_hash.notna().to_numpy() if "author_hash" in rows else np.zeros(len(rows), bool)
+    rated = rows.rating.notna().to_numpy() if "rating" in rows else np.zeros(len(rows), bool)
+    created_date = rows.created_date if "created_date" in rows else _dates(rows.created_at)
+    return pd.DataFrame({
+        "flag_key": flag, "release_version": release, "cohort": rows.cohort.astype(str).to_numpy(),
+        "created_date": np.asarray(created_date, dtype=object), "at": times,
+        "age_step": np.maximum(np.ceil((times - release_time) / AGE_STEP.value), 0).astype(np.int64),
+        "sentiment_label": rows.sentiment_label.astype(str).to_numpy(), "issue_category": topic, "repeat_vote": repeat,
+        "n_relevant": relevant.astype(np.int64), "n_excluded": excluded.astype(np.int64),
+        "n_high_risk": (relevant & high_risk).astype(np.int64),
+        "n_urgency_high": (relevant & urgency_known & (urgency == "high")).astype(np.int64),
+        "n_urgency_known": (relevant & urgency_known).astype(np.int64),
+        "n_rated": rated.astype(np.int64), "n_authors": author.astype(np.int64),
+        "confidence_sum": np.where(relevant, rows.confidence.astype(float).to_numpy(), 0.0),
+        "sentiment_sum": np.where(relevant, rows.sentiment_score.astype(float).to_numpy(), 0.0),
+    })
+
+
+def daily(rows: pd.DataFrame, releases: pd.DataFrame, repeat: np.ndarray) -> pd.DataFrame:
+    """SENTIMENT_DAILY rows for `rows` (whole days, so a day's rows replace that day's sums)."""
+    cells = row_cells(rows, releases, repeat)
+    if cells.empty:
+        return SENTIMENT_DAILY.empty_frame()
+    cells["bucket_end"] = bucket_ends(cells.pop("at").to_numpy())
+    summed = cells.groupby(DIMENSIONS, sort=True, observed=True, dropna=False)[SUMS].sum().reset_index()
+    summed["bucket_end"] = pd.to_datetime(summed.bucket_end, utc=True)
+    return summed[SENTIMENT_DAILY.names]
+
+
+def bucket_ends(times_ns: np.ndarray) -> np.ndarray:
+    """End of each time's bucket (end - BUCKET, end]: a time on the hour ends its bucket."""
+    step = BUCKET.value
+    return -(-np.asarray(times_ns, dtype=np.int64) // step) * step
+
+
+def split_buckets(edges) -> np.ndarray:
+    """Bucket ends of the buckets an edge falls strictly inside: those must be read as rows."""
+    values = np.asarray([pd.Timestamp(e).value for e in edges], dtype=np.int64)
+    ends = bucket_ends(values)
+    return np.unique(ends[ends != values])
+
+
+def cube_cells(cube: pd.DataFrame, split: np.ndarray) -> pd.DataFrame:
+    """sentiment_daily rows as cells at their bucket's end, less the buckets read as rows."""
+    at = nanoseconds(cube.bucket_end) if len(cube) else np.zeros(0, np.int64)
+    keep = ~np.isin(at, split)
+    return cube[keep].drop(columns=["bucket_end"]).assign(at=at[keep])
+
+
+# ---------------------------------------------------------------- cells -> Aggregates
+def aggregate(cells: pd.DataFrame, edges, one_vote_per_author: bool = True) -> Aggregates:
+    """Sum cells (sentiment_daily buckets and rows of split buckets) into the segments between `edges`
+    (baselines.window_edges), cumulated over time and over age since release. Ages and release
+    surfaces were resolved when the cells were built."""
+    if one_vote_per_author:
+        cells = cells[~cells.repeat_vote.astype(bool).to_numpy()]
+    times = cells["at"].to_numpy(dtype=np.int64)
+    bounds = np.unique(np.concatenate([
+        np.asarray([pd.Timestamp(e).value for e in edges], dtype=np.int64),
+        [times.min() - 1 if len(times) else 0, times.max() if len(times) else 1],
+    ]))
+    segment = np.searchsorted(bounds, times, side="left") - 1  # (edges[j], edges[j+1]] -> j
+    negative = (cells.sentiment_label.astype(str) == "negative").to_numpy()
+
+    def col(name):
+        return cells[name].to_numpy(dtype=float)
+
+    first = ~cells.repeat_vote.astype(bool).to_numpy()
+    values = np.column_stack([
+        col("n_relevant"), col("n_relevant") * negative, col("n_high_risk") * negative, col("n_excluded"),
+        col("n_excluded") * negative, col("confidence_sum"), col("sentiment_sum"), col("n_urgency_high") * negative,
+        col("n_urgency_known") * negative, col("n_authors") * first,
+    ]) if len(cells) else np.zeros((0, len(METRICS)))
+    topic = cells.issue_category.astype(str).to_numpy()
+    topics, topic_index = np.unique(topic, return_inverse=True) if len(cells) else (np.array([], dtype=object), np.array([], int))
+    topic_weight = values[:, M["n_negative"]] if len(cells) else np.zeros(0)
+
+    keys = pd.DataFrame({c: cells[c].astype(str).to_numpy() for c in KEY})
+    has_dimensions = not (keys.cohort == ALL_COHORTS).all()
+    key_frames = [keys] + ([keys.assign(cohort=ALL_COHORTS)] if has_dimensions else [])
+    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pd.concat(key_frames, ignore_index=True)))
+    n_keys, width = len(uniques), len(bounds)
+    cum = np.zeros((n_keys, width, len(METRICS)))
+    topic_cum = np.zeros((n_keys, width, len(topics)))
+    age_index = cells.age_step.to_numpy(dtype=np.int64)
+    ages = int(age_index.max()) + 2 if len(cells) else 2
+    age_cum = np.zeros((n_keys, ages, len(METRICS)))
+    n = len(cells)
+    for part in range(len(key_frames)):
+        code = codes[part * n:(part + 1) * n]
+        cell, age_cell = code * width + segment + 1, code * ages + age_index
+        for m in range(len(METRICS)):
+            cum[:, :, m] += np.bincount(cell, weights=values[:, m], minlength=n_keys * width).reshape(n_keys, width)
+            age_cum[:, :, m] += np.bincount(age_cell, weights=values[:, m], minlength=n_keys * ages).reshape(n_keys, ages)
+        topic_cum += np.bincount(cell * len(topics) + topic_index, weights=topic_weight,
+                                 minlength=n_keys * width * len(topics)).reshape(n_keys, width, len(topics))
+    for array in (cum, topic_cum, age_cum):
+        np.cumsum(array, axis=1, out=array)
+    return Aggregates(uniques.to_frame(index=False, name=KEY), bounds, cum, topics, topic_cum, age_cum)
+
+
+def from_rows(rows: pd.DataFrame, releases: pd.DataFrame, edges, one_vote_per_author: bool = True
+              ) -> tuple[Aggregates, np.ndarray]:
+    """Rows -> sentiment_daily -> Aggregates, the assets' path, for callers that hold rows (replay,
+    postmortems, tests). Returns the aggregates and each row's repeat-vote mark (for evidence)."""
+    repeat = repeat_votes(rows, first_votes(rows).first_event_id)
+    split = split_buckets(edges)
+    in_split = np.isin(bucket_ends(nanoseconds(rows.created_at)), split) if len(rows) else np.zeros(0, bool)
+    cells = pd.concat([cube_cells(daily(rows, releases, repeat), split),
+                       row_cells(rows[in_split], releases, repeat[in_split])], ignore_index=True)
+    return aggregate(cells, edges, one_vote_per_author), repeat
+
+
+def _dates(times: pd.Series) -> np.ndarray:
+    """UTC days as datetime.date (numpy's day unit: no per-row Python call)."""
+    days = pd.to_datetime(times, utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[D]")
+    return days.astype(object)
+
+
+def nanoseconds(times: pd.Series) -> np.ndarray:
+    """Epoch nanoseconds whatever the unit the frame came in (Delta reads microseconds)."""
+    return pd.to_datetime(times, utc=True).dt.as_unit("ns").astype("int64").to_numpy()

@@ -1,0 +1,155 @@
+"""sentiment_daily is maintained a day at a time and always equals a recomputation from the rows.
+
+The steps run as the graph runs them (ingest → enrich → score → sentiment_daily → baselines) on a real
+local Delta lake, one landing file at a time, so each run is an incremental batch.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from rollback_assets.core import aggregates, demo_data, pipeline
+from rollback_assets.core.mapping import load_mapping
+from rollback_assets.core.lake import Lake
+from rollback_assets.core.policy import PolicyConfig
+from rollback_assets.core.releases import load_releases_yaml
+from rollback_assets.core.schemas import AUTHOR_VOTES, SCORED_SENTIMENT, SENTIMENT_DAILY
+from rollback_assets.core.scoring.lexicon import LexiconScorer
+from rollback_assets.core.taxonomy import Taxonomy
+
+DAYS = 12
+LATE = 3  # the day whose file arrives last
+
+
+def run(lake: Lake, files) -> pipeline.StepResult:
+    pipeline.ingest(lake, pipeline.pending_files(lake, [(f, load_mapping(f.parent.name)) for f in files]),
+                    author_salt="aggregates-test-salt")
+    pipeline.enrich(lake, ("device", "locale"))
+    pipeline.score(lake, LexiconScorer(), Taxonomy.load())
+    return pipeline.aggregate_daily(lake)
+
+
+def day(d: int) -> str:
+    return str((demo_data.START + pd.Timedelta(days=d)).date())
+
+
+def stored(lake: Lake) -> pd.DataFrame:
+    frame = lake.read(SENTIMENT_DAILY)
+    frame["created_date"] = frame.created_date.astype(str)
+    return frame.sort_values(list(SENTIMENT_DAILY.key)).reset_index(drop=True)
+
+
+def recomputed(lake: Lake) -> pd.DataFrame:
+    """sentiment_daily from scratch: every scored row, votes over the whole history."""
+    rows = lake.read(SCORED_SENTIMENT, columns=pipeline.AGGREGATE_INPUT_COLUMNS)
+    frame = aggregates.daily(rows, pipeline.read_releases(lake), aggregates.repeat_votes(rows, aggregates.first_votes(rows).first_event_id))
+    frame = SENTIMENT_DAILY.to_arrow(frame).to_pandas()
+    frame["created_date"] = frame.created_date.astype(str)
+    return frame.sort_values(list(SENTIMENT_DAILY.key)).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def lake_with_a_late_day(tmp_path_factory):
+    """Every day's file but day LATE's ingested one run per file; then day LATE's file, late."""
+    root = tmp_path_factory.mktemp("aggregates")
+    frame = demo_data.generate(demo_data.DemoSpec(rows_per_day=150, days=DAYS))
+    late = frame.created_at.dt.date.astype(str) == day(LATE)
+    files = demo_data.write_landing_zone(frame[~late], root / "landing", root / "releases.yaml", period_days=1, malformed=False)
+    lake = Lake(root / "lake")
+    pipeline.register_releases(lake, load_releases_yaml(root / "releases.yaml"))
+    by_day: dict[str, list] = {}
+    for f in files:
+        by_day.setdefault(f.stem.rsplit("_", 1)[-1], []).append(f)
+    for group in by_day.values():  # several incremental batches
+        run(lake, group)
+    policy = PolicyConfig.load()
+    before = {
+        "daily": stored(lake), "version": lake.version(SENTIMENT_DAILY),
+        "early": pipeline.baselines(lake, policy, demo_data.START + pd.Timedelta(days=LATE - 1, hours=12)).stats["frame"],
+        "after": pipeline.baselines(lake, policy, demo_data.START + pd.Timedelta(days=LATE + 2, hours=12)).stats["frame"],
+    }
+    result = run(lake, demo_data.write_landing_zone(frame[late], root / "late", period_days=1, malformed=False))
+    after = {
+        "daily": stored(lake), "version": lake.version(SENTIMENT_DAILY),
+        "early": pipeline.baselines(lake, policy, demo_data.START + pd.Timedelta(days=LATE - 1, hours=12)).stats["frame"],
+        "after": pipeline.baselines(lake, policy, demo_data.START + pd.Timedelta(days=LATE + 2, hours=12)).stats["frame"],
+    }
+    return lake, before, after, result
+
+
+def test_a_late_file_rewrites_only_its_day(lake_with_a_late_day):
+    lake, before, after, result = lake_with_a_late_day
+    assert result.stats["days_rewritten"] == [day(LATE)] and not result.stats["full_rebuild"]
+    # the commits of the late run added or removed files in that day's partition only
+    assert lake.touched_partitions(SENTIMENT_DAILY, before["version"], after["version"]) == {day(LATE)}
+    old, new = before["daily"], after["daily"]
+    assert not (old.created_date == day(LATE)).any() and (new.created_date == day(LATE)).any()
+    pd.testing.assert_frame_equal(old, new[new.created_date != day(LATE)].reset_index(drop=True))
+
+
+def test_only_the_decisions_that_read_the_late_day_change(lake_with_a_late_day):
+    _, before, after, _ = lake_with_a_late_day
+    columns = ["flag_key", "release_version", "cohort", "baseline_kind", "n", "n_negative", "baseline_n", "baseline_n_negative"]
+    key = columns[:4]
+
+    def counts(frame):
+        return frame[columns].sort_values(key).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(counts(before["early"]), counts(after["early"]))  # judged before the late day
+    grown = counts(after["after"]).merge(counts(before["after"]), on=key, suffixes=("", "_before"))
+    assert (grown.n >= grown.n_before).all() and (grown.n > grown.n_before).any()
+
+
+def test_incremental_sums_equal_a_recomputation_from_the_rows(lake_with_a_late_day):
+    lake, _, after, _ = lake_with_a_late_day
+    pd.testing.assert_frame_equal(after["daily"], recomputed(lake), check_dtype=False)
+    assert after["daily"].n_relevant.sum() + after["daily"].n_excluded.sum() == len(
+        lake.read(SCORED_SENTIMENT, columns=["release_version"]).dropna())
+
+
+def test_an_authors_earlier_word_moves_their_vote_and_only_those_days_change(lake_with_a_late_day, tmp_path):
+    source, _, _, _ = lake_with_a_late_day
+    lake = Lake(tmp_path / "lake")
+    releases = pipeline.read_releases(source)
+    pipeline.register_releases(lake, releases)
+    scored = source.read(SCORED_SENTIMENT)
+    lake.merge(SCORED_SENTIMENT, scored)
+    pipeline.aggregate_daily(lake)
+    # an author's first word, on day 8, gets an earlier one (a late delivery) on day 2 ...
+    voter = scored[(scored.created_date.astype(str) == day(8)) & scored.author_hash.notna()
+                   & scored.release_version.notna()].iloc[0]
+    earlier = pd.DataFrame([voter]).assign(event_id="late-word", created_at=pd.Timestamp(day(2) + " 10:00", tz="UTC"),
+                                           created_date=pd.Timestamp(day(2)).date())
+    version = lake.version(SENTIMENT_DAILY)
+    lake.merge(SCORED_SENTIMENT, earlier)
+    result = pipeline.aggregate_daily(lake)
+    assert result.stats["days_rewritten"] == [day(2), day(8)]
+    assert lake.touched_partitions(SENTIMENT_DAILY, version, lake.version(SENTIMENT_DAILY)) == {day(2), day(8)}
+    votes = lake.read(AUTHOR_VOTES)
+    assert votes[votes.author_hash == voter.author_hash].first_event_id.tolist() == ["late-word"]
+    daily = stored(lake)
+    assert daily[daily.created_date == day(8)].repeat_vote.any()
+    pd.testing.assert_frame_equal(daily, recomputed(lake), check_dtype=False)
+    # ... and when that earlier word is withdrawn, the vote goes back to day 8
+    lake.table(SCORED_SENTIMENT).delete("event_id = 'late-word'")
+    result = pipeline.aggregate_daily(lake)
+    assert result.stats["days_rewritten"] == [day(2), day(8)]
+    votes = lake.read(AUTHOR_VOTES)
+    assert votes[votes.author_hash == voter.author_hash].first_event_id.tolist() == [voter.event_id]
+    pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
+
+
+def test_a_change_of_releases_rebuilds_every_day(lake_with_a_late_day, tmp_path):
+    source, _, after, _ = lake_with_a_late_day
+    lake = Lake(tmp_path / "lake")
+    releases = pipeline.read_releases(source)
+    pipeline.register_releases(lake, releases)
+    lake.merge(SCORED_SENTIMENT, source.read(SCORED_SENTIMENT))
+    assert pipeline.aggregate_daily(lake).stats["full_rebuild"]
+    assert not pipeline.aggregate_daily(lake).stats["days_rewritten"]  # nothing new: nothing rewritten
+    moved = releases.iloc[[-1]].assign(released_at=releases.released_at.iloc[-1] - pd.Timedelta(hours=5))
+    pipeline.register_releases(lake, moved)  # a release time corrected: every row's age may change
+    result = pipeline.aggregate_daily(lake)
+    assert result.stats["full_rebuild"] and len(result.stats["days_rewritten"]) == DAYS
+    pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
