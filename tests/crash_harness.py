@@ -137,6 +137,7 @@ def run_pipeline(world: World, recover_only: bool) -> None:
     pipeline.ingest(lake, pipeline.pending_files(lake, scan.files), author_salt=SALT)
     pipeline.enrich(lake, ("device", "locale"))
     pipeline.score(lake, LexiconScorer(), Taxonomy.load())
+    pipeline.aggregate_daily(lake)
     pipeline.baselines(lake, policy)
     decided = pipeline.decide(lake, policy, run_id="crash-harness").stats["decisions"]
 

@@ -71,6 +71,7 @@ def _lake_with(tmp_path, scored: pd.DataFrame, rel: pd.DataFrame) -> Lake:
     )
     lake.merge(SCORED_SENTIMENT, full[[c for c in SCORED_SENTIMENT.names if c in full]])
     pipeline.register_releases(lake, rel)
+    pipeline.aggregate_daily(lake)
     return lake
 
 
@@ -125,6 +126,7 @@ def _run_steps(lake: Lake, landing, policy: PolicyConfig) -> pd.DataFrame:
     pipeline.ingest(lake, pipeline.pending_files(lake, scan.files), author_salt=SALT)
     pipeline.enrich(lake, ("device", "locale"))
     pipeline.score(lake, LexiconScorer(), Taxonomy.load())
+    pipeline.aggregate_daily(lake)
     pipeline.baselines(lake, policy)
     return pipeline.decide(lake, policy).stats["decisions"]
 
@@ -188,6 +190,7 @@ def test_a_future_row_let_in_by_a_lenient_source_never_moves_the_clock(demo, tmp
     assert "from-2099" in set(lake.read(RAW_FEEDBACK, columns=["event_id"]).event_id)
     pipeline.enrich(lake, ("device", "locale"))
     pipeline.score(lake, LexiconScorer(), Taxonomy.load())
+    pipeline.aggregate_daily(lake)
     as_of = pipeline.baselines(lake, policy).stats["as_of"]
     assert pd.Timestamp(as_of) < pd.Timestamp("2026-10-14", tz="UTC")
     assert _verdicts(pipeline.decide(lake, policy).stats["decisions"]).equals(_verdicts(expected))

@@ -46,6 +46,7 @@ def ingest(lake: Lake, files) -> None:
 def downstream(lake: Lake) -> None:
     pipeline.enrich(lake, ("device", "locale"))
     pipeline.score(lake, LexiconScorer(), Taxonomy.load())
+    pipeline.aggregate_daily(lake)
 
 
 def assert_every_row_everywhere_once(lake: Lake, expected_rows: int) -> None:
