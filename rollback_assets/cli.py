@@ -170,8 +170,8 @@ def _tell_dagster_action(args, row: dict | None) -> None:
     """A human's hold, approval, rejection, promotion or forced change: one runless flag_actions event."""
     if not row:
         return
+    from .core.actions.ledger import describe
     from .core.schemas import FLAG_ACTIONS
-    from .defs.flags import describe_action
 
     version = _lake(args).version(FLAG_ACTIONS)
     fields = ("flag_key", "release_version", "cohort", "kind", "status", "actor", "approver", "decision_id",
@@ -182,18 +182,20 @@ def _tell_dagster_action(args, row: dict | None) -> None:
         if value is None or value == "" or (isinstance(value, float) and value != value):  # value != value: NaN
             continue
         metadata[name] = int(value) if name.endswith("_rollout") else str(value)
-    _tell_dagster("flag_actions", describe_action(row), {**metadata, "delta_version": version},
+    _tell_dagster("flag_actions", describe(row), {**metadata, "delta_version": version},
                   data_version=f"flag_actions@{version}")
 
 
 def _control(args):
     """The lake, the configured flag backend and per-flag settings, as the Dagster resources see them."""
+    from .core.actions.plan import FlagPolicy
+    from .core.flags import backend_from_settings, settings_from_env
+    from .core.notify import webhook_notifier
     from .core.policy import PolicyConfig
-    from .defs.flags import flag_control_from_env, flag_policy
 
-    flags = flag_control_from_env()
     policy = PolicyConfig.load(os.environ.get("ROLLBACK_POLICY"))
-    return _lake(args), flags.client(), flags.notifier(), lambda flag: flag_policy(policy, flag)
+    notifier = webhook_notifier(os.environ.get("ROLLBACK_NOTIFY_URL"), os.environ.get("ROLLBACK_WEBHOOK_SECRET"))
+    return _lake(args), backend_from_settings(**settings_from_env()), notifier, lambda flag: FlagPolicy.for_flag(policy, flag)
 
 
 def _actor(args) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -17,6 +18,8 @@ from .flags import FlagControlResource
 
 FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600  # a new daemon reports the last day's failures, not all history
 BATCH = 100
+# Running from the start, ticking every 30 s: an alert that waits for someone to switch it on is no alert.
+alert_sensor = partial(dg.sensor, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 
 
 def _notify(context: dg.SensorEvaluationContext, flags: FlagControlResource, payload: dict) -> None:
@@ -35,9 +38,7 @@ def _belongs_here(context: dg.SensorEvaluationContext, run: dg.DagsterRun) -> bo
     return repository is None or repository.has_job(run.job_name)
 
 
-@dg.sensor(
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@alert_sensor(
     description="Announces every failed run of this code location (pipeline broken: a crash, a blocking data-quality "
                 "check, a flag backend that kept failing). Guardrail trips are not failures: see guardrail_alert.",
 )
@@ -71,9 +72,7 @@ def run_failure_alert(context: dg.SensorEvaluationContext, flags: FlagControlRes
                          if records else "no new failed runs")
 
 
-@dg.sensor(
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@alert_sensor(
     description="Notifies the flag's owner channel when a per-flag sentiment guardrail check turns red (it passed "
                 "or had never run before), with the check's sentence: flag, release, cohort, rise, bound, action.",
 )

@@ -15,6 +15,7 @@ from ..core.schemas import (
     ALL_COHORTS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, FLAG_ACTIONS, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT,
 )
 from ..core.taxonomy import OTHER
+from ..core.vocabulary import DecisionAction, DecisionState
 from .assets import cohort_baselines, enriched_feedback, raw_feedback, rollback_decisions, scored_sentiment, sentiment_model
 from .resources import LakeResource, SettingsResource
 
@@ -204,7 +205,7 @@ def guardrail_checks(flag_keys: list[str]) -> dg.AssetChecksDefinition:
 
 def guardrail_result(check_name: str, rows: pd.DataFrame, thresholds, action_status: dict[str, str]) -> dg.AssetCheckResult:
     """The check's sentence and figures, from the latest decision rows of one flag (worst acting cohort first)."""
-    acting = rows[rows.state == "act"].sort_values("relative_rise", ascending=False)
+    acting = rows[rows.state == DecisionState.ACT].sort_values("relative_rise", ascending=False)
     rises = rows.relative_rise.replace([np.inf, -np.inf], np.nan).dropna()
     metadata = {
         "cohorts_evaluated": len(rows),
@@ -254,7 +255,7 @@ def guardrail_result(check_name: str, rows: pd.DataFrame, thresholds, action_sta
         ),
     })
     more = f" ({len(acting) - 1} more cohort(s) acting)" if len(acting) > 1 else ""
-    target = f" to {int(worst.target_rollout)} %" if worst.action == "step_down" and pd.notna(worst.target_rollout) else ""
+    target = f" to {int(worst.target_rollout)} %" if worst.action == DecisionAction.STEP_DOWN and pd.notna(worst.target_rollout) else ""
     description = (
         f"Flag {worst.flag_key} release {worst.release_version}, cohort {worst.cohort}: negative share "
         f"{_percent(worst.negative_share, signed=False)} vs {_percent(worst.baseline_negative_share, signed=False)}, "
