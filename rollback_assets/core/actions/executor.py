@@ -98,9 +98,9 @@ def execute_action(
         ledger.write(lake, row)
         return ActionResult(row, 0, AuditStatus.PENDING, row["last_error"])
 
-    plan = replace(plan, before=current)
-    if existing and existing["status"] == AuditStatus.PENDING and existing.get("before_enabled") is not None:
-        plan = replace(plan, before=FlagState(plan.flag_key, bool(existing["before_enabled"]), int(existing.get("before_rollout") or 0), existing.get("before_variant")))
+    # The state the change started from: what a pending row recorded before, else what the flag shows now.
+    recorded = ledger.before_state(existing) if existing and existing["status"] == AuditStatus.PENDING else None
+    plan = replace(plan, before=recorded or current)
 
     # Crash recovery: the call went through but the applied row was never written (only a planned
     # row can have made the call; an intent row has not).
@@ -139,27 +139,8 @@ def execute_action(
     row = ledger.plan_row(replace(plan, status=AuditStatus.PENDING), now, existing, run_id)
     ledger.write(lake, row)
 
-    calls = 0
-    status, error, after = AuditStatus.PENDING, None, None
-    for attempt in range(max(1, policy.max_attempts)):
-        calls += 1
-        row["attempts"] += 1
-        try:
-            after = backend.apply(plan.flag_key, plan.target, idempotency_key=plan.action_id, comment=f"{plan.kind} by {plan.actor}: {plan.reason}"[:500])
-            status, error = AuditStatus.APPLIED, None
-            break
-        except ApprovalRequiredError as exc:
-            status, error = AuditStatus.AWAITING_APPROVAL, redact(exc, secrets)
-            break
-        except FlagBackendError as exc:
-            error = redact(exc, secrets)
-            if not exc.transient:
-                status = AuditStatus.FAILED
-                break
-        except Exception as exc:  # unexpected: keep it pending and visible rather than lose it
-            error = redact(f"{type(exc).__name__}: {exc}", secrets)
-        if attempt + 1 < policy.max_attempts:
-            sleep(min(policy.max_backoff_s, policy.backoff_s * (2**attempt)))
+    status, error, after, calls = _call_backend(backend, plan, policy, secrets, sleep)
+    row["attempts"] += calls
     if status == AuditStatus.PENDING and row["attempts"] >= policy.max_total_attempts:
         status = AuditStatus.FAILED
         error = f"gave up after {row['attempts']} attempts: {error}"
@@ -170,6 +151,31 @@ def execute_action(
     if status != AuditStatus.PENDING:
         _notify(notifier, row, decision)
     return ActionResult(row, calls, status, error or "")
+
+
+def _call_backend(backend: FlagBackend, plan: ActionPlan, policy: FlagPolicy, secrets: tuple, sleep
+                  ) -> tuple[AuditStatus, str | None, FlagState | None, int]:
+    """Up to `policy.max_attempts` calls with capped exponential backoff, always with the action id as
+    idempotency key: (status, redacted error, state read back, calls made). A transient failure on
+    the last attempt leaves the status pending, for the next tick."""
+    status, error, after, calls = AuditStatus.PENDING, None, None, 0
+    for attempt in range(max(1, policy.max_attempts)):
+        calls += 1
+        try:
+            after = backend.apply(plan.flag_key, plan.target, idempotency_key=plan.action_id,
+                                  comment=f"{plan.kind} by {plan.actor}: {plan.reason}"[:500])
+            return AuditStatus.APPLIED, None, after, calls
+        except ApprovalRequiredError as exc:
+            return AuditStatus.AWAITING_APPROVAL, redact(exc, secrets), None, calls
+        except FlagBackendError as exc:
+            error = redact(exc, secrets)
+            if not exc.transient:
+                return AuditStatus.FAILED, error, None, calls
+        except Exception as exc:  # unexpected: keep it pending and visible rather than lose it
+            error = redact(f"{type(exc).__name__}: {exc}", secrets)
+        if attempt + 1 < policy.max_attempts:
+            sleep(min(policy.max_backoff_s, policy.backoff_s * (2**attempt)))
+    return status, error, after, calls
 
 
 def retry_open_actions(

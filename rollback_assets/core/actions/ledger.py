@@ -98,9 +98,6 @@ def plan_from_row(row: Mapping[str, Any]) -> ActionPlan:
         target = FlagTarget(False, 0)
     else:
         target = FlagTarget(True, int(r.get("target_rollout") or 0), r.get("target_variant"))
-    before = None
-    if r.get("before_enabled") is not None:
-        before = FlagState(r["flag_key"], bool(r["before_enabled"]), int(r.get("before_rollout") or 0), r.get("before_variant"))
     lineage = {}
     if r.get("lineage"):
         try:
@@ -111,14 +108,21 @@ def plan_from_row(row: Mapping[str, Any]) -> ActionPlan:
         action_id=r["action_id"], flag_key=r["flag_key"], backend=r["backend"], kind=r["kind"], status=PlanStatus.READY,
         target=target, reason=r.get("reason") or "", decision_id=r.get("decision_id"),
         release_version=r.get("release_version"), cohort=r.get("cohort"), actor=r.get("actor") or AUTO,
-        approver=r.get("approver"), before=before, lineage=lineage,
+        approver=r.get("approver"), before=before_state(r), lineage=lineage,
     )
+
+
+def before_state(row: Mapping[str, Any]) -> FlagState | None:
+    """The flag's state a row recorded before its change (None while only the intent is written)."""
+    if row.get("before_enabled") is None:
+        return None
+    return FlagState(row["flag_key"], bool(row["before_enabled"]), int(row.get("before_rollout") or 0), row.get("before_variant"))
 
 
 def planned(row: Mapping[str, Any]) -> bool:
     """Has this row's change been planned (a target fixed from a state read)? An intent row has not:
     an automatic row without the flag's `before` state."""
-    return row.get("before_enabled") is not None or (row.get("actor") or AUTO) != AUTO
+    return before_state(row) is not None or (row.get("actor") or AUTO) != AUTO
 
 
 def record_intent(lake: Lake, decision: Mapping[str, Any], *, backend: str, now: datetime | None = None,
