@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .clock import utc
 from .schemas import RELEASE_ARTIFACTS
 
 DEFAULT_LADDER = (100, 25, 5, 0)
@@ -70,12 +71,6 @@ class VersionRule:
         return release.fillna(text).astype(object).where(text.notna(), None)
 
 
-def _utc(value) -> pd.Timestamp:
-    """Naive times are UTC; aware ones (YAML parses unquoted ISO times to aware datetimes) are converted."""
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def parse_ladder(value) -> list[int]:
     try:
         steps = [int(s) for s in (value.split(",") if isinstance(value, str) else value)]
@@ -118,7 +113,7 @@ def release_record(
         "flag_key": flag_key,
         "version": str(version),
         "product": product,
-        "released_at": _utc(released_at),
+        "released_at": utc(released_at),
         "code_commit": code_commit,
         "notebook_commit": notebook_commit,
         "model_name": model_name,
@@ -128,7 +123,7 @@ def release_record(
         "fallback_variant": fallback_variant,
         "adoption": adoption,
         "owner": owner,
-        "expires_at": _utc(expires_at) if expires_at else None,
+        "expires_at": utc(expires_at) if expires_at else None,
         "registered_at": datetime.now(timezone.utc),
     }
 
