@@ -204,21 +204,18 @@ def test_429_retry_after_is_honoured(server):
     assert server.stats()["faults_served"] == ["429:1"]
 
 
-def test_500_then_success(server):
-    server.configure(faults=["500"])
-    scorer = openai_scorer(server)
-    out = scorer.score(REVIEWS)
-    assert out["fallback_reason"].isna().all()
-    assert server.stats()["requests"] == 2 and scorer.last_stats["retries"] == 1
-
-
-def test_timeout_then_success(server):
-    server.configure(faults=["hang"])
-    scorer = openai_scorer(server, timeout=0.3)
-    out = scorer.score(REVIEWS)
-    assert out["fallback_reason"].isna().all()
+@pytest.mark.parametrize("fault, config, counter", [
+    ("500", {}, "retries"),
     # A second request means the client gave up on the hanging one (it would have answered after 1.5 s).
-    assert server.stats()["requests"] == 2 and scorer.last_stats["retries"] == 1
+    ("hang", {"timeout": 0.3}, "retries"),
+    ("wrong_enum", {}, "reasked_rows"),  # a bad item is asked again, and the answer is good this time
+])
+def test_one_failed_request_then_success(server, fault, config, counter):
+    server.configure(faults=[fault])
+    scorer = openai_scorer(server, **config)
+    out = scorer.score(REVIEWS)
+    assert out["fallback_reason"].isna().all()
+    assert server.stats()["requests"] == 2 and scorer.last_stats[counter] == 1
 
 
 def test_persistent_500_falls_back_after_retries_without_crashing(server):
@@ -279,14 +276,6 @@ def test_bad_item_is_reasked_once_then_only_that_row_falls_back(server, fault):
     assert out.loc[0, "fallback_reason"].startswith("invalid_output")
     assert out.loc[1:, "fallback_reason"].isna().all() and (out.loc[1:, "scorer"] == "llm-openai").all()
     assert scorer.last_stats["fallback_rows"] == 1 and scorer.last_stats["reasked_rows"] == 1
-
-
-def test_bad_item_recovers_on_reask(server):
-    server.configure(faults=["wrong_enum"])
-    scorer = openai_scorer(server)
-    out = scorer.score(REVIEWS)
-    assert out["fallback_reason"].isna().all()
-    assert server.stats()["requests"] == 2 and scorer.last_stats["reasked_rows"] == 1
 
 
 def test_extra_ids_are_ignored_and_counted(server):
