@@ -11,11 +11,11 @@ import dagster as dg
 import pandas as pd
 import pyarrow.dataset as ds
 
+from ..core import flags as flag_backends, vocabulary
 from ..core.actions import executor, ledger, plan
 from ..core.actions.plan import FlagPolicy
-from ..core import flags as flag_backends
-from ..core.flags import SECRET_SETTINGS, BackendKind, FlagBackend, settings_from_env
 from ..core.flags import SETTINGS as BACKEND_SETTINGS
+from ..core.flags import SECRET_SETTINGS, BackendKind, FlagBackend, settings_from_env
 from ..core.notify import WebhookNotifier, webhook_notifier
 from ..core.policy import PolicyConfig
 from ..core.schemas import DECISIONS, FLAG_ACTIONS
@@ -82,7 +82,7 @@ class FlagActionConfig(dg.Config):
     group_name="flags",
     deps=[rollback_decisions],
     kinds={"deltalake"},
-    code_version=code_version(plan, ledger, executor),
+    code_version=code_version(plan, ledger, executor, vocabulary),
     # One flag-changing step at a time across runs (the instance's `concurrency: pools` limit, 1 in the
     # shipped dagster.yaml): an action is planned from the flag's state, so two at once could both act.
     pool=FLAG_POOL,
