@@ -47,14 +47,15 @@ def cmd_release_register(args) -> int:
 def _control(args):
     """The lake, the configured flag backend and per-flag settings, as the Dagster resources see them
     (secrets resolved from the environment, as a run resolves its dg.EnvVar)."""
+    from .core.actions.plan import FlagPolicy
     from .core.policy import PolicyConfig
     from .core.settings import Settings
-    from .defs.flags import flag_control_from_env, flag_policy
+    from .defs.flags import flag_control_from_env
 
     settings = Settings.from_env()
     flags = flag_control_from_env(settings).process_config_and_initialize()
     policy = PolicyConfig.load(settings.policy)
-    return lake_of(args), flags.client(), flags.notifier(), lambda flag: flag_policy(policy, flag)
+    return lake_of(args), flags.client(), flags.notifier(), lambda flag: FlagPolicy.for_flag(policy, flag)
 
 
 def _report(args, result) -> int:

@@ -77,7 +77,7 @@ def tell_dagster_action(args, row: dict | None) -> None:
     if not row:
         return
     from .core.schemas import FLAG_ACTIONS
-    from .defs.flags import describe_action
+    from .core.actions.ledger import describe
 
     version = lake_of(args).version(FLAG_ACTIONS)
     fields = ("flag_key", "release_version", "cohort", "kind", "status", "actor", "approver", "decision_id",
@@ -88,7 +88,7 @@ def tell_dagster_action(args, row: dict | None) -> None:
         if value is None or value == "" or (isinstance(value, float) and value != value):  # value != value: NaN
             continue
         metadata[name] = int(value) if name.endswith("_rollout") else str(value)
-    tell_dagster("flag_actions", describe_action(row), {**metadata, "delta_version": version},
+    tell_dagster("flag_actions", describe(row), {**metadata, "delta_version": version},
                   data_version=f"flag_actions@{version}")
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from rollback_assets.core import demo_data, pipeline
+from rollback_assets.core.flags import make_flag_backend
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.releases import load_releases_yaml
 
@@ -73,6 +74,18 @@ def rx():
     receiver.flags["checkout"] = {"enabled": True, "rollout": 100, "variant": None}
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture
+def backend(rx):
+    """The signed webhook flag backend, talking to `rx`."""
+    return make_flag_backend("webhook", url=rx.url, secret=WEBHOOK_SECRET)
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    """An empty lake of the test's own."""
+    return Lake(tmp_path / "lake")
 
 
 def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None):

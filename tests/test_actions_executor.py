@@ -22,16 +22,6 @@ from flag_actions_support import (
 )
 
 
-@pytest.fixture
-def backend(rx):
-    return make_flag_backend("webhook", url=rx.url, secret=WEBHOOK_SECRET)
-
-
-@pytest.fixture
-def lake(tmp_path):
-    return Lake(tmp_path / "lake")
-
-
 def test_exactly_once_across_reruns(lake, backend, rx):
     notifier = RecordingNotifier()
     d = decision("dec-1")

@@ -6,24 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
-import pytest
 
 from rollback_assets.core.actions import executor, ledger
-from rollback_assets.core.flags import make_flag_backend
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.schemas import FLAG_ACTIONS
 
-from flag_actions_support import NO_SLEEP, T0, WEBHOOK_SECRET, audit, decision, stored_decision
-
-
-@pytest.fixture
-def backend(rx):
-    return make_flag_backend("webhook", url=rx.url, secret=WEBHOOK_SECRET)
-
-
-@pytest.fixture
-def lake(tmp_path):
-    return Lake(tmp_path / "lake")
+from flag_actions_support import NO_SLEEP, T0, audit, decision, stored_decision
 
 
 def test_intent_is_written_before_anything_else_and_only_for_acting_decisions(lake):

@@ -12,36 +12,25 @@ from rollback_assets.core.actions import ledger, overrides
 from rollback_assets.core.actions.executor import execute_action
 from rollback_assets.core.actions.overrides import can_promote
 from rollback_assets.core.actions.plan import FlagPolicy, plan_action
-from rollback_assets.core.flags import make_flag_backend
-from rollback_assets.core.lake import Lake
 
-from flag_actions_support import LADDER, NO_SLEEP, T0, WEBHOOK_SECRET, RecordingNotifier, audit, decision, st, write_decisions
-
-
-@pytest.fixture
-def backend(rx):
-    return make_flag_backend("webhook", url=rx.url, secret=WEBHOOK_SECRET)
-
-
-@pytest.fixture
-def lake(tmp_path):
-    return Lake(tmp_path / "lake")
+from flag_actions_support import LADDER, NO_SLEEP, T0, RecordingNotifier, audit, decision, st, write_decisions
 
 
 def test_hold_blocks_until_released_or_expired(lake, backend, rx):
+    hourly = FlagPolicy(cooldown=timedelta(hours=1))  # the holds decide here, not the cooldown
     h = overrides.hold(lake, "checkout", until=T0 + timedelta(hours=1), actor="bob", reason="launch event", now=T0)
     assert h["status"] == "applied" and h["actor"] == "human:bob"
     plan = plan_action(decision("dec-h"), LADDER, backend.get_state("checkout"), backend="webhook")
-    res = execute_action(lake, backend, plan, now=T0 + timedelta(minutes=5))
+    res = execute_action(lake, backend, plan, policy=hourly, now=T0 + timedelta(minutes=5))
     assert res.status == "skipped" and "held by human:bob" in res.row["reason"] and rx.flag_posts == 0
     # Hold expiry lifts the block.
-    assert execute_action(lake, backend, plan, now=T0 + timedelta(hours=2)).status == "applied"
+    assert execute_action(lake, backend, plan, policy=hourly, now=T0 + timedelta(hours=2)).status == "applied"
 
     overrides.hold(lake, "checkout", until=T0 + timedelta(days=1), actor="bob", reason="again", now=T0 + timedelta(hours=3))
     p2 = plan_action(decision("dec-h2"), LADDER, backend.get_state("checkout"), backend="webhook")
-    assert execute_action(lake, backend, p2, now=T0 + timedelta(hours=5)).status == "skipped"
+    assert execute_action(lake, backend, p2, policy=hourly, now=T0 + timedelta(hours=5)).status == "skipped"
     overrides.release_hold(lake, "checkout", actor="bob", reason="event over", now=T0 + timedelta(hours=6))
-    assert execute_action(lake, backend, p2, now=T0 + timedelta(hours=6, minutes=1)).status == "applied"
+    assert execute_action(lake, backend, p2, policy=hourly, now=T0 + timedelta(hours=6, minutes=1)).status == "applied"
     assert rx.flags["checkout"]["rollout"] == 5
     kinds = audit(lake).kind.value_counts().to_dict()
     assert kinds["hold"] == 2 and kinds["release_hold"] == 1
@@ -63,7 +52,7 @@ def test_a_hold_without_an_end_lasts_until_released(lake, backend, rx):
 
 
 def test_approval_mode_approve_and_reject(lake, backend, rx):
-    policy = FlagPolicy(approval_mode="approve")
+    policy = FlagPolicy(approval_mode="approve", cooldown=timedelta(hours=1))
     notifier = RecordingNotifier()
     d = decision("dec-ap")
     plan = plan_action(d, LADDER, backend.get_state("checkout"), backend="webhook", policy=policy)
@@ -118,7 +107,8 @@ def test_promotion_gate(lake, backend, rx):
     assert ok, why
     # A pending approval or a hold blocks promotion too.
     write_decisions(lake, {**decision("dec-g3", cohort="region=EU", severity="low"), "decided_at": T0 + timedelta(hours=5)})
-    execute_action(lake, backend, plan_action(decision("dec-g3", cohort="region=EU", severity="low"), LADDER, backend.get_state("checkout"), backend="webhook"), now=T0 + timedelta(hours=5))
+    execute_action(lake, backend, plan_action(decision("dec-g3", cohort="region=EU", severity="low"), LADDER, backend.get_state("checkout"), backend="webhook"),
+                   policy=nocool, now=T0 + timedelta(hours=5))
     ok, why = can_promote("checkout", lake, policy=nocool, now=T0 + timedelta(hours=6))
     assert not ok and "awaiting_approval" in why
     overrides.reject(lake, "dec-g3", approver="erin", reason="noise", now=T0 + timedelta(hours=6))

@@ -3,12 +3,15 @@ decisions that wait for a human. Pure: no lake, no backend."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from rollback_assets.core.actions.plan import FlagPolicy, plan_action
+from rollback_assets.core.actions.plan import FlagPolicy, cooldown_ends, plan_action
 from rollback_assets.core.flags import FlagTarget
+from rollback_assets.core.policy import PolicyConfig
 
-from flag_actions_support import LADDER, decision, st
+from flag_actions_support import LADDER, T0, decision, st
 
 
 @pytest.mark.parametrize(
@@ -54,3 +57,26 @@ def test_ambiguous_decisions_wait_for_a_human():
     assert unsure.status == "awaiting_approval"
     sure = plan_action(decision("d", mean_confidence=0.9), LADDER, st(100), backend="w", policy=FlagPolicy(min_confidence=0.6))
     assert sure.status == "ready"
+
+
+def test_one_default_for_approval_and_cooldown_the_policy_files():
+    assert FlagPolicy() == FlagPolicy.for_flag(PolicyConfig.load(), "any-flag")
+    assert FlagPolicy().cooldown == timedelta(hours=6)
+
+
+def test_one_cooldown_rule_counts_automatic_changes_and_forces_not_promotions():
+    def row(action_id, kind, minutes, status="applied", flag="checkout"):
+        return {"action_id": action_id, "flag_key": flag, "kind": kind, "status": status, "actor": "auto",
+                "created_at": T0 + timedelta(minutes=minutes), "updated_at": T0 + timedelta(minutes=minutes)}
+
+    hour = timedelta(hours=1)
+    history = [row("a", "step_down", 0), row("b", "force", 10), row("c", "promote", 20), row("d", "disable", 30, "pending"),
+               row("e", "disable", 40, flag="other"), row("f", "approve", 50)]
+    last, ends = cooldown_ends(history, "checkout", hour)
+    assert last["action_id"] == "b" and ends == T0 + timedelta(minutes=70)
+    assert cooldown_ends(history, "checkout", hour, exclude="b")[0]["action_id"] == "a"  # the action being judged
+    assert cooldown_ends(history, "checkout", timedelta(0)) is None
+    assert cooldown_ends(history[2:], "checkout", hour) is None
+    plan = plan_action(decision("d2"), LADDER, st(25), backend="w", policy=FlagPolicy(cooldown=hour), history=history,
+                       now=T0 + timedelta(minutes=69))
+    assert plan.status == "skipped" and plan.reason.startswith("cooldown: force")

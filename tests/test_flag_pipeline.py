@@ -2,10 +2,10 @@
 flag_action_job, the CLI overrides, against a real flagd file (read with the OpenFeature flagd provider in
 FILE mode) and a real Unleash server (read with the Unleash Python SDK).
 
-Backend calls are COUNTED at the backend: `CountingFlagControl` is the production FlagControlResource
-whose client wraps the real backend and appends one JSON line per `apply` call to a log file. It is
-swapped in for the class `flag_control_from_env()` builds, so the Dagster resources and the CLI both
-use it, configured from the same environment variables as in production.
+Backend calls are COUNTED at the backend: `counting_backend_from_settings` wraps the backend the one
+factory (`core.flags.backend_from_settings`) builds and appends one JSON line per `apply` call to a log
+file. It replaces that factory, so the Dagster resources and the CLI both use it, configured from the
+same environment variables as in production.
 
 One feedback_job run (module fixture) produces the decisions; every test acts on its own copy of that
 lake and its own flag file. The Dagster instance is shared, so a sensor context without a cursor sees
@@ -29,6 +29,7 @@ import pytest
 import yaml
 from dagster._serdes import serialize_value
 
+import rollback_assets.core.flags as core_flags
 import rollback_assets.defs.flags as flags_module
 from rollback_assets.cli import main
 from rollback_assets.core import demo_data, pipeline
@@ -82,11 +83,13 @@ class CountingBackend:
         return state
 
 
-class CountingFlagControl(flags_module.FlagControlResource):
-    def client(self):
-        backend = CountingBackend(super().client(), Path(os.environ[LOG_ENV]), int(os.environ.get(FAIL_ENV, "0")))
-        backend.delay = float(os.environ.get(DELAY_ENV, "0"))
-        return backend
+_backend_from_settings = core_flags.backend_from_settings
+
+
+def counting_backend_from_settings(*args, **kwargs):
+    backend = CountingBackend(_backend_from_settings(*args, **kwargs), Path(os.environ[LOG_ENV]), int(os.environ.get(FAIL_ENV, "0")))
+    backend.delay = float(os.environ.get(DELAY_ENV, "0"))
+    return backend
 
 
 def _append(log: Path, entry: dict) -> None:
@@ -142,7 +145,7 @@ def _set_env(mp, lake_root, landing, flag_file, log, **extra):
     mp.setenv(FAIL_ENV, "0")
     for k, v in extra.items():
         mp.setenv(k, str(v))
-    mp.setattr(flags_module, "FlagControlResource", CountingFlagControl)
+    mp.setattr(core_flags, "backend_from_settings", counting_backend_from_settings)
 
 
 class World:
@@ -484,10 +487,10 @@ import json, sys
 sys.path.insert(0, sys.argv[4])
 import dagster as dg
 from dagster._serdes import deserialize_value
-import rollback_assets.defs.flags as flags_module
+import rollback_assets.core.flags as core_flags
 import test_flag_pipeline as tests
 
-flags_module.FlagControlResource = tests.CountingFlagControl  # as World does: count calls at the backend
+core_flags.backend_from_settings = tests.counting_backend_from_settings  # as World does: count calls at the backend
 from rollback_assets.definitions import build_definitions
 
 instance = dg.DagsterInstance.from_ref(deserialize_value(sys.argv[1]))

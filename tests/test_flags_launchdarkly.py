@@ -71,7 +71,7 @@ def test_step_down_ladder_evaluated_by_sdk(tmp_path, stub, backend):
         d = {"decision_id": f"d{i}", "flag_key": "new-checkout", "state": "act", "action": "step_down",
              "severity": "moderate", "cohort": "all", "release_version": "2.0", "reason": "checkout complaints"}
         plan = plan_action(d, release, backend.get_state("new-checkout"), backend="launchdarkly")
-        res = execute_action(lake, backend, plan, policy=FlagPolicy(), now=T0 + timedelta(hours=2 * i))
+        res = execute_action(lake, backend, plan, policy=FlagPolicy(cooldown=timedelta(hours=1)), now=T0 + timedelta(hours=2 * i))
         assert res.status == "applied" and res.row["after_rollout"] == rollout
         values = sdk_values(stub, "new-checkout", 2000, False)
         assert abs(values.count(True) / 2000 - share) < 0.03

@@ -61,18 +61,19 @@ def test_rollout_100_to_25_then_off_seen_by_sdk(unleash_server, sdk, tmp_path): 
     d = {"decision_id": "d-u1", "flag_key": flag, "state": "act", "action": "step_down", "severity": "moderate",
          "cohort": "device=mobile", "release_version": "7.1", "reason": "mobile checkout complaints doubled"}
     plan = plan_action(d, release, backend.get_state(flag), backend="unleash")
-    res = execute_action(lake, backend, plan, policy=FlagPolicy(), now=T0)
+    policy = FlagPolicy(cooldown=timedelta(hours=1))
+    res = execute_action(lake, backend, plan, policy=policy, now=T0)
     assert res.status == "applied" and res.row["before_rollout"] == 100 and res.row["after_rollout"] == 25
     got = poll_sdk(lambda: share_on(sdk, flag), lambda s: abs(s - 0.25) < 0.05)
     assert abs(got - 0.25) < 0.05, got
     # Re-running the same decision does not touch Unleash again.
-    again = execute_action(lake, backend, plan, policy=FlagPolicy(), now=T0 + timedelta(minutes=1))
+    again = execute_action(lake, backend, plan, policy=policy, now=T0 + timedelta(minutes=1))
     assert again.called_backend == 0 and again.status == "applied"
 
     d2 = {**d, "decision_id": "d-u2", "severity": "severe", "action": "step_down", "reason": "payments failing"}
     plan2 = plan_action(d2, release, backend.get_state(flag), backend="unleash")
     assert plan2.kind == "disable"
-    res2 = execute_action(lake, backend, plan2, policy=FlagPolicy(), now=T0 + timedelta(hours=2))
+    res2 = execute_action(lake, backend, plan2, policy=policy, now=T0 + timedelta(hours=2))
     assert res2.status == "applied" and res2.row["after_enabled"] is False
     assert poll_sdk(lambda: share_on(sdk, flag), lambda s: s == 0.0) == 0.0
 

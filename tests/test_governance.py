@@ -14,11 +14,12 @@ from rollback_assets.core import pipeline
 from rollback_assets.core.actions import executor, overrides
 from rollback_assets.core.actions.plan import FlagPolicy, plan_action
 from rollback_assets.core.flags import FlagTarget, make_flag_backend
+from rollback_assets.core.governance import stale_fallbacks
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.releases import release_record, releases_frame
 from rollback_assets.defs.assets import release_artifacts
 from rollback_assets.defs.flags import FlagControlResource, flag_actions
-from rollback_assets.defs.governance import GOVERNANCE_CHECKS, fallback_age_check, stale_fallbacks
+from rollback_assets.defs.governance import GOVERNANCE_CHECKS, fallback_age_check
 from rollback_assets.defs.resources import LakeResource, SettingsResource
 
 NOW = datetime.now(timezone.utc)

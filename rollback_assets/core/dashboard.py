@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import reporting
-from .actions.plan import AUTOMATIC_KINDS, active_hold
+from .actions.plan import COOLDOWN_KINDS, active_hold, describe_hold
 from .lake import Lake
 from .schemas import DECISIONS, FLAG_ACTIONS, RELEASE_ARTIFACTS, SCORED_SENTIMENT
+from .vocabulary import AUTOMATIC_KINDS, AuditStatus, DecisionState
 
 
 @dataclass
@@ -49,10 +50,10 @@ def flag_health(lake: Lake, flag_key: str, now: datetime | None = None) -> FlagH
     decisions = decisions[decisions.flag_key == flag_key]
     states = (decisions.groupby(["window_end", "release_version", "state"]).size().unstack(fill_value=0).reset_index()
               if len(decisions) else pd.DataFrame(columns=["window_end", "release_version"]))
-    acting = decisions[decisions.state.isin(["act", "hold"])].sort_values("window_end")
+    acting = decisions[decisions.state.isin([DecisionState.ACT, DecisionState.HOLD])].sort_values("window_end")
     audit = lake.read(FLAG_ACTIONS) if lake.exists(FLAG_ACTIONS) else FLAG_ACTIONS.empty_frame()
     audit = audit[audit.flag_key == flag_key].sort_values("created_at")
-    applied = audit[(audit.status == "applied") & audit.kind.isin(AUTOMATIC_KINDS + ("force",))]
+    applied = audit[(audit.status == AuditStatus.APPLIED) & audit.kind.isin(COOLDOWN_KINDS)]
     hold = active_hold(audit, flag_key, now or datetime.now(timezone.utc))
     return FlagHealth(
         flag_key=flag_key,
@@ -64,8 +65,8 @@ def flag_health(lake: Lake, flag_key: str, now: datetime | None = None) -> FlagH
                        "actor", "approver", "decision_id"]].reset_index(drop=True),
         rollbacks=int(applied.kind.isin(AUTOMATIC_KINDS).sum()),
         mitigation=_mitigation(releases, acting, applied),
-        open_holds=[f"held by {hold['actor']} until {hold.get('hold_until') or 'released'}: {hold.get('reason') or ''}"] if hold else [],
-        awaiting_approval=int((audit.status == "awaiting_approval").sum()),
+        open_holds=[describe_hold(hold)] if hold else [],
+        awaiting_approval=int((audit.status == AuditStatus.AWAITING_APPROVAL).sum()),
     )
 
 
@@ -74,7 +75,7 @@ def _mitigation(releases: pd.DataFrame, acting: pd.DataFrame, applied: pd.DataFr
     to be conclusive) and decision → applied flag change (wall time, how long the machinery took)."""
     out = []
     for release in releases.itertuples():
-        acts = acting[(acting.release_version == release.version) & (acting.state == "act")]
+        acts = acting[(acting.release_version == release.version) & (acting.state == DecisionState.ACT)]
         if acts.empty:
             continue
         first = acts.iloc[0]
@@ -95,7 +96,7 @@ def trend_svg(health: FlagHealth) -> str:
     for version, rows in health.daily.groupby("release_version"):
         rows = rows.sort_values("day")
         ax.plot(rows.day, rows.negative_share, label=f"release {version}", linewidth=1.4)
-    for look in health.decisions[health.decisions.state == "act"].itertuples():
+    for look in health.decisions[health.decisions.state == DecisionState.ACT].itertuples():
         ax.axvline(look.window_end, color="crimson", linestyle="--", linewidth=1)
         ax.annotate(f"{look.action.replace('_', ' ')} ({look.cohort})", (look.window_end, 1.0),
                     xycoords=("data", "axes fraction"), xytext=(-4, -12), textcoords="offset points", ha="right",

@@ -13,11 +13,11 @@ from typing import Any, Mapping, Protocol
 
 import httpx
 
-from .flags.base import redact
+from .flags.base import describe_exposure, redact
 from .signing import sign
+from .vocabulary import CHANGE_KINDS, ActionKind, AuditStatus, Severity
 
-NOTIFY_KINDS = ("step_down", "disable", "switch_variant", "force", "promote")
-PD_SEVERITY = {"severe": "critical", "moderate": "error", "low": "warning", "none": "info"}
+PD_SEVERITY = {Severity.SEVERE: "critical", Severity.MODERATE: "error", Severity.LOW: "warning", Severity.NONE: "info"}
 STAT_FIELDS = (
     "negative_share",
     "baseline_negative_share",
@@ -42,7 +42,8 @@ class Notifier(Protocol):
 
 def should_notify(action_row: Mapping[str, Any]) -> bool:
     status, kind = action_row.get("status"), action_row.get("kind")
-    return status == "awaiting_approval" or (status == "applied" and kind in NOTIFY_KINDS) or status == "failed"
+    return (status in (AuditStatus.AWAITING_APPROVAL, AuditStatus.FAILED)
+            or (status == AuditStatus.APPLIED and kind in CHANGE_KINDS))
 
 
 def _plain(v):
@@ -58,21 +59,12 @@ def _plain(v):
 
 
 def _describe(row: Mapping[str, Any]) -> str:
-    def state(enabled, rollout, variant):
-        if enabled is None:
-            return "?"
-        if not enabled:
-            return "off"
-        if variant:
-            return f"variant {variant}"
-        return f"{rollout}%"
-
-    before = state(row.get("before_enabled"), row.get("before_rollout"), row.get("before_variant"))
-    if row.get("status") == "applied":
-        after = state(row.get("after_enabled"), row.get("after_rollout"), row.get("after_variant"))
+    before = describe_exposure(row.get("before_enabled"), row.get("before_rollout"), row.get("before_variant"))
+    if row.get("status") == AuditStatus.APPLIED:
+        after = describe_exposure(row.get("after_enabled"), row.get("after_rollout"), row.get("after_variant"))
     else:
         target_enabled = row.get("target_rollout") is not None or bool(row.get("target_variant"))
-        after = state(target_enabled, row.get("target_rollout"), row.get("target_variant"))
+        after = describe_exposure(target_enabled, row.get("target_rollout"), row.get("target_variant"))
     return f"{before} -> {after}"
 
 
@@ -87,13 +79,13 @@ def build_notification(
     row = {k: _plain(v) for k, v in action_row.items()}
     dec = {k: _plain(v) for k, v in (decision or {}).items()}
     flag, status, kind = row.get("flag_key"), row.get("status"), row.get("kind")
-    severity_word = dec.get("severity") or ("severe" if kind == "disable" else "moderate")
+    severity_word = dec.get("severity") or (Severity.SEVERE if kind == ActionKind.DISABLE else Severity.MODERATE)
     cohort = row.get("cohort") or dec.get("cohort")
     change = _describe(row)
-    if status == "awaiting_approval":
+    if status == AuditStatus.AWAITING_APPROVAL:
         headline = f"Approval needed: {kind} {flag} {change}"
-        pd_severity = "warning" if severity_word != "severe" else "critical"
-    elif status == "failed":
+        pd_severity = "warning" if severity_word != Severity.SEVERE else "critical"
+    elif status == AuditStatus.FAILED:
         headline = f"Flag change FAILED: {kind} {flag} {change}"
         pd_severity = "critical"
     else:
@@ -118,7 +110,7 @@ def build_notification(
             + (f" (n={stats['n']} vs {stats.get('baseline_n')})" if "n" in stats else "")
         )
     lines += [f"> {q}" for q in evidence]
-    if status == "awaiting_approval" and approve_hint:
+    if status == AuditStatus.AWAITING_APPROVAL and approve_hint:
         lines.append(
             f"Approve: `rollback-assets approve {row.get('action_id')}` · "
             f"reject: `rollback-assets reject {row.get('action_id')} --reason ...`"
@@ -182,3 +174,9 @@ class WebhookNotifier:
             if resp.status_code < 500 and resp.status_code != 429:
                 break
         raise NotifyError(redact(f"notification failed: {last}", self._secrets()))
+
+
+def webhook_notifier(url: str | None, secret: str | None) -> WebhookNotifier | None:
+    """The notifier a deployment configured (ROLLBACK_NOTIFY_URL + ROLLBACK_WEBHOOK_SECRET), or None:
+    notifications are optional, flag changes are not."""
+    return WebhookNotifier(url, secret) if url and secret else None

@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 from .baselines import BASELINE_KINDS, SAME_PERIOD_KINDS, relative_rise
 from .policy_config import PolicyConfig, Thresholds
+from .releases import DEFAULT_LADDER
 from .schemas import DECISIONS
 
 __all__ = ["PolicyConfig", "Thresholds", "make_decisions", "register_rule", "rule_for"]
 
-STATES = ("act", "hold", "pass", "insufficient_data")
-FLAG_CHANGING_ACTIONS = ("step_down", "disable", "switch_variant")
 VERDICT_COLUMNS = ["baseline_kind", "state", "action", "severity", "statistic", "bound", "reason"]
 
 
@@ -219,7 +218,7 @@ def _final_action(state: str, action: str, fallback_variant, release_live) -> st
 
 def _target(action: str, ladder) -> int | None:
     """The recommendation as seen from full exposure; the flag action re-reads the live rollout."""
-    steps = list(ladder) if ladder is not None else [100, 25, 5, 0]
+    steps = list(ladder) if ladder is not None else list(DEFAULT_LADDER)
     if action == "step_down":
         return int(steps[1]) if len(steps) > 1 else 0
     if action in ("disable", "switch_variant"):

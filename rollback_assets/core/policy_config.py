@@ -12,13 +12,13 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .baselines import WindowConfig
 from .code_digest import closure_digest
 from .config_file import ConfigError, read_yaml, validated
+from .vocabulary import ApprovalMode
 
 
 class Thresholds(BaseModel):
@@ -32,7 +32,7 @@ class Thresholds(BaseModel):
     min_mean_confidence: float = Field(0.80, ge=0.5, le=1, description="full-weight scorer confidence")
     require_high_risk_topic: bool = Field(True, description="a rise off the release's surfaces holds, never acts")
     severe_relative_rise: float = Field(1.0, gt=0, description="rise that goes straight to the fallback")
-    approval: Literal["auto", "approve"] = Field("auto", description="approve: a human approves every flag change")
+    approval: ApprovalMode = Field("auto", description="approve: a human approves every flag change")
     cooldown_hours: float = Field(6.0, ge=0, description="no second automatic change to a flag within this time")
     max_fallback_days: float | None = Field(
         None, gt=0, description="governance: a fallback older than this names the owner (None: the check's default)")

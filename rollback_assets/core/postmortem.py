@@ -24,6 +24,7 @@ from .evidence import distinct_quotes
 from .lake import Lake
 from .policy import PolicyConfig
 from .schemas import DECISIONS, FLAG_ACTIONS, RELEASE_ARTIFACTS, SCORED_SENTIMENT
+from .vocabulary import AuditStatus, DecisionAction, DecisionState
 
 RECOMPUTED_FIGURES = ("n", "baseline_n", "negative_share", "baseline_negative_share", "relative_rise", "mean_confidence")
 TOLERANCE = 1e-9
@@ -105,8 +106,9 @@ def _same(a, b) -> bool:
 
 
 def _sentence(d: dict) -> str:
-    target = f" to {int(d['target_rollout'])} %" if d["action"] == "step_down" and pd.notna(d["target_rollout"]) else ""
-    verb = {"act": "acted", "hold": "held", "pass": "passed", "insufficient_data": "waited for data"}.get(d["state"], d["state"])
+    target = f" to {int(d['target_rollout'])} %" if d["action"] == DecisionAction.STEP_DOWN and pd.notna(d["target_rollout"]) else ""
+    verb = {DecisionState.ACT: "acted", DecisionState.HOLD: "held", DecisionState.PASS: "passed",
+            DecisionState.INSUFFICIENT_DATA: "waited for data"}.get(d["state"], d["state"])
     return (f"On {pd.Timestamp(d['window_end']):%Y-%m-%d %H:%M} UTC the guardrail {verb} on flag {d['flag_key']} release "
             f"{d['release_version']} for cohort {d['cohort']}: {d['action'].replace('_', ' ')}{target} "
             f"({d['severity']}). {d['reason']}")
@@ -192,7 +194,7 @@ def chart_svg(pm: Postmortem) -> str:
     if len(acting) and d["action"] != "none":
         when = acting.window_end.iloc[0]
         ax.axvline(when, color="crimson", linestyle="--", linewidth=1)
-        applied = pm.actions[pm.actions.status == "applied"]
+        applied = pm.actions[pm.actions.status == AuditStatus.APPLIED]
         label = d["action"].replace("_", " ") + (f" {int(applied.before_rollout.iloc[0])}→{int(applied.after_rollout.iloc[0])} %"
                                                   if len(applied) and pd.notna(applied.after_rollout.iloc[0]) else "")
         ax.annotate(label, (when, ax.get_ylim()[1]), xytext=(-4, -14), textcoords="offset points", ha="right",

@@ -12,6 +12,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .clock import utc
 from .config_file import ConfigError, read_yaml, validated
 from .schemas import RELEASE_ARTIFACTS
 
@@ -73,12 +74,6 @@ class VersionRule:
         return release.fillna(text).astype(object).where(text.notna(), None)
 
 
-def _utc(value) -> pd.Timestamp:
-    """Naive times are UTC; aware ones (YAML parses unquoted ISO times to aware datetimes) are converted."""
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def parse_ladder(value) -> list[int]:
     try:
         steps = [int(s) for s in (value.split(",") if isinstance(value, str) else value)]
@@ -121,7 +116,7 @@ def release_record(
         "flag_key": flag_key,
         "version": str(version),
         "product": product,
-        "released_at": _utc(released_at),
+        "released_at": utc(released_at),
         "code_commit": code_commit,
         "notebook_commit": notebook_commit,
         "model_name": model_name,
@@ -131,7 +126,7 @@ def release_record(
         "fallback_variant": fallback_variant,
         "adoption": adoption,
         "owner": owner,
-        "expires_at": _utc(expires_at) if expires_at else None,
+        "expires_at": utc(expires_at) if expires_at else None,
         "registered_at": datetime.now(timezone.utc),
     }
 

@@ -29,6 +29,8 @@ import math
 import numpy as np
 from scipy.special import log_ndtr
 
+from .vocabulary import Severity
+
 DEFAULT_ALPHA = 0.05
 
 
@@ -178,7 +180,7 @@ def split_alpha(is_flag_level, n_cohorts, alpha=DEFAULT_ALPHA, flag_share: float
 
 # --------------------------------------------------------------------------- business KPIs
 
-SEVERITIES = ("none", "low", "moderate", "severe")
+SEVERITIES = tuple(Severity)  # in rising order
 
 
 def kpi_moves_bad(current, baseline, higher_is_bad, min_relative_change: float = 0.05) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -19,6 +20,8 @@ from .flags import FlagControlResource
 FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600  # a new daemon reports the last day's failures, not all history
 BATCH = 100
 GUARDRAIL_KEY = dg.AssetCheckKey(rollback_decisions.key, GUARDRAIL_CHECK)
+# Running from the start, ticking every 30 s: an alert that waits for someone to switch it on is no alert.
+alert_sensor = partial(dg.sensor, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 
 
 def _notify(context: dg.SensorEvaluationContext, flags: FlagControlResource, payload: dict) -> None:
@@ -37,9 +40,7 @@ def _belongs_here(context: dg.SensorEvaluationContext, run: dg.DagsterRun) -> bo
     return repository is None or repository.has_job(run.job_name)
 
 
-@dg.sensor(
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@alert_sensor(
     description="Announces every failed run of this code location (pipeline broken: a crash, a blocking data-quality "
                 "check, a flag backend that kept failing). Guardrail trips are not failures: see guardrail_alert.",
 )
@@ -73,9 +74,7 @@ def run_failure_alert(context: dg.SensorEvaluationContext, flags: FlagControlRes
                          if records else "no new failed runs")
 
 
-@dg.sensor(
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+@alert_sensor(
     description="Notifies the flag's owner channel when a flag turns red on the sentiment guardrail check (it "
                 "passed or had never acted before), with the flag's sentence: flag, release, cohort, rise, bound, action.",
 )

@@ -25,6 +25,7 @@ from ..core.schemas import (
 )
 from ..core import new_terms, ratings, sequential_policy, stats
 from ..core.scoring import base as scoring_base, calibrated, lexicon, model_store, registry
+from ..core.vocabulary import FLAG_CHANGING_ACTIONS
 from .metadata import code_version, data_version, decision_lineage, evidence_markdown, flag_series, table_metadata, table_value
 from .resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource
 
@@ -299,7 +300,7 @@ def rollback_decisions(context: dg.AssetExecutionContext, lake: LakeResource, se
     result = pipeline.decide(the_lake, config, run_id=context.run_id)
     decisions: pd.DataFrame = result.stats["decisions"]
     acting = decisions[decisions.state.isin(["act", "hold"])]
-    flag_changing = decisions[decisions.state.eq("act") & decisions.action.isin(policy.FLAG_CHANGING_ACTIONS)]
+    flag_changing = decisions[decisions.state.eq("act") & decisions.action.isin(FLAG_CHANGING_ACTIONS)]
     ids = ",".join(sorted(decisions.decision_id))
     return dg.MaterializeResult(
         metadata={

@@ -15,6 +15,7 @@ from ..core.schemas import (
     ALL_COHORTS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, FLAG_ACTIONS, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT,
 )
 from ..core.taxonomy import OTHER
+from ..core.vocabulary import DecisionAction, DecisionState
 from .assets import cohort_baselines, enriched_feedback, raw_feedback, rollback_decisions, scored_sentiment, sentiment_model
 from .resources import LakeResource, SettingsResource
 
@@ -192,7 +193,7 @@ def guardrail_result(latest: pd.DataFrame, policy, action_status: dict[str, str]
                 for flag, rows in latest.groupby("flag_key", sort=True)}
     acting = sorted((v for v in verdicts.values() if not v.passed), key=lambda v: -v.rise)
     by_flag = dg.MetadataValue.table(
-        records=[dg.TableRecord({"flag": f, "state": "act" if not v.passed else "pass", "release": v.release,
+        records=[dg.TableRecord({"flag": f, "state": (DecisionState.ACT if not v.passed else DecisionState.PASS).value, "release": v.release,
                                  "cohorts_evaluated": v.metadata["cohorts_evaluated"],
                                  "cohorts_acting": v.metadata["cohorts_acting"], "summary": v.sentence})
                  for f, v in verdicts.items()],
@@ -235,7 +236,7 @@ class FlagVerdict:
 def flag_verdict(rows: pd.DataFrame, thresholds, action_status: dict[str, str]) -> FlagVerdict:
     """One flag's sentence and figures, from its latest decision rows (worst acting cohort first)."""
     flag = str(rows.flag_key.iloc[0])
-    acting = rows[rows.state == "act"].sort_values("relative_rise", ascending=False)
+    acting = rows[rows.state == DecisionState.ACT].sort_values("relative_rise", ascending=False)
     rises = rows.relative_rise.replace([np.inf, -np.inf], np.nan).dropna()
     metadata = {
         "cohorts_evaluated": len(rows),
@@ -283,7 +284,7 @@ def flag_verdict(rows: pd.DataFrame, thresholds, action_status: dict[str, str]) 
         ),
     })
     more = f" ({len(acting) - 1} more cohort(s) acting)" if len(acting) > 1 else ""
-    target = f" to {int(worst.target_rollout)} %" if worst.action == "step_down" and pd.notna(worst.target_rollout) else ""
+    target = f" to {int(worst.target_rollout)} %" if worst.action == DecisionAction.STEP_DOWN and pd.notna(worst.target_rollout) else ""
     description = (
         f"Flag {worst.flag_key} release {worst.release_version}, cohort {worst.cohort}: negative share "
         f"{_percent(worst.negative_share, signed=False)} vs {_percent(worst.baseline_negative_share, signed=False)}, "

@@ -25,6 +25,7 @@ from ..core.lake import Lake
 from ..core.releases import load_releases_yaml
 from ..core.schemas import DECISIONS, FLAG_ACTIONS
 from ..core.normalise import SALT_ENV
+from ..core.vocabulary import AuditStatus, DecisionState
 from .resources import PROJECT_ROOT
 
 STAGING_ENV = ("DAGSTER_HOME", "ROLLBACK_LAKE", "ROLLBACK_LANDING", "ROLLBACK_FLAGD_FILE", "ROLLBACK_FLAG_BACKEND",
@@ -120,7 +121,7 @@ def _drill(drill_id: str, flag_key: str, rows_per_day: int, root: Path) -> Drill
         f"{drill_data.newest_release(flag_key)['version']} in {', '.join(p.name for p in files)}")
     landing_tick()
     decisions = lake.read(DECISIONS)
-    acting = decisions[(decisions.flag_key == flag_key) & (decisions.state == "act")]
+    acting = decisions[(decisions.flag_key == flag_key) & (decisions.state == DecisionState.ACT)]
     detected_at = time.time() if len(acting) else None
     if detected_at:
         say(f"  detected after {detected_at - injected_at:.1f} s: {acting.iloc[0].reason}")
@@ -128,7 +129,7 @@ def _drill(drill_id: str, flag_key: str, rows_per_day: int, root: Path) -> Drill
     runs.extend(r.run_id for r in new)
     audit = lake.read(FLAG_ACTIONS) if lake.exists(FLAG_ACTIONS) else FLAG_ACTIONS.empty_frame()
     audit = audit[audit.flag_key == flag_key]
-    changed = audit[audit.status == "applied"]
+    changed = audit[audit.status == AuditStatus.APPLIED]
     changed_at = time.time() if len(changed) else None
     after = flags.get_state(flag_key)
     result = DrillResult(

@@ -6,27 +6,31 @@ decides when to ask and shows what happened.
 
 import os
 from datetime import datetime, timedelta, timezone
-from typing import Literal
 
 import dagster as dg
 import pandas as pd
 import pyarrow.dataset as ds
 
+from ..core import flags as flag_backends, vocabulary
 from ..core.actions import executor, ledger, plan
+from ..core.actions.plan import FlagPolicy
 from ..core.config_file import ConfigError
-from ..core.flags import BACKEND_KINDS, FlagBackend, make_flag_backend
-from ..core.notify import WebhookNotifier
+from ..core.flags import SETTINGS as BACKEND_SETTINGS
+from ..core.flags import SECRET_SETTINGS, BackendKind, FlagBackend
+from ..core.notify import WebhookNotifier, webhook_notifier
 from ..core.policy import PolicyConfig
 from ..core.schemas import DECISIONS, FLAG_ACTIONS
 from ..core.settings import Settings
+from ..core.vocabulary import AuditStatus
 from .assets import rollback_decisions
 from .metadata import code_version, table_metadata, table_value
-from .resources import PROJECT_ROOT, LakeResource, SettingsResource
+from .resources import LakeResource, SettingsResource
 
 FLAG_ACTION_JOB_NAME = "flag_action_job"
 FLAG_POOL = "flag_backend"
 UNACTED_LOOKBACK = timedelta(days=7)  # acting decisions this recent without an audit row are recovered
 ACTION_RUN_MAX_SECONDS = 600  # a flag_action_job run takes seconds; one older than this is dead
+NEVER_BLOCKED = pd.Timestamp(0, tz="UTC")  # the block end of a skip no hold or cooldown caused
 MAX_RUN_KEY_SUFFIX = 50  # run-key suffixes tried per open item (killed runs in a row)
 WEBHOOK_SECRET_ENV = "ROLLBACK_WEBHOOK_SECRET"  # signs webhook flag changes and notifications
 AUDIT_COLUMNS_SHOWN = ["flag_key", "release_version", "cohort", "kind", "status", "before_rollout", "after_rollout",
@@ -34,17 +38,19 @@ AUDIT_COLUMNS_SHOWN = ["flag_key", "release_version", "cohort", "kind", "status"
 
 
 class FlagControlResource(dg.ConfigurableResource):
-    """The flag backend and where notifications go. Secrets come from the environment (dg.EnvVar)."""
+    """The flag backend and where notifications go. Settings left None take the backend's defaults
+    (`core.flags.backend_from_settings`, the one place a backend is built); secrets come from the
+    environment (dg.EnvVar)."""
 
-    backend: Literal[BACKEND_KINDS] = "flagd"
-    flagd_path: str = str(PROJECT_ROOT / "flags" / "flags.json")
+    backend: BackendKind = "flagd"
+    flagd_path: str | None = None  # default: flags/flags.json in the project
     unleash_url: str | None = None
-    unleash_environment: str = "development"
-    unleash_project: str = "default"
+    unleash_environment: str | None = None
+    unleash_project: str | None = None
     unleash_admin_token: str | None = None
-    launchdarkly_base_url: str = "https://app.launchdarkly.com"
-    launchdarkly_project: str = "default"
-    launchdarkly_environment: str = "production"
+    launchdarkly_base_url: str | None = None
+    launchdarkly_project: str | None = None
+    launchdarkly_environment: str | None = None
     launchdarkly_api_token: str | None = None
     webhook_url: str | None = None
     webhook_secret: str | None = None
@@ -52,29 +58,17 @@ class FlagControlResource(dg.ConfigurableResource):
     notify_secret: str | None = None
 
     def client(self) -> FlagBackend:
-        if self.backend == "flagd":
-            return make_flag_backend("flagd", path=self.flagd_path)
-        if self.backend == "unleash":
-            return make_flag_backend("unleash", url=self.unleash_url, admin_token=self.unleash_admin_token,
-                                     environment=self.unleash_environment, project=self.unleash_project)
-        if self.backend == "launchdarkly":
-            return make_flag_backend("launchdarkly", api_token=self.launchdarkly_api_token, project=self.launchdarkly_project,
-                                     environment=self.launchdarkly_environment, base_url=self.launchdarkly_base_url)
-        return make_flag_backend("webhook", url=self.webhook_url, secret=self.webhook_secret)
+        # Looked up on the module at call time: one factory for the assets, the sensors and the CLI.
+        return flag_backends.backend_from_settings(self.backend, **{name: getattr(self, name) for name in BACKEND_SETTINGS})
 
     def notifier(self) -> WebhookNotifier | None:
-        return WebhookNotifier(self.notify_url, self.notify_secret) if self.notify_url and self.notify_secret else None
-
-
-# The secret each backend needs; resolved in the run (dg.EnvVar), so a missing one fails naming the variable.
-BACKEND_SECRETS = {"unleash": ("unleash_admin_token", "UNLEASH_ADMIN_TOKEN"),
-                   "launchdarkly": ("launchdarkly_api_token", "LAUNCHDARKLY_API_TOKEN"),
-                   "webhook": ("webhook_secret", WEBHOOK_SECRET_ENV)}
+        return webhook_notifier(self.notify_url, self.notify_secret)
 
 
 def flag_control_from_env(settings: Settings | None = None) -> FlagControlResource:
     """ROLLBACK_FLAG_BACKEND picks the backend (flagd file by default; another value is refused here,
-    naming the choices); its token, and the notification secret, only as dg.EnvVar."""
+    naming the choices); its token, and the notification secret, only as dg.EnvVar, resolved in the run.
+    A secret the chosen backend needs is checked for at load, not at the first flag change hours later."""
     settings = settings or Settings.from_env()
     options = {
         "backend": settings.flag_backend,
@@ -88,22 +82,18 @@ def flag_control_from_env(settings: Settings | None = None) -> FlagControlResour
         "notify_url": settings.notify_url,
     }
     needed = []
-    if settings.flag_backend in BACKEND_SECRETS:
-        field, variable = BACKEND_SECRETS[settings.flag_backend]
-        options[field] = dg.EnvVar(variable)
-        needed.append((variable, f"ROLLBACK_FLAG_BACKEND={settings.flag_backend}"))
+    for name in sorted(SECRET_SETTINGS):
+        variable, kind, _ = BACKEND_SETTINGS[name]
+        if kind == settings.flag_backend:
+            options[name] = dg.EnvVar(variable)
+            needed.append((variable, f"ROLLBACK_FLAG_BACKEND={kind}"))
     if settings.notify_url:
         options["notify_secret"] = dg.EnvVar(WEBHOOK_SECRET_ENV)
         needed.append((WEBHOOK_SECRET_ENV, "ROLLBACK_NOTIFY_URL (notifications are signed)"))
-    for variable, why in needed:  # refused at load, not at the first flag change hours later
+    for variable, why in needed:
         if not os.environ.get(variable):
             raise ConfigError(f"environment: {variable}: required by {why}, but not set")
     return FlagControlResource(**{k: v for k, v in options.items() if v is not None})
-
-
-def flag_policy(config: PolicyConfig, flag_key: str) -> plan.FlagPolicy:
-    thresholds = config.for_flag(flag_key)
-    return plan.FlagPolicy(approval_mode=thresholds.approval, cooldown=timedelta(hours=thresholds.cooldown_hours))
 
 
 class FlagActionConfig(dg.Config):
@@ -115,7 +105,7 @@ class FlagActionConfig(dg.Config):
     group_name="flags",
     deps=[rollback_decisions],
     kinds={"deltalake"},
-    code_version=code_version(plan, ledger, executor),
+    code_version=code_version(plan, ledger, executor, vocabulary),
     # One flag-changing step at a time across runs (the instance's `concurrency: pools` limit, 1 in the
     # shipped dagster.yaml): an action is planned from the flag's state, so two at once could both act.
     pool=FLAG_POOL,
@@ -133,26 +123,12 @@ def flag_actions(
         ledger.record_intent(the_lake, decision, backend=flags.backend, run_id=context.run_id)
     policy = settings.policy()
     backend = flags.client()
-    notifier = flags.notifier()
-    results = [
-        executor.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]), notifier=notifier,
-                    run_id=context.run_id)
-        for decision in decisions.to_dict("records")
-    ]
-    if config.retry_pending:
-        # Decisions whose run died before their intent row, then every pending row.
-        since = datetime.now(timezone.utc) - UNACTED_LOOKBACK
-        for decision_id in ledger.unacted_decisions(the_lake, since):
-            decision = the_lake.read(DECISIONS, filter=ds.field("decision_id") == decision_id).to_dict("records")[0]
-            results.append(executor.act(the_lake, backend, decision, policy=flag_policy(policy, decision["flag_key"]),
-                                       notifier=notifier, run_id=context.run_id))
-        results += executor.retry_open_actions(
-            the_lake, lambda name, flag: backend, policy_for=lambda flag: flag_policy(policy, flag), notifier=notifier,
-            run_id=context.run_id, exclude={r.row["action_id"] for r in results if r.row},
-        )
+    since = datetime.now(timezone.utc) - UNACTED_LOOKBACK if config.retry_pending else None
+    results = executor.act_on(the_lake, backend, decisions.to_dict("records"), policy_for=lambda flag: FlagPolicy.for_flag(policy, flag),
+                              notifier=flags.notifier(), run_id=context.run_id, recover_since=since)
     rows = pd.DataFrame([r.row for r in results if r.row])
     for r in results:
-        context.log.info(f"{r.status}: {r.message or describe_action(r.row)}")
+        context.log.info(f"{r.status}: {r.message or ledger.describe(r.row)}")
     shown = (rows if len(rows) else FLAG_ACTIONS.empty_frame())[AUDIT_COLUMNS_SHOWN]
     decision_runs = {d["decision_id"]: d.get("run_id") for d in decisions.to_dict("records")}
     version = the_lake.version(FLAG_ACTIONS)
@@ -169,16 +145,6 @@ def flag_actions(
         },
         data_version=dg.DataVersion(f"flag_actions@{version}"),
     )
-
-
-def describe_action(row: dict | None) -> str:
-    """One line for the run log when the action itself has no message to give."""
-    if not row:
-        return "nothing to do"
-    scope = f" {row.get('release_version')} [{row.get('cohort')}]" if row.get("release_version") else ""
-    approver = f", approved by {row['approver']}" if row.get("approver") else ""
-    return (f"{row['flag_key']}{scope} {row['kind']}: {row.get('before_rollout')} % -> {row.get('after_rollout')} % "
-            f"by {row['actor']}{approver} (decision {row.get('decision_id') or '-'})")
 
 
 def _single_action(rows: pd.DataFrame) -> dict:
@@ -216,7 +182,7 @@ def rollback_decision_sensor(context: dg.SensorEvaluationContext, lake: LakeReso
     the_lake = lake.lake()
     now = datetime.now(timezone.utc)
     open_work = [(f"retry:{row['action_id']}:{row['attempts']}", [], pd.Timestamp(row["updated_at"]))
-                 for row in ledger.open_actions(the_lake, statuses=("pending",))]
+                 for row in ledger.open_actions(the_lake, statuses=(AuditStatus.PENDING,))]
     open_work += [(decision_id, [decision_id], None) for decision_id in ledger.unacted_decisions(the_lake, now - UNACTED_LOOKBACK)
                   if decision_id not in requested]
     for base, decision_ids, since in open_work:
@@ -265,17 +231,17 @@ def _unused_run_key(instance: dg.DagsterInstance, base: str, now: datetime, sinc
 
 
 def _rechecks(the_lake, policy: PolicyConfig) -> list[dg.RunRequest]:
-    """Skipped automatic actions get one more look when the hold or cooldown that blocked them ends."""
+    """Skipped automatic actions get one more look when the hold or cooldown that blocked them ends
+    (the cooldown as the executor applies it: `plan.cooldown_ends`). The run key names the end of the
+    block, so each block ending asks once."""
     now = datetime.now(timezone.utc)
     out = []
-    for row in ledger.open_actions(the_lake, statuses=("skipped",)):
+    for row in ledger.open_actions(the_lake, statuses=(AuditStatus.SKIPPED,)):
         history = ledger.flag_history(the_lake, row["flag_key"])
-        hold = plan.active_hold(history, row["flag_key"], now)
-        if hold is not None:
+        if plan.active_hold(history, row["flag_key"], now) is not None:
             continue
-        changes = [r for r in history if r.get("kind") in plan.CHANGE_KINDS and r.get("status") == "applied"]
-        blocked_until = max((pd.Timestamp(r["updated_at"]) for r in changes), default=pd.Timestamp(0, tz="UTC")) + \
-            timedelta(hours=policy.for_flag(row["flag_key"]).cooldown_hours)
+        cooling = plan.cooldown_ends(history, row["flag_key"], FlagPolicy.for_flag(policy, row["flag_key"]).cooldown)
+        blocked_until = cooling[1] if cooling else NEVER_BLOCKED
         if blocked_until <= now and row.get("decision_id"):
             out.append(_action_request(f"recheck:{row['action_id']}:{blocked_until.isoformat()}", [row["decision_id"]]))
     return out

@@ -15,6 +15,7 @@ from ..core import postmortem
 from ..core.code_digest import closure_digest
 from ..core.evidence import distinct_quotes
 from ..core.schemas import DECISIONS, Table
+from ..core.vocabulary import DecisionState
 
 REPORTS_DIR = Path("reports")  # under the lake root
 POSTMORTEM_DIR = REPORTS_DIR / "postmortems"
@@ -140,14 +141,14 @@ def decision_lineage(decisions: pd.DataFrame) -> dict:
     meta = {"policy_version": str(first.policy_version), "scorer_version": str(first.scorer_version or "-")}
     for table_name, version in sorted(json.loads(first.input_versions or "{}").items()):
         meta[f"input_version/{table_name}"] = int(version) if version is not None else -1
-    acting = decisions[decisions.state.isin(["act", "hold"])]
+    acting = decisions[decisions.state.isin([DecisionState.ACT, DecisionState.HOLD])]
     if len(acting):
         worst = acting.sort_values("relative_rise", ascending=False).iloc[0]
         meta.update({"code_commit": str(worst.code_commit or "-"), "notebook_commit": str(worst.notebook_commit or "-"),
                      "model": f"{worst.model_name or '-'} {worst.model_version or ''}".strip(),
                      "postmortem": dg.MetadataValue.path(postmortem_page(worst.decision_id)),
                      "postmortem_command": f"rollback-assets postmortem {worst.decision_id} --out postmortems/"})
-        acted = sorted(acting[acting.state == "act"].decision_id)
+        acted = sorted(acting[acting.state == DecisionState.ACT].decision_id)
         if acted:  # forward links: an automatic action's id is its decision's id
             meta["flag_action_ids"] = dg.MetadataValue.json(acted)
             meta["flag_actions"] = dg.MetadataValue.asset(dg.AssetKey("flag_actions"))

@@ -1,6 +1,7 @@
 """Reports as assets, refreshed whenever flag actions are: the release-health dashboard and one
 postmortem per decision that caused a flag action."""
 
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -14,12 +15,11 @@ from .metadata import POSTMORTEM_DIR, REPORTS_DIR, code_version, postmortem_page
 from .resources import LakeResource, SettingsResource
 
 DASHBOARD_DIR = REPORTS_DIR / "release-health"
+# Both reports are pages computed from the lake alone, stale whenever decisions or flag actions change.
+report_asset = partial(dg.asset, group_name="flags", deps=[rollback_decisions, flag_actions], kinds={"html"})
 
 
-@dg.asset(
-    group_name="flags",
-    deps=[rollback_decisions, flag_actions],
-    kinds={"html"},
+@report_asset(
     code_version=code_version(dashboard, reporting),
     description="Release-health dashboard, one offline HTML page per flag: sentiment per release, decisions and "
                 "actions over time, rollbacks, time to mitigation, open holds and approvals.",
@@ -38,10 +38,7 @@ def release_health(lake: LakeResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(
-    group_name="flags",
-    deps=[rollback_decisions, flag_actions],
-    kinds={"html"},
+@report_asset(
     code_version=code_version(postmortem, reporting),
     description="One postmortem (HTML + Markdown) per decision that caused a flag action: the decision, a timeline, "
                 "cohorts, evidence, the actions, and its figures recomputed from the Delta versions it names.",

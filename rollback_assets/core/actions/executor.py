@@ -13,26 +13,34 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypedDict, Unpack
 
 from ..clock import utc
 from ..flags.base import ApprovalRequiredError, FlagBackend, FlagBackendError, FlagState, redact
 from ..lake import Lake
 from ..notify import Notifier, build_notification, should_notify
+from ..vocabulary import TERMINAL, AuditStatus, PlanStatus
 from . import ledger
-from .plan import TERMINAL, ActionPlan, FlagPolicy, as_dict, guard, plan_action, state_text, target_effective
+from .plan import ActionPlan, FlagPolicy, as_dict, describe, guard, plan_action, ramps_up
 
 log = logging.getLogger(__name__)
+
+
+class RunOptions(TypedDict, total=False):
+    """How an action runs, passed unchanged from every entry point down to `execute_action`."""
+
+    notifier: Notifier | None  # told about final outcomes and approval requests
+    now: datetime | None  # the clock (tests pin it); None: the time of each write
+    run_id: str | None  # the Dagster run, recorded in the row's lineage
+    sleep: Callable[[float], None]  # between retries (tests pass a no-op)
 
 
 @dataclass
 class ActionResult:
     row: dict | None  # the flag_actions row as written (None for a noop)
     called_backend: int  # backend apply() calls made by this execution
-    status: str
+    status: AuditStatus | PlanStatus  # the row's status, or noop
     message: str = ""
-
-
 
 
 def _notify(notifier: Notifier | None, row: dict, decision: Mapping[str, Any] | None) -> None:
@@ -45,6 +53,7 @@ def _notify(notifier: Notifier | None, row: dict, decision: Mapping[str, Any] | 
 
 
 def _same_outcome(a: dict | None, b: dict) -> bool:
+    """Would writing `b` over `a` record nothing new? (A skip re-evaluated every tick writes once.)"""
     return a is not None and all(a.get(k) == b.get(k) for k in ("status", "reason", "kind", "target_rollout", "target_variant"))
 
 
@@ -65,102 +74,108 @@ def execute_action(
     explicit_now = now is not None
     now = utc(now)
     secrets = tuple(backend.secrets())
-    if plan.status == "noop":
-        return ActionResult(None, 0, "noop", plan.reason)
+    if plan.status == PlanStatus.NOOP:
+        return ActionResult(None, 0, PlanStatus.NOOP, plan.reason)
     existing = ledger.read_action(lake, plan.action_id)
     if existing and existing["status"] in TERMINAL:
         return ActionResult(existing, 0, existing["status"], "already final; backend not called")
     human = not plan.automatic
-    approved = bool(existing and existing.get("approver") and existing["status"] == "pending") or (human and plan.approver is not None)
-    if existing and existing["status"] == "awaiting_approval" and not approved and not human:
-        return ActionResult(existing, 0, "awaiting_approval", "waiting for a human approval")
+    approved = bool(existing and existing.get("approver") and existing["status"] == AuditStatus.PENDING) or (human and plan.approver is not None)
+    if existing and existing["status"] == AuditStatus.AWAITING_APPROVAL and not approved and not human:
+        return ActionResult(existing, 0, AuditStatus.AWAITING_APPROVAL, "waiting for a human approval")
 
     # Read the flag as it is now. With a pending row already written, any failure here (a transient
     # outage, an invalid flag file, a missing flag) is recorded on it and retried later.
     try:
         current = backend.get_state(plan.flag_key)
     except Exception as exc:
-        if existing and existing["status"] == "pending":
+        if existing and existing["status"] == AuditStatus.PENDING:
             return _still_pending(lake, existing, exc, secrets, now)
-        if not isinstance(exc, FlagBackendError) or not exc.transient or plan.status != "ready" or not plan.automatic:
+        if not isinstance(exc, FlagBackendError) or not exc.transient or plan.status != PlanStatus.READY or not plan.automatic:
             raise
-        row = ledger.plan_row(replace(plan, status="pending"), now, existing, run_id)
+        row = ledger.plan_row(replace(plan, status=AuditStatus.PENDING), now, existing, run_id)
         row.update(attempts=row["attempts"] + 1, last_error=redact(exc, secrets))
         ledger.write(lake, row)
-        return ActionResult(row, 0, "pending", row["last_error"])
+        return ActionResult(row, 0, AuditStatus.PENDING, row["last_error"])
 
-    plan = replace(plan, before=current)
-    if existing and existing["status"] == "pending" and existing.get("before_enabled") is not None:
-        plan = replace(plan, before=FlagState(plan.flag_key, bool(existing["before_enabled"]), int(existing.get("before_rollout") or 0), existing.get("before_variant")))
+    # The state the change started from: what a pending row recorded before, else what the flag shows now.
+    recorded = ledger.before_state(existing) if existing and existing["status"] == AuditStatus.PENDING else None
+    plan = replace(plan, before=recorded or current)
 
     # Crash recovery: the call went through but the applied row was never written (only a planned
     # row can have made the call; an intent row has not).
-    if existing and existing["status"] == "pending" and ledger.planned(existing) and plan.target is not None and current.matches(plan.target):
-        row = ledger.plan_row(replace(plan, status="applied"), now, existing, run_id)
+    if existing and existing["status"] == AuditStatus.PENDING and ledger.planned(existing) and plan.target is not None and current.matches(plan.target):
+        row = ledger.plan_row(replace(plan, status=AuditStatus.APPLIED), now, existing, run_id)
         row.update(after_enabled=current.enabled, after_rollout=current.rollout, after_variant=current.variant, last_error=None)
         ledger.write(lake, row)
         _notify(notifier, row, decision)
-        return ActionResult(row, 0, "applied", "reconciled: the flag already showed the target")
+        return ActionResult(row, 0, AuditStatus.APPLIED, "reconciled: the flag already showed the target")
 
     if plan.automatic and not approved:
         if plan.target is not None and current.matches(plan.target):
-            plan = replace(plan, status="skipped", reason=f"flag already at {state_text(current)}")
-        elif plan.status in ("ready", "awaiting_approval", "skipped"):
+            plan = replace(plan, status=PlanStatus.SKIPPED, reason=f"flag already at {describe(current)}")
+        elif plan.status in (PlanStatus.READY, PlanStatus.AWAITING_APPROVAL, PlanStatus.SKIPPED):
             blocked = guard(plan, ledger.flag_history(lake, plan.flag_key), current, policy, now)
             if blocked:
-                plan = replace(plan, status="skipped", reason=blocked)
-        if plan.status in ("skipped", "awaiting_approval"):
+                plan = replace(plan, status=PlanStatus.SKIPPED, reason=blocked)
+        if plan.status in (PlanStatus.SKIPPED, PlanStatus.AWAITING_APPROVAL):
             row = ledger.plan_row(plan, now, existing, run_id)
             if _same_outcome(existing, row):
                 return ActionResult(existing, 0, plan.status, plan.reason)
             ledger.write(lake, row)
-            if plan.status == "awaiting_approval":
+            if plan.status == PlanStatus.AWAITING_APPROVAL:
                 _notify(notifier, row, decision)
             return ActionResult(row, 0, plan.status, plan.reason)
-    elif plan.automatic and approved and plan.target is not None and plan.target.enabled and plan.target.variant is None \
-            and target_effective(plan.target) >= current.effective_rollout:
-        row = ledger.plan_row(replace(plan, status="skipped", reason=f"approved, but the flag is already at {state_text(current)}; not ramping up"), now, existing, run_id)
+    elif plan.automatic and approved and ramps_up(plan.target, current):
+        reason = f"approved, but the flag is already at {describe(current)}; not ramping up"
+        row = ledger.plan_row(replace(plan, status=PlanStatus.SKIPPED, reason=reason), now, existing, run_id)
         ledger.write(lake, row)
-        return ActionResult(row, 0, "skipped", row["reason"])
+        return ActionResult(row, 0, AuditStatus.SKIPPED, row["reason"])
 
     if plan.target is None:
         raise ValueError(f"plan {plan.action_id} has no target")
 
     # Pending row BEFORE the call: if we die mid-call the next run knows to check / retry.
-    row = ledger.plan_row(replace(plan, status="pending"), now, existing, run_id)
+    row = ledger.plan_row(replace(plan, status=AuditStatus.PENDING), now, existing, run_id)
     ledger.write(lake, row)
 
-    calls = 0
-    status, error, after = "pending", None, None
-    for attempt in range(max(1, policy.max_attempts)):
-        calls += 1
-        row["attempts"] += 1
-        try:
-            after = backend.apply(plan.flag_key, plan.target, idempotency_key=plan.action_id, comment=f"{plan.kind} by {plan.actor}: {plan.reason}"[:500])
-            status, error = "applied", None
-            break
-        except ApprovalRequiredError as exc:
-            status, error = "awaiting_approval", redact(exc, secrets)
-            break
-        except FlagBackendError as exc:
-            error = redact(exc, secrets)
-            if not exc.transient:
-                status = "failed"
-                break
-        except Exception as exc:  # unexpected: keep it pending and visible rather than lose it
-            error = redact(f"{type(exc).__name__}: {exc}", secrets)
-        if attempt + 1 < policy.max_attempts:
-            sleep(min(policy.max_backoff_s, policy.backoff_s * (2**attempt)))
-    if status == "pending" and row["attempts"] >= policy.max_total_attempts:
-        status = "failed"
+    status, error, after, calls = _call_backend(backend, plan, policy, secrets, sleep)
+    row["attempts"] += calls
+    if status == AuditStatus.PENDING and row["attempts"] >= policy.max_total_attempts:
+        status = AuditStatus.FAILED
         error = f"gave up after {row['attempts']} attempts: {error}"
     row.update(status=status, last_error=error, updated_at=now if explicit_now else utc(None))
     if after is not None:
         row.update(after_enabled=after.enabled, after_rollout=after.rollout, after_variant=after.variant)
     ledger.write(lake, row)
-    if status != "pending":
+    if status != AuditStatus.PENDING:
         _notify(notifier, row, decision)
     return ActionResult(row, calls, status, error or "")
+
+
+def _call_backend(backend: FlagBackend, plan: ActionPlan, policy: FlagPolicy, secrets: tuple, sleep
+                  ) -> tuple[AuditStatus, str | None, FlagState | None, int]:
+    """Up to `policy.max_attempts` calls with capped exponential backoff, always with the action id as
+    idempotency key: (status, redacted error, state read back, calls made). A transient failure on
+    the last attempt leaves the status pending, for the next tick."""
+    status, error, after, calls = AuditStatus.PENDING, None, None, 0
+    for attempt in range(max(1, policy.max_attempts)):
+        calls += 1
+        try:
+            after = backend.apply(plan.flag_key, plan.target, idempotency_key=plan.action_id,
+                                  comment=f"{plan.kind} by {plan.actor}: {plan.reason}"[:500])
+            return AuditStatus.APPLIED, None, after, calls
+        except ApprovalRequiredError as exc:
+            return AuditStatus.AWAITING_APPROVAL, redact(exc, secrets), None, calls
+        except FlagBackendError as exc:
+            error = redact(exc, secrets)
+            if not exc.transient:
+                return AuditStatus.FAILED, error, None, calls
+        except Exception as exc:  # unexpected: keep it pending and visible rather than lose it
+            error = redact(f"{type(exc).__name__}: {exc}", secrets)
+        if attempt + 1 < policy.max_attempts:
+            sleep(min(policy.max_backoff_s, policy.backoff_s * (2**attempt)))
+    return status, error, after, calls
 
 
 def retry_open_actions(
@@ -168,24 +183,43 @@ def retry_open_actions(
     backend_for: Callable[[str, str], FlagBackend],
     *,
     policy_for: Callable[[str], FlagPolicy] = lambda flag: FlagPolicy(),
-    notifier: Notifier | None = None,
-    now: datetime | None = None,
-    run_id: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
     exclude: Iterable[str] = (),
+    **run: Unpack[RunOptions],
 ) -> list[ActionResult]:
     """Retry every `pending` row (sensor tick, daily upkeep) except `exclude` (actions this run
     already tried). `backend_for(backend_name, flag_key)` gives the client."""
     out = []
     skip = set(exclude)
-    for row in ledger.open_actions(lake, statuses=("pending",)):
+    for row in ledger.open_actions(lake, statuses=(AuditStatus.PENDING,)):
         if row["action_id"] in skip:
             continue
         out.append(
-            resume(lake, backend_for(row["backend"], row["flag_key"]), row, policy=policy_for(row["flag_key"]),
-                   notifier=notifier, now=now, run_id=run_id, sleep=sleep)
+            resume(lake, backend_for(row["backend"], row["flag_key"]), row, policy=policy_for(row["flag_key"]), **run)
         )
     return out
+
+
+def act_on(
+    lake: Lake,
+    backend: FlagBackend,
+    decisions: Iterable[Mapping[str, Any]],
+    *,
+    policy_for: Callable[[str], FlagPolicy],
+    recover_since: datetime | None = None,
+    **run: Unpack[RunOptions],
+) -> list[ActionResult]:
+    """What one flag-action run does, after it wrote the decisions' intent rows: act on `decisions`;
+    then, with `recover_since`, on the acting decisions since then that have no audit row (their run
+    died first), and retry every other pending row. `policy_for(flag_key)` gives each flag's settings."""
+    results = [act(lake, backend, d, policy=policy_for(d["flag_key"]), **run) for d in decisions]
+    if recover_since is None:
+        return results
+    for decision_id in ledger.unacted_decisions(lake, recover_since):
+        d = ledger.read_decision(lake, decision_id)
+        results.append(act(lake, backend, d, policy=policy_for(d["flag_key"]), **run))
+    results += retry_open_actions(lake, lambda name, flag: backend, policy_for=policy_for,
+                                  exclude={r.row["action_id"] for r in results if r.row}, **run)
+    return results
 
 
 def act(
@@ -194,17 +228,14 @@ def act(
     decision: Mapping[str, Any],
     *,
     policy: FlagPolicy | None = None,
-    notifier: Notifier | None = None,
-    now: datetime | None = None,
-    run_id: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    **run: Unpack[RunOptions],
 ) -> ActionResult:
     """One decision to at most one flag change: the intent row first, then `resume`."""
     d = as_dict(decision)
-    row = ledger.record_intent(lake, d, backend=backend.name, now=now, run_id=run_id)
+    row = ledger.record_intent(lake, d, backend=backend.name, now=run.get("now"), run_id=run.get("run_id"))
     if row is None:
-        return ActionResult(None, 0, "noop", f"decision is {d.get('state')}/{d.get('action')}: no flag change")
-    return resume(lake, backend, row, decision=d, policy=policy, notifier=notifier, now=now, run_id=run_id, sleep=sleep)
+        return ActionResult(None, 0, PlanStatus.NOOP, f"decision is {d.get('state')}/{d.get('action')}: no flag change")
+    return resume(lake, backend, row, decision=d, policy=policy, **run)
 
 
 def resume(
@@ -214,10 +245,7 @@ def resume(
     *,
     decision: Mapping[str, Any] | None = None,
     policy: FlagPolicy | None = None,
-    notifier: Notifier | None = None,
-    now: datetime | None = None,
-    run_id: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    **run: Unpack[RunOptions],
 ) -> ActionResult:
     """Carry an audit row on from wherever it stopped. Final rows are left alone; a planned pending
     row is retried with its stored target (so a change is never applied twice); an automatic row that
@@ -226,25 +254,24 @@ def resume(
     row = as_dict(row)
     if row["status"] in TERMINAL:
         return ActionResult(row, 0, row["status"], "already final; backend not called")
-    if ledger.planned(row) and row["status"] == "pending":
-        return execute_action(lake, backend, ledger.plan_from_row(row), policy=policy, notifier=notifier, decision=decision,
-                              now=now, run_id=run_id, sleep=sleep)
+    if ledger.planned(row) and row["status"] == AuditStatus.PENDING:
+        return execute_action(lake, backend, ledger.plan_from_row(row), policy=policy, decision=decision, **run)
     try:
         d = as_dict(decision) if decision is not None else ledger.read_decision(lake, row["decision_id"])
         release = ledger.release_of(lake, d)
         plan = plan_action(d, release, backend.get_state(row["flag_key"]), backend=backend.name, policy=policy)
     except Exception as exc:
-        if row["status"] != "pending":
+        if row["status"] != AuditStatus.PENDING:
             log.warning("re-planning %s failed; it stays %s: %s", row["action_id"], row["status"], redact(exc, backend.secrets()))
             return ActionResult(row, 0, row["status"], redact(exc, backend.secrets()))
-        return _still_pending(lake, row, exc, tuple(backend.secrets()), utc(now))
-    return execute_action(lake, backend, plan, policy=policy, notifier=notifier, decision=d, now=now, run_id=run_id, sleep=sleep)
+        return _still_pending(lake, row, exc, tuple(backend.secrets()), utc(run.get("now")))
+    return execute_action(lake, backend, plan, policy=policy, decision=d, **run)
 
 
 def _still_pending(lake: Lake, row: dict, exc: Exception, secrets: tuple, now: datetime) -> ActionResult:
     error = redact(exc if isinstance(exc, FlagBackendError) else f"{type(exc).__name__}: {exc}", secrets)
     row = {**row, "attempts": int(row.get("attempts") or 0) + 1, "last_error": error, "updated_at": now}
     ledger.write(lake, row)
-    return ActionResult(row, 0, "pending", error)
+    return ActionResult(row, 0, AuditStatus.PENDING, error)
 
 

@@ -22,7 +22,9 @@ from ..clock import utc
 from ..flags.base import FlagState, FlagTarget
 from ..lake import Lake
 from ..schemas import DECISIONS, FLAG_ACTIONS, RELEASE_ARTIFACTS
-from .plan import AUTO, OPEN, ActionPlan, acts, as_dict, as_rows, lineage_of
+from ..vocabulary import OPEN, AuditStatus, PlanStatus
+from .plan import AUTO, ActionPlan, acts, as_dict, as_rows, lineage_of
+
 
 def read_action(lake: Lake, action_id: str) -> dict | None:
     frame = lake.read(FLAG_ACTIONS, filter=ds.field("action_id") == action_id)
@@ -42,15 +44,21 @@ def open_actions(lake: Lake, flag_key: str | None = None, statuses: Iterable[str
 
 
 def write(lake: Lake, row: dict) -> dict:
+    """Insert or replace the row with this action_id (MERGE): the row is the action's lock and record."""
     lake.merge(FLAG_ACTIONS, pd.DataFrame([row], columns=FLAG_ACTIONS.names))
     return row
 
 
-def plan_row(plan: ActionPlan, now: datetime, existing: dict | None, run_id: str | None) -> dict:
-    lineage = dict(plan.lineage or {})
+def _lineage_json(lineage: Mapping[str, Any], action_id: str, run_id: str | None) -> str:
+    """The decision's lineage plus what carried it out: the backend's idempotency key and the run."""
+    out = {**lineage, "idempotency_key": action_id}
     if run_id:
-        lineage["action_run_id"] = run_id
-    lineage["idempotency_key"] = plan.action_id
+        out["action_run_id"] = run_id
+    return json.dumps(out, sort_keys=True, default=str)
+
+
+def plan_row(plan: ActionPlan, now: datetime, existing: dict | None, run_id: str | None) -> dict:
+    """The audit row for `plan`, keeping what `existing` (its row so far) already recorded."""
     t = plan.target
     b = plan.before
     return {
@@ -77,7 +85,7 @@ def plan_row(plan: ActionPlan, now: datetime, existing: dict | None, run_id: str
         "attempts": int((existing or {}).get("attempts") or 0),
         "last_error": (existing or {}).get("last_error"),
         "hold_until": None,
-        "lineage": json.dumps(lineage, sort_keys=True, default=str),
+        "lineage": _lineage_json(plan.lineage or {}, plan.action_id, run_id),
         "created_at": (existing or {}).get("created_at") or now,
         "updated_at": now,
     }
@@ -90,9 +98,6 @@ def plan_from_row(row: Mapping[str, Any]) -> ActionPlan:
         target = FlagTarget(False, 0)
     else:
         target = FlagTarget(True, int(r.get("target_rollout") or 0), r.get("target_variant"))
-    before = None
-    if r.get("before_enabled") is not None:
-        before = FlagState(r["flag_key"], bool(r["before_enabled"]), int(r.get("before_rollout") or 0), r.get("before_variant"))
     lineage = {}
     if r.get("lineage"):
         try:
@@ -100,17 +105,24 @@ def plan_from_row(row: Mapping[str, Any]) -> ActionPlan:
         except ValueError:
             pass
     return ActionPlan(
-        action_id=r["action_id"], flag_key=r["flag_key"], backend=r["backend"], kind=r["kind"], status="ready",
+        action_id=r["action_id"], flag_key=r["flag_key"], backend=r["backend"], kind=r["kind"], status=PlanStatus.READY,
         target=target, reason=r.get("reason") or "", decision_id=r.get("decision_id"),
         release_version=r.get("release_version"), cohort=r.get("cohort"), actor=r.get("actor") or AUTO,
-        approver=r.get("approver"), before=before, lineage=lineage,
+        approver=r.get("approver"), before=before_state(r), lineage=lineage,
     )
+
+
+def before_state(row: Mapping[str, Any]) -> FlagState | None:
+    """The flag's state a row recorded before its change (None while only the intent is written)."""
+    if row.get("before_enabled") is None:
+        return None
+    return FlagState(row["flag_key"], bool(row["before_enabled"]), int(row.get("before_rollout") or 0), row.get("before_variant"))
 
 
 def planned(row: Mapping[str, Any]) -> bool:
     """Has this row's change been planned (a target fixed from a state read)? An intent row has not:
     an automatic row without the flag's `before` state."""
-    return row.get("before_enabled") is not None or (row.get("actor") or AUTO) != AUTO
+    return before_state(row) is not None or (row.get("actor") or AUTO) != AUTO
 
 
 def record_intent(lake: Lake, decision: Mapping[str, Any], *, backend: str, now: datetime | None = None,
@@ -124,26 +136,20 @@ def record_intent(lake: Lake, decision: Mapping[str, Any], *, backend: str, now:
     existing = read_action(lake, d["decision_id"])
     if existing is not None:
         return existing
-    now = utc(now)
-    lineage = lineage_of(d)
-    lineage["idempotency_key"] = d["decision_id"]
-    if run_id:
-        lineage["action_run_id"] = run_id
-    row = {c: None for c in FLAG_ACTIONS.names}
-    row.update(
-        action_id=d["decision_id"], decision_id=d["decision_id"], flag_key=d["flag_key"],
-        release_version=d.get("release_version"), cohort=d.get("cohort"), backend=backend, kind=d["action"],
-        status="pending", actor=AUTO, attempts=0, created_at=now, updated_at=now,
-        reason=f"intent: {(d.get('reason') or d['action']).rstrip('.')}. Planned from the flag's state when it is read",
-        lineage=json.dumps(lineage, sort_keys=True, default=str),
-    )
+    reason = f"intent: {(d.get('reason') or d['action']).rstrip('.')}. Planned from the flag's state when it is read"
+    row = audit_row(d["decision_id"], d["flag_key"], backend, d["action"], AUTO, reason, utc(now), status=AuditStatus.PENDING,
+                    decision_id=d["decision_id"], release_version=d.get("release_version"), cohort=d.get("cohort"),
+                    lineage=_lineage_json(lineage_of(d), d["decision_id"], run_id))
     return write(lake, row)
 
 
-def audit_row(action_id: str, flag_key: str, backend: str, kind: str, actor: str, reason: str | None, now: datetime, **extra) -> dict:
+def audit_row(action_id: str, flag_key: str, backend: str, kind: str, actor: str, reason: str | None, now: datetime,
+              status: AuditStatus = AuditStatus.APPLIED, **extra) -> dict:
+    """A new row with every column present (None where `extra` says nothing): human overrides are
+    applied when written; an intent row is pending."""
     row = {c: None for c in FLAG_ACTIONS.names}
     row.update(
-        action_id=action_id, flag_key=flag_key, backend=backend, kind=kind, status="applied", actor=actor,
+        action_id=action_id, flag_key=flag_key, backend=backend, kind=kind, status=status, actor=actor,
         reason=reason, attempts=0, created_at=now, updated_at=now,
     )
     row.update(extra)
@@ -163,6 +169,7 @@ def unacted_decisions(lake: Lake, since: datetime) -> list[str]:
 
 
 def read_decision(lake: Lake, decision_id: str | None) -> dict:
+    """The stored decision an action row names (to plan a row whose run died before planning it)."""
     frame = lake.read(DECISIONS, filter=ds.field("decision_id") == decision_id) if decision_id else DECISIONS.empty_frame()
     if frame.empty:
         raise LookupError(f"decision {decision_id!r} is not in {DECISIONS.name}")
@@ -170,8 +177,17 @@ def read_decision(lake: Lake, decision_id: str | None) -> dict:
 
 
 def release_of(lake: Lake, decision: Mapping[str, Any]) -> dict | None:
+    """The registered release a decision judged (its ladder and fallback), or None."""
     releases = lake.read(RELEASE_ARTIFACTS, filter=ds.field("flag_key") == decision["flag_key"])
     match = releases[releases.version == decision.get("release_version")]
     return as_dict(match.iloc[0]) if len(match) else None
 
 
+def describe(row: dict | None) -> str:
+    """An audit row in one line (the run log, the CLI's event in Dagster)."""
+    if not row:
+        return "nothing to do"
+    scope = f" {row.get('release_version')} [{row.get('cohort')}]" if row.get("release_version") else ""
+    approver = f", approved by {row['approver']}" if row.get("approver") else ""
+    return (f"{row['flag_key']}{scope} {row['kind']}: {row.get('before_rollout')} % -> {row.get('after_rollout')} % "
+            f"by {row['actor']}{approver} (decision {row.get('decision_id') or '-'})")

@@ -9,11 +9,10 @@ can_promote/promote  the promotion gate: a ramp-up only with no open decision, h
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from typing import Callable
+from typing import Unpack
 
 import pandas as pd
 import pyarrow.dataset as ds
@@ -21,13 +20,23 @@ import pyarrow.dataset as ds
 from ..clock import utc
 from ..flags.base import FlagBackend, FlagTarget
 from ..lake import Lake
-from ..notify import Notifier
 from ..schemas import DECISIONS
+from ..vocabulary import CHANGE_KINDS, OPEN, ActionKind, AuditStatus, DecisionState, PlanStatus
 from . import ledger
-from .executor import ActionResult, execute_action
-from .plan import AUTO, AUTOMATIC_KINDS, CHANGE_KINDS, OPEN, ActionPlan, FlagPolicy, active_hold, as_rows
+from .executor import ActionResult, RunOptions, execute_action
+from .plan import AUTO, ActionPlan, FlagPolicy, active_hold, as_rows, cooldown_ends, describe_cooldown, describe_hold
+
+# What a human may still reject: an action that has not reached the backend for good.
+REJECTABLE = (AuditStatus.AWAITING_APPROVAL, AuditStatus.PENDING, AuditStatus.SKIPPED)
+
+
+def _new_id(kind: ActionKind, flag_key: str) -> str:
+    """Human actions have no decision to be keyed by: a fresh id each."""
+    return f"{kind}:{flag_key}:{uuid.uuid4().hex[:12]}"
+
 
 def _human(actor: str) -> str:
+    """The actor as audit rows name people (`human:<name>`); automation may not pose as one."""
     if not actor or actor == AUTO:
         raise ValueError("a human override needs a named actor")
     return actor if actor.startswith("human:") else f"human:{actor}"
@@ -43,13 +52,15 @@ def hold(lake: Lake, flag_key: str, *, until: datetime | None = None, actor: str
         until = utc(until)
         if until <= now:
             raise ValueError("hold_until must be in the future")
-    row = ledger.audit_row(f"hold:{flag_key}:{uuid.uuid4().hex[:12]}", flag_key, backend, "hold", _human(actor), reason, now, hold_until=until)
+    row = ledger.audit_row(_new_id(ActionKind.HOLD, flag_key), flag_key, backend, ActionKind.HOLD, _human(actor), reason, now,
+                           hold_until=until)
     return ledger.write(lake, row)
 
 
 def release_hold(lake: Lake, flag_key: str, *, actor: str, reason: str = "", backend: str = "none", now: datetime | None = None) -> dict:
-    now = utc(now)
-    row = ledger.audit_row(f"release_hold:{flag_key}:{uuid.uuid4().hex[:12]}", flag_key, backend, "release_hold", _human(actor), reason or "hold released", now)
+    """End the hold in force on `flag_key` (the latest hold / release_hold row decides)."""
+    row = ledger.audit_row(_new_id(ActionKind.RELEASE_HOLD, flag_key), flag_key, backend, ActionKind.RELEASE_HOLD, _human(actor),
+                           reason or "hold released", utc(now))
     return ledger.write(lake, row)
 
 
@@ -61,27 +72,25 @@ def approve(
     approver: str,
     reason: str = "",
     policy: FlagPolicy | None = None,
-    notifier: Notifier | None = None,
-    now: datetime | None = None,
-    run_id: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    **run: Unpack[RunOptions],
 ) -> ActionResult:
     """Approve an action awaiting approval and carry it out (accepts a decision id: it is the action id)."""
-    now = utc(now)
+    now = utc(run.get("now"))
     approver = _human(approver)
     row = ledger.read_action(lake, action_id)
     if row is None:
         raise KeyError(f"no flag action {action_id!r}")
-    if row["status"] != "awaiting_approval":
+    if row["status"] != AuditStatus.AWAITING_APPROVAL:
         raise ValueError(f"action {action_id} is {row['status']}, not awaiting approval")
-    ledger.write(lake, ledger.audit_row(f"approve:{action_id}", row["flag_key"], row["backend"], "approve", approver, reason or "approved", now, decision_id=row.get("decision_id"), approver=approver))
-    row = {**row, "approver": approver, "status": "pending", "updated_at": now}
+    _record_verdict(lake, ActionKind.APPROVE, row, approver, reason or "approved", now)
+    row = {**row, "approver": approver, "status": AuditStatus.PENDING, "updated_at": now}
     ledger.write(lake, row)
     plan = replace(ledger.plan_from_row(row), approver=approver)
-    return execute_action(lake, backend, plan, policy=policy, notifier=notifier, now=now, run_id=run_id, sleep=sleep)
+    return execute_action(lake, backend, plan, policy=policy, **{**run, "now": now})
 
 
 def reject(lake: Lake, action_id: str, *, approver: str, reason: str, now: datetime | None = None) -> dict:
+    """Close an open action without calling the backend; its decision no longer blocks promotion."""
     now = utc(now)
     approver = _human(approver)
     if not reason:
@@ -89,10 +98,10 @@ def reject(lake: Lake, action_id: str, *, approver: str, reason: str, now: datet
     row = ledger.read_action(lake, action_id)
     if row is None:
         raise KeyError(f"no flag action {action_id!r}")
-    if row["status"] not in ("awaiting_approval", "pending", "skipped"):
+    if row["status"] not in REJECTABLE:
         raise ValueError(f"action {action_id} is {row['status']}; only open actions can be rejected")
-    ledger.write(lake, ledger.audit_row(f"reject:{action_id}", row["flag_key"], row["backend"], "reject", approver, reason, now, decision_id=row.get("decision_id"), approver=approver))
-    row = {**row, "status": "rejected", "approver": approver, "reason": f"{row.get('reason') or ''} | rejected: {reason}", "updated_at": now}
+    _record_verdict(lake, ActionKind.REJECT, row, approver, reason, now)
+    row = {**row, "status": AuditStatus.REJECTED, "approver": approver, "reason": f"{row.get('reason') or ''} | rejected: {reason}", "updated_at": now}
     return ledger.write(lake, row)
 
 
@@ -107,11 +116,8 @@ def force(
     enabled: bool = True,
     variant: str | None = None,
     action_id: str | None = None,
-    notifier: Notifier | None = None,
     policy: FlagPolicy | None = None,
-    now: datetime | None = None,
-    run_id: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    **run: Unpack[RunOptions],
 ) -> ActionResult:
     """A human sets the flag directly (any direction). Bypasses guards; audited like any action."""
     if not reason:
@@ -119,17 +125,24 @@ def force(
     if enabled and variant is None and rollout is None:
         raise ValueError("force needs rollout, variant or enabled=False")
     target = FlagTarget(enabled, int(rollout or 0) if enabled else 0, variant if enabled else None)
-    return _human_change(lake, backend, flag_key, "force", target, actor, reason, action_id, notifier, policy, now, run_id, sleep)
+    return _human_change(lake, backend, flag_key, ActionKind.FORCE, target, actor, reason, action_id, policy, run)
 
 
-def _human_change(lake, backend, flag_key, kind, target, actor, reason, action_id, notifier, policy, now, run_id, sleep) -> ActionResult:
-    now = utc(now)
+def _record_verdict(lake: Lake, kind: ActionKind, row: dict, approver: str, reason: str, now) -> None:
+    """The approval or rejection as its own row, beside the action it decides."""
+    ledger.write(lake, ledger.audit_row(f"{kind}:{row['action_id']}", row["flag_key"], row["backend"], kind, approver, reason, now,
+                                        decision_id=row.get("decision_id"), approver=approver))
+
+
+def _human_change(lake: Lake, backend: FlagBackend, flag_key: str, kind: ActionKind, target: FlagTarget, actor: str,
+                  reason: str, action_id: str | None, policy: FlagPolicy | None, run: RunOptions) -> ActionResult:
+    """A change a human asked for and so approved: no guards, executed at once."""
     actor = _human(actor)
     plan = ActionPlan(
-        action_id=action_id or f"{kind}:{flag_key}:{uuid.uuid4().hex[:12]}", flag_key=flag_key, backend=backend.name,
-        kind=kind, status="ready", target=target, reason=reason, actor=actor, approver=actor,
+        action_id=action_id or _new_id(kind, flag_key), flag_key=flag_key, backend=backend.name,
+        kind=kind, status=PlanStatus.READY, target=target, reason=reason, actor=actor, approver=actor,
     )
-    return execute_action(lake, backend, plan, policy=policy, notifier=notifier, now=now, run_id=run_id, sleep=sleep)
+    return execute_action(lake, backend, plan, policy=policy, **{**run, "now": utc(run.get("now"))})
 
 
 def can_promote(
@@ -142,16 +155,16 @@ def can_promote(
     now: datetime | None = None,
 ) -> tuple[bool, str]:
     """May `flag_key` be ramped up now? Refuses while a guardrail check fails, a hold is active, an
-    action is pending / awaiting approval, the latest decision of any cohort says act or hold, or
-    the last step-down is inside the cooldown."""
+    action is pending / awaiting approval, the latest decision of any cohort says act or hold, or the
+    last change is inside the cooldown (the same rule the automatic actions obey: `plan.cooldown_ends`)."""
     now = utc(now)
     policy = policy or FlagPolicy()
     if guardrail_ok is False:
         return False, f"guardrail check failing: {guardrail_reason or 'see asset checks'}"
     history = ledger.flag_history(lake, flag_key)
-    h = active_hold(history, flag_key, now)
-    if h:
-        return False, f"flag held by {h['actor']} until {h.get('hold_until')}: {h.get('reason')}"
+    hold_row = active_hold(history, flag_key, now)
+    if hold_row:
+        return False, describe_hold(hold_row)
     open_rows = [r for r in history if r.get("status") in OPEN and r.get("kind") in CHANGE_KINDS]
     if open_rows:
         r = open_rows[0]
@@ -162,16 +175,13 @@ def can_promote(
         key = d.get("cohort")
         if key not in latest or pd.Timestamp(d["decided_at"]) > pd.Timestamp(latest[key]["decided_at"]):
             latest[key] = d
-    resolved = {r.get("decision_id") for r in history if r.get("status") in ("rejected",)}
+    resolved = {r.get("decision_id") for r in history if r.get("status") == AuditStatus.REJECTED}
     for cohort, d in sorted(latest.items(), key=lambda kv: str(kv[0])):
-        if d.get("state") in ("act", "hold") and d["decision_id"] not in resolved:
+        if d.get("state") in (DecisionState.ACT, DecisionState.HOLD) and d["decision_id"] not in resolved:
             return False, f"open decision {d['decision_id']} on cohort {cohort}: {d.get('state')}/{d.get('action')}: {d.get('reason')}"
-    downs = [r for r in history if r.get("kind") in AUTOMATIC_KINDS and r.get("status") == "applied"]
-    if downs and policy.cooldown:
-        last = max(downs, key=lambda r: pd.Timestamp(r["updated_at"]))
-        ends = pd.Timestamp(last["updated_at"]).to_pydatetime() + policy.cooldown
-        if now < ends:
-            return False, f"stepped down at {pd.Timestamp(last['updated_at']).isoformat()}; cooldown until {ends.isoformat()}"
+    cooling = cooldown_ends(history, flag_key, policy.cooldown)
+    if cooling and now < cooling[1]:
+        return False, describe_cooldown(*cooling)
     return True, "no open decision, hold or pending action"
 
 
@@ -186,18 +196,16 @@ def promote(
     guardrail_ok: bool | None = None,
     guardrail_reason: str = "",
     policy: FlagPolicy | None = None,
-    notifier: Notifier | None = None,
-    now: datetime | None = None,
-    run_id: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    **run: Unpack[RunOptions],
 ) -> ActionResult:
     """Ramp the flag up to `to` % after `can_promote` agrees; refused promotions are audited as rejected."""
-    now = utc(now)
+    now = utc(run.get("now"))
     ok, why = can_promote(flag_key, lake, guardrail_ok=guardrail_ok, guardrail_reason=guardrail_reason, policy=policy, now=now)
     if not ok:
-        row = ledger.audit_row(f"promote:{flag_key}:{uuid.uuid4().hex[:12]}", flag_key, backend.name, "promote", _human(actor),
-                         f"promotion to {to}% refused: {why}", now, status="rejected", target_rollout=int(to))
+        row = ledger.audit_row(_new_id(ActionKind.PROMOTE, flag_key), flag_key, backend.name, ActionKind.PROMOTE, _human(actor),
+                               f"promotion to {to}% refused: {why}", now, status=AuditStatus.REJECTED, target_rollout=int(to))
         ledger.write(lake, row)
-        return ActionResult(row, 0, "rejected", why)
-    return _human_change(lake, backend, flag_key, "promote", FlagTarget(True, int(to)), actor, reason or f"promote to {to}%", None, notifier, policy, now, run_id, sleep)
+        return ActionResult(row, 0, AuditStatus.REJECTED, why)
+    return _human_change(lake, backend, flag_key, ActionKind.PROMOTE, FlagTarget(True, int(to)), actor, reason or f"promote to {to}%",
+                         None, policy, {**run, "now": now})
 

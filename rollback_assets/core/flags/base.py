@@ -20,6 +20,17 @@ from typing import Iterable, Protocol, runtime_checkable
 import httpx
 
 
+def describe_exposure(enabled: bool | None, rollout: int | None, variant: str | None) -> str:
+    """A flag state or target as people read it: off, variant X, N%, or ? when unknown."""
+    if enabled is None:
+        return "?"
+    if not enabled:
+        return "off"
+    if variant:
+        return f"variant {variant}"
+    return f"{rollout}%"
+
+
 @dataclass(frozen=True)
 class FlagState:
     """What the flag serves. `rollout` is the % of users on the release (0..100) while `enabled`;

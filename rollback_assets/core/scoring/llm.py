@@ -49,8 +49,9 @@ Stats (`scorer.last_stats`, a plain dict after every `score` call, safe for Dags
   budget_tokens, budget_exhausted, cache_written, elapsed_s, model, scorer_version.
 
 The pieces, one concern each: `llm_prompt` (prompt, response schema, validation: pure), `llm_transport`
-(client and retries), `llm_budget` (the spend cap), `llm_cache` (answers by text, model, prompt, schema,
-taxonomy and redaction version), `redact` (what leaves the machine). This module wires them.
+(client and retries), `llm_budget` (the spend cap), `llm_cache` (valid answers keyed by the text as sent
+and the model, prompt, schema, taxonomy and redaction versions), `redact` (what leaves the machine).
+This module wires them.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ import pandas as pd
 from ..taxonomy import OTHER, Taxonomy
 from .lexicon import LexiconScorer
 from .llm_budget import Budget, BudgetExhausted
-from .llm_cache import ANSWER_FIELDS, ScoreCache, cache_key, text_sha256
+from .llm_cache import ANSWER_FIELDS, ScoreCache
 from .llm_prompt import (
     PROMPT_VERSION,
     SCHEMA_VERSION,
@@ -155,7 +156,9 @@ class LLMScorer:
         self.name = f"llm-{provider}"
         self.version = f"{provider}:{self.model}:{self.config.prompt_version}:{SCHEMA_VERSION}"
         self.fallback = LexiconScorer()
-        self.cache = ScoreCache(self.config.cache_root)
+        self.cache = ScoreCache(self.config.cache_root, model=f"{provider}:{self.model}", prompt_version=self.config.prompt_version,
+                                schema_version=SCHEMA_VERSION, taxonomy_version=self.taxonomy.version,
+                                redaction_version=REDACTION_VERSION)
         self._system, self._format = instructions(self.taxonomy, self.config.structured)
         self._topics = frozenset(self.taxonomy.topic_names)
         self._surfaces = surfaces_of(self.taxonomy)
@@ -199,9 +202,7 @@ class LLMScorer:
         prepared = [prepare(t, cfg.max_chars, secrets) for t in texts]
         stats["truncated_rows"] = sum(p.truncated for p in prepared)
         stats["redactions"] = sum(p.redactions for p in prepared)
-        key_parts = (f"{self.provider}:{self.model}", cfg.prompt_version, SCHEMA_VERSION, self.taxonomy.version, REDACTION_VERSION)
-        hashes = [text_sha256(p.text) for p in prepared]
-        keys = [cache_key(h, *key_parts) for h in hashes]
+        keys = [self.cache.key(p.text) for p in prepared]
         unique: dict[str, str] = {}  # cache key -> prepared text
         for k, p in zip(keys, prepared):
             unique.setdefault(k, p.text)
@@ -217,14 +218,8 @@ class LLMScorer:
         if todo:
             fresh, failures = await self._ask_all({k: unique[k] for k in todo})
             answers.update(fresh)
-            stored = [
-                {"cache_key": k, "text_sha256": text_sha256(unique[k]), "model": key_parts[0],
-                 "prompt_version": cfg.prompt_version, "schema_version": SCHEMA_VERSION,
-                 "taxonomy_version": self.taxonomy.version, **row}
-                for k, row in fresh.items()
-            ]
-            stats["cache_written"] = len(stored)
-            self.cache.put_many(stored)
+            stats["cache_written"] = len(fresh)
+            self.cache.put_answers(fresh, unique)
 
         frame = self._assemble(texts, prepared, keys, answers, failures, cached_keys)
         stats["llm_rows"] = int((frame["fallback_reason"].isna()).sum())

@@ -11,6 +11,7 @@ import hashlib
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 import pyarrow as pa
@@ -65,11 +66,21 @@ def cache_key(text_hash: str, *parts: str) -> str:
 
 
 class ScoreCache:
-    """In-memory map in front of an optional Delta table (`root` is a lake root directory)."""
+    """In-memory map in front of an optional Delta table (`root` is a lake root directory), for one
+    scorer: its model and prompt, schema, taxonomy and redaction versions are part of every key, so
+    an answer is only ever reused for the same question about the same text."""
 
-    def __init__(self, root: str | Path | None):
+    def __init__(self, root: str | Path | None, *, model: str, prompt_version: str, schema_version: str,
+                 taxonomy_version: str, redaction_version: str):
         self.lake = Lake(root) if root else None
         self.memory: dict[str, dict] = {}
+        self.versions = {"model": model, "prompt_version": prompt_version, "schema_version": schema_version,
+                         "taxonomy_version": taxonomy_version}
+        self._key_parts = (model, prompt_version, schema_version, taxonomy_version, redaction_version)
+
+    def key(self, text: str) -> str:
+        """The cache key of a text as it is sent (redacted, truncated)."""
+        return cache_key(text_sha256(text), *self._key_parts)
 
     def get_many(self, keys: list[str]) -> dict[str, dict]:
         found = {k: self.memory[k] for k in keys if k in self.memory}
@@ -87,8 +98,10 @@ class ScoreCache:
                 found[key] = row
         return found
 
-    def put_many(self, rows: list[dict]) -> int:
-        """rows carry cache_key, text_sha256, model, prompt_version, schema_version, taxonomy_version + ANSWER_FIELDS."""
+    def put_answers(self, answers: Mapping[str, dict], texts: Mapping[str, str]) -> int:
+        """Keep valid answers (`answers`: key -> ANSWER_FIELDS, `texts`: key -> the text sent); returns
+        the rows written to the table (0 without one, or when the write lost a race)."""
+        rows = [{"cache_key": k, "text_sha256": text_sha256(texts[k]), **self.versions, **row} for k, row in answers.items()]
         if not rows:
             return 0
         for row in rows:
