@@ -43,7 +43,6 @@ from rollback_assets.core.schemas import ALL_COHORTS  # noqa: E402
 from rollback_assets.core.sequential_policy import sequential_rule  # noqa: E402
 from comparators import growthbook_cs_lower, hl_lower_batch  # noqa: E402  (bench/ is on sys.path when run)
 
-NETFLIX = Path("/work/shared/data/playstore_reviews_netflix.csv")
 CONFIG_DIR = ROOT / "rollback_assets" / "config"
 STEP_H = 6
 STEPS_PER_DAY = 24 // STEP_H
@@ -226,69 +225,6 @@ def run_scenario(name, effect, confined, n_streams, rng, configs, extra_fixed) -
     return result
 
 
-# ----------------------------------------------------------------------------------- Netflix replay
-
-def netflix(step: str) -> dict:
-    """Replay the real reviews: which versions each method acts on (lexicon labels and star labels)."""
-    from rollback_assets.core.replay import clock, iter_baselines, prepare, version_key
-    from rollback_assets.core.ingest import read_file
-    from rollback_assets.core.mapping import load_mapping
-    from rollback_assets.core.scoring.lexicon import LexiconScorer
-    from rollback_assets.core.taxonomy import Taxonomy
-
-    started = time.perf_counter()
-    feedback = read_file(NETFLIX, load_mapping("google_play")).valid
-    taxonomy = Taxonomy.load()
-    scored, releases = prepare(feedback, None, LexiconScorer(), taxonomy, ())
-    out = {"rows": len(feedback), "step": step}
-    for labels in ("lexicon", "stars"):
-        frame = scored.copy()
-        if labels == "stars":  # oracle-ish labels from the star rating: separates scorer noise from the statistics
-            rating = frame.rating.astype(float)
-            frame["sentiment_label"] = np.where(rating <= 2, "negative", np.where(rating >= 4, "positive", "neutral"))
-            frame["confidence"] = 0.9
-        steps = clock(frame, releases, pd.Timedelta(step))
-        acted: dict[str, set] = {m: set() for m in METHODS}
-        first_seen: dict[str, dict] = {m: {} for m in METHODS}
-        b7 = list(iter_baselines(frame, releases, CONFIGS["fixed-rule"], steps))
-        b28 = list(iter_baselines(frame, releases, CONFIGS["sequential"], steps))
-        for as_of, b in b7:
-            v = fixed_rule(b, CONFIGS["fixed-rule"]).reset_index()
-            for r in v[v.state == "act"].itertuples():
-                acted["fixed-rule"].add(r.release_version)
-                first_seen["fixed-rule"].setdefault(r.release_version, str(as_of))
-            for r in b[(b.cohort == ALL_COHORTS) & (b.baseline_kind == "concurrent")].itertuples():
-                if _kayenta_netflix(frame, r):
-                    acted["kayenta"].add(r.release_version)
-                    first_seen["kayenta"].setdefault(r.release_version, str(as_of))
-        for as_of, b in b28:
-            v = sequential_rule(b, CONFIGS["sequential"]).reset_index()
-            for r in v[v.state == "act"].itertuples():
-                acted["sequential"].add(r.release_version)
-                first_seen["sequential"].setdefault(r.release_version, str(as_of))
-            f = b[(b.cohort == ALL_COHORTS) & (b.baseline_kind == "concurrent") & (b.n >= 50) & (b.baseline_n >= 50)]
-            lower, _ = growthbook_cs_lower(f.n, f.n_negative, f.baseline_n, f.baseline_n_negative, alpha=0.05)
-            for version in f.release_version[lower > 0]:
-                acted["growthbook"].add(version)
-                first_seen["growthbook"].setdefault(version, str(as_of))
-        out[labels] = {m: [{"version": v, "first_act": first_seen[m][v]} for v in sorted(acted[m], key=version_key)] for m in METHODS}
-    out["seconds"] = round(time.perf_counter() - started, 1)
-    return out
-
-
-def _kayenta_netflix(frame: pd.DataFrame, row) -> bool:
-    rows = frame[(frame.created_at >= row.window_start) & (frame.created_at <= row.window_end) & ~frame.topic_excluded.astype(bool)]
-    def daily(version_rows):
-        g = version_rows.set_index("created_at").sentiment_label.eq("negative").resample("1D").agg(["mean", "count"])
-        return g["mean"][g["count"] >= 3].to_numpy()
-    cur = daily(rows[rows.release_version == row.release_version])
-    base = daily(rows[rows.release_version.isin(str(row.baseline_versions).split(","))])
-    if len(cur) < 4 or len(base) < 4:
-        return False
-    _, lower = hl_lower_batch(cur[None, :], base[None, :], 0.98)
-    return bool(lower[0] > 0)
-
-
 # ----------------------------------------------------------------------------------- main
 
 CONFIGS = {
@@ -343,9 +279,6 @@ def main(argv=None) -> dict:
     report = {"seed": args.seed, "quick": args.quick, "null_streams": n_null, "effect_streams": n_eff,
               "looks": f"every {STEP_H} h for {POST_DAYS} days", "reviews_per_cohort_week": 400, "cohorts": K,
               "table": table, "raw": results}
-    if not args.no_netflix and NETFLIX.exists():
-        report["netflix"] = netflix("1D" if args.quick else "6h")
-        print_netflix(report["netflix"])
     report["seconds"] = round(time.perf_counter() - started, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, default=str))
@@ -380,14 +313,6 @@ def print_table(table, scenarios):
             c = row[name]
             cells.append(f"{_fmt(c['detection'], True)} / {_fmt(c['median_hours'])} / {_fmt(c['median_reviews'])}")
         print(f"{row['method']:22s} {row['false_rollbacks_per_flag_week']:>10.2%} " + " ".join(f"{c:>22s}" for c in cells))
-
-
-def print_netflix(result):
-    print(f"\nNetflix reviews ({result['rows']} rows, clock step {result['step']}, {result['seconds']} s): versions acted on")
-    for labels in ("lexicon", "stars"):
-        for m in METHODS:
-            acted = ", ".join(f"{a['version'].split(' ')[0]} ({a['first_act'][:10]})" for a in result[labels][m]) or "none"
-            print(f"  [{labels:7s}] {m:11s} {acted}")
 
 
 if __name__ == "__main__":

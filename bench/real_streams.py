@@ -494,7 +494,7 @@ def print_report(report: dict) -> None:
     shape = s.get("shape_median") or {}
     if shape:
         print("stream shape (median over streams): " + ", ".join(f"{k} {_fmt(v, '{:.2f}')}" for k, v in shape.items()))
-    print(f"median replay time per stream: " + ", ".join(f"{m} {_fmt(v, '{:.1f}')} s" for m, v in report["replay_seconds_median"].items()))
+    print("median replay time per stream: " + ", ".join(f"{m} {_fmt(v, '{:.1f}')} s" for m, v in report["replay_seconds_median"].items()))
     if "netflix" in report:
         nf = report["netflix"]
         methods = list(nf["replay_seconds"])
