@@ -41,7 +41,7 @@ import pandas as pd
 
 from .aggregates import M as _M, Aggregates, nanoseconds, from_rows
 from .abuse import review_bomb_note
-from .new_terms import rising_terms
+from .new_terms import TermIndex
 from .schemas import ALL_COHORTS, COHORT_BASELINES
 from .scoring.redact import redact_quote
 
@@ -259,9 +259,10 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
     if frame.empty:
         return frame
     frame = frame.copy()
-    posts = scored  # every post, for the review-bomb note; the figures below count votes
+    posts = scored = scored.reset_index(drop=True)  # every post, for the review-bomb note; the figures below count votes
     if config.one_vote_per_author:
         scored = scored[~scored.repeat_vote.astype(bool)]
+    term_index = TermIndex(_texts(scored))
     described: dict[tuple, tuple[str, str]] = {}
     for key, group in frame.groupby(["flag_key", "release_version", "cohort", "window_start", "window_end"], sort=False):
         flag, version, cohort, start, end = key
@@ -277,7 +278,7 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
         quotes = _evidence(relevant_negative, top, config.evidence_quotes)
         bomb = review_bomb_note(_rows_of(posts, flag, version, cohort, start, end), config.one_vote_per_author)
         quotes = [bomb, *quotes] if bomb else quotes
-        terms = rising_terms(_texts(current), _texts(compared))
+        terms = term_index.rising(_texts(current), _texts(compared))
         described[key] = (json.dumps(quotes), json.dumps(terms))
     keys = list(zip(frame.flag_key, frame.release_version, frame.cohort, frame.window_start, frame.window_end))
     frame["evidence"] = [described[k][0] for k in keys]
@@ -305,9 +306,13 @@ def _evidence(negative: pd.DataFrame, topic: str | None, quotes: int) -> list[st
     if topic is None or "text" not in negative or quotes == 0:
         return []
     on_topic = negative[negative.issue_category == topic].sort_values(["confidence", "created_at"], ascending=[False, True])
-    texts = on_topic.text.dropna().map(redact_quote)  # people read these: same redaction as the LLM's input
-    fingerprint = texts.map(lambda t: " ".join(re.findall(r"\w+", t.lower()))[:80])
-    return texts[~fingerprint.duplicated()].head(quotes).tolist()
+    picked: dict[str, str] = {}  # fingerprint -> quote; redacted one by one until enough (redaction is the cost)
+    for text in on_topic.text.dropna():
+        quote = redact_quote(text)  # people read these: same redaction as the LLM's input
+        picked.setdefault(" ".join(re.findall(r"\w+", quote.lower()))[:80], quote)
+        if len(picked) == quotes:
+            break
+    return list(picked.values())
 
 
 def relative_rise(current: float | None, baseline: float | None) -> float | None:

@@ -24,26 +24,52 @@ _STOP = frozenset(ENGLISH_STOP_WORDS | {"app", "it's", "i'm", "don't", "can't", 
 
 
 def vectorizer() -> CountVectorizer:
+    """Binary counts of words and word pairs; every term kept here, so that `TermIndex.rising` can apply
+    "occurs in at least two of the compared documents" per pair of groups."""
     return CountVectorizer(token_pattern=_TOKEN, lowercase=True, stop_words=sorted(_STOP), ngram_range=(1, 2),
-                           min_df=2, binary=True, dtype=np.float64)
+                           binary=True, dtype=np.float64)
+
+
+class TermIndex:
+    """Texts tokenised once: the new terms of any current/baseline pair among them are row selections of
+    one document-term matrix, the same terms and scores a fit on that pair's texts alone would give
+    (vocabulary = terms in at least two of the pair's documents). A decision step compares many
+    releases × cohorts within one window; refitting per pair was most of its cost."""
+
+    def __init__(self, texts: pd.Series):
+        texts = texts.dropna()
+        self._position = pd.Series(np.arange(len(texts)), index=texts.index)
+        self._matrix, self._terms = None, np.array([], dtype=object)
+        if len(texts):
+            model = vectorizer()
+            try:
+                self._matrix = model.fit_transform(texts.str.slice(0, 2000)).tocsr()
+                self._terms = model.get_feature_names_out()
+            except ValueError:  # no words at all (empty or stop words only)
+                self._matrix = None
+
+    def rising(self, current: pd.Series, baseline: pd.Series, top: int = 8) -> list[list]:
+        """[[term, z], ...] for the terms most over-represented in `current` vs `baseline` (Series of texts
+        indexed as the texts given to the index; one document each, counted once per document)."""
+        current, baseline = current.dropna(), baseline.dropna()
+        if len(current) < MIN_NEGATIVES or len(baseline) == 0 or self._matrix is None:
+            return []
+        cur = self._matrix[self._position.loc[current.index].to_numpy()]
+        base = self._matrix[self._position.loc[baseline.index].to_numpy()]
+        keep = np.flatnonzero(cur.getnnz(axis=0) + base.getnnz(axis=0) >= 2)
+        if keep.size == 0:
+            return []
+        y_cur = np.asarray(cur[:, keep].sum(axis=0)).ravel()
+        y_base = np.asarray(base[:, keep].sum(axis=0)).ravel()
+        return _log_odds(self._terms[keep], y_cur, y_base, top)
 
 
 def rising_terms(current: pd.Series, baseline: pd.Series, top: int = 8) -> list[list]:
     """[[term, z], ...] for the terms most over-represented in `current` negatives vs `baseline`
-    negatives (one document each, counted once per document)."""
-    current, baseline = current.dropna(), baseline.dropna()
-    if len(current) < MIN_NEGATIVES or len(baseline) == 0:
-        return []
-    texts = pd.concat([current, baseline], ignore_index=True).str.slice(0, 2000)
-    try:
-        matrix = vectorizer().fit(texts)
-    except ValueError:  # no term occurs twice
-        return []
-    counts = matrix.transform(texts)
-    terms = matrix.get_feature_names_out()
-    y_cur = np.asarray(counts[: len(current)].sum(axis=0)).ravel()
-    y_base = np.asarray(counts[len(current):].sum(axis=0)).ravel()
-    return _log_odds(terms, y_cur, y_base, top)
+    negatives: one pair (a decision step indexes the window once, `TermIndex`)."""
+    texts = pd.concat([current.dropna(), baseline.dropna()], ignore_index=True)
+    n = len(current.dropna())
+    return TermIndex(texts).rising(texts.iloc[:n], texts.iloc[n:], top)
 
 
 def _log_odds(terms: np.ndarray, y_cur: np.ndarray, y_base: np.ndarray, top: int) -> list[list]:
