@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from rollback_assets.core import aggregates, demo_data, pipeline
+from rollback_assets.core import aggregates, daily_store, demo_data, pipeline
 from rollback_assets.core.mapping import load_mapping
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.policy import PolicyConfig
@@ -42,7 +42,7 @@ def stored(lake: Lake) -> pd.DataFrame:
 
 def recomputed(lake: Lake) -> pd.DataFrame:
     """sentiment_daily from scratch: every scored row, votes over the whole history."""
-    rows = lake.read(SCORED_SENTIMENT, columns=pipeline.AGGREGATE_INPUT_COLUMNS)
+    rows = lake.read(SCORED_SENTIMENT, columns=daily_store.AGGREGATE_INPUT_COLUMNS)
     frame = aggregates.daily(rows, pipeline.read_releases(lake), aggregates.repeat_votes(rows, aggregates.first_votes(rows).first_event_id))
     frame = SENTIMENT_DAILY.to_arrow(frame).to_pandas()
     frame["created_date"] = frame.created_date.astype(str)

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .attribution import attribute
-from . import aggregates
-from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS, baselines_frame, describe_baselines, judge_looks, window_edges
+from . import aggregates, daily_store
+from .baselines import baselines_frame, describe_baselines, judge_looks, window_edges
 from .ingest import read_file
 from .landing import file_digest
 from .mapping import Mapping
@@ -266,10 +266,6 @@ def _reusable_scores(lake: Lake, changed: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- scored -> sentiment_daily
-AGGREGATE_INPUT_COLUMNS = [*BASELINE_INPUT_COLUMNS, "created_date", "rating"]
-_VOTE_INPUT_COLUMNS = ["event_id", "attributed_flag", "release_version", "cohort", "author_hash", "created_at"]
-
-
 def aggregate_daily(lake: Lake) -> StepResult:
     """Rewrite the days of `sentiment_daily` whose scored rows changed since the scored version the
     last run processed, each day whole, in one replace-where commit per chunk of days: a late file for
@@ -288,25 +284,25 @@ def aggregate_daily(lake: Lake) -> StepResult:
     votes = None
     if days is None:
         full = True
-        days = table_days(lake, SCORED_SENTIMENT, upto) | table_days(lake, SENTIMENT_DAILY)
-        votes = aggregates.first_votes(lake.read(SCORED_SENTIMENT, columns=_VOTE_INPUT_COLUMNS,
+        days = daily_store.table_days(lake, SCORED_SENTIMENT, upto) | daily_store.table_days(lake, SENTIMENT_DAILY)
+        votes = aggregates.first_votes(lake.read(SCORED_SENTIMENT, columns=daily_store.VOTE_INPUT_COLUMNS,
                                                  filter=~ds.field("author_hash").is_null(), version=upto))
         lake.overwrite(AUTHOR_VOTES, votes)
         votes = votes.first_event_id
     else:
-        days |= _update_votes(lake, days, upto)
+        days |= daily_store.update_votes(lake, days, upto)
     if not days:  # the scored commits since changed no day (nothing new); the next run looks again from here
         return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0,
                                                           "aggregate_rows": 0})
-    in_days = ds.field("created_date").isin(_dates(days))
+    in_days = ds.field("created_date").isin(daily_store._dates(days))
     chunks = _date_chunks(lake.read_arrow(SCORED_SENTIMENT, columns=["created_date"], filter=in_days, version=upto)
                           .column("created_date")) or [[]]
     emptied = days - {str(d) for chunk in chunks for d in chunk}  # every row left the day: its sums go too
     stats = {"full_rebuild": full, "days_rewritten": sorted(days), "rows_read": 0, "aggregate_rows": 0}
     version = lake.version(SENTIMENT_DAILY)
     for i, chunk in enumerate(chunks):
-        rows = _read_narrow(lake, ds.field("created_date").isin(pa.array(chunk, type=pa.date32())), upto)
-        first_ids = votes if votes is not None else _first_ids(lake, rows)
+        rows = daily_store.read_narrow(lake, ds.field("created_date").isin(pa.array(chunk, type=pa.date32())), upto)
+        first_ids = votes if votes is not None else daily_store.first_ids(lake, rows)
         cube = aggregates.daily(rows, releases, aggregates.repeat_votes(rows, first_ids))
         last = i == len(chunks) - 1
         metadata = {"scored_version": upto, "release_signature": signature} if last else None
@@ -318,98 +314,6 @@ def aggregate_daily(lake: Lake) -> StepResult:
         stats["rows_read"] += len(rows)
         stats["aggregate_rows"] += len(cube)
     return StepResult(version, stats)
-
-
-def _read_narrow(lake: Lake, condition: ds.Expression, version: int) -> pd.DataFrame:
-    """The columns the sums need, low-cardinality ones as categoricals (group-bys 10x cheaper)."""
-    table = lake.read_arrow(SCORED_SENTIMENT, columns=AGGREGATE_INPUT_COLUMNS, filter=condition, version=version)
-    for name in CATEGORICAL_COLUMNS:
-        index = table.schema.get_field_index(name)
-        table = table.set_column(index, name, pc.dictionary_encode(table.column(name).cast(pa.string())))
-    return table.to_pandas()
-
-
-def table_days(lake: Lake, table, version: int | None = None) -> set[str]:
-    """The table's created_date partitions, from the snapshot's file list (no data read)."""
-    if not lake.exists(table):
-        return set()
-    return {p["created_date"] for p in lake.table(table, version).partitions()}
-
-
-def _first_ids(lake: Lake, rows: pd.DataFrame) -> pd.Series:
-    """Event ids of the first votes recorded on the days of `rows`: a row is its author's vote only on
-    its own day, so only those partitions of `author_votes` are read, whatever the history."""
-    if not lake.exists(AUTHOR_VOTES) or len(rows) == 0:
-        return pd.Series([], dtype=object)
-    days = pd.to_datetime(rows.created_at, utc=True).dt.date.unique()
-    return lake.read(AUTHOR_VOTES, columns=["first_event_id"],
-                     filter=ds.field("first_date").isin(pa.array(sorted(days), type=pa.date32()))).first_event_id
-
-
-def _update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
-    """Bring `author_votes` up to date for the rows of `days`; returns the other days whose rows
-    changed vote (an author's first word moved to or from them).
-
-    Rows outside `days` did not change, so a recorded first vote outside them stays a candidate and
-    the new first vote is the earlier of it and the days' earliest row. A recorded vote inside `days`
-    whose row is gone or moved later may give way to a row on an untouched day: only then are that
-    author's rows read across the history. Finding the recorded votes of the days' authors scans the
-    author column of `author_votes` (see ARCHITECTURE, known limits)."""
-    in_days = ds.field("created_date").isin(_dates(days))
-    authored = lake.read(SCORED_SENTIMENT, columns=_VOTE_INPUT_COLUMNS, version=upto,
-                         filter=in_days & ~ds.field("author_hash").is_null())
-    batch = aggregates.first_votes(authored)
-    existing = AUTHOR_VOTES.empty_frame()
-    if lake.exists(AUTHOR_VOTES):  # the days' authors' votes, and votes on these days whose author left them
-        authors = authored.author_hash.astype(str).unique()
-        existing = pd.concat([
-            lake.read_keys_in(AUTHOR_VOTES, "author_hash", authors, AUTHOR_VOTES.names).to_pandas(),
-            lake.read(AUTHOR_VOTES, filter=ds.field("first_date").isin(_dates(days))),
-        ]).drop_duplicates(list(AUTHOR_VOTES.key))
-    old = {tuple(r[:4]): r for r in existing[AUTHOR_VOTES.names].itertuples(index=False)}
-    new = {tuple(r[:4]): r for r in batch[AUTHOR_VOTES.names].itertuples(index=False)}
-    changed, recheck, other_days = {}, [], set()
-    for key in old.keys() | new.keys():
-        before, candidate = old.get(key), new.get(key)
-        if before is not None and str(before.first_date) not in days:
-            after = candidate if candidate is not None and _earlier(candidate, before) else before
-        elif before is not None and (candidate is None or _earlier(before, candidate)):
-            recheck.append(key)  # its first row left these days or moved later
-            continue
-        else:
-            after = candidate
-        if before is None or tuple(after) != tuple(before):
-            changed[key] = after
-            if before is not None and str(before.first_date) not in days:
-                other_days.add(str(before.first_date))
-    if recheck:
-        history = lake.read_keys_in(SCORED_SENTIMENT, "author_hash", {k[3] for k in recheck}, _VOTE_INPUT_COLUMNS).to_pandas()
-        again = {tuple(r[:4]): r for r in aggregates.first_votes(history)[AUTHOR_VOTES.names].itertuples(index=False)}
-        for key in recheck:
-            changed[key] = again.get(key)  # None: the author has no row here any more
-            if key in again:
-                other_days.add(str(again[key].first_date))
-    replaced = [old[k] for k in changed if k in old]
-    if replaced:  # out of their old day's partition first: a MERGE only looks in the new votes' days
-        columns = [*AUTHOR_VOTES.key, "first_date"]
-        lake.delete(AUTHOR_VOTES, " OR ".join(
-            "(" + " AND ".join(f"{c} = {_sql(getattr(vote, c))}" for c in columns) + ")" for vote in replaced))
-    kept = [v for v in changed.values() if v is not None]
-    if kept:
-        lake.merge(AUTHOR_VOTES, pd.DataFrame(kept, columns=AUTHOR_VOTES.names))
-    return other_days - days
-
-
-def _dates(days) -> pa.Array:
-    return pa.array(sorted(pd.to_datetime(list(days)).date), type=pa.date32())
-
-
-def _sql(value) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _earlier(a, b) -> bool:
-    return (pd.Timestamp(a.first_at), a.first_event_id) < (pd.Timestamp(b.first_at), b.first_event_id)
 
 
 # ---------------------------------------------------------------- sentiment_daily -> cohort_baselines
@@ -431,19 +335,19 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
     releases = read_releases(lake)
     windows = config.windows
     window = (as_of - pd.Timedelta(days=windows.window_days), as_of)
-    present = _read_cube(lake, [window], as_of, columns=["flag_key", "release_version"])
-    cube = _read_cube(lake, _spans(present, releases, as_of, windows), as_of)
+    present = daily_store.read_cube(lake, [window], as_of, columns=["flag_key", "release_version"])
+    cube = daily_store.read_cube(lake, daily_store.spans(present, releases, as_of, windows), as_of)
     edges = window_edges(releases, [as_of], windows)
     split = aggregates.split_buckets(edges)
     buckets = [(pd.Timestamp(end, tz="UTC") - aggregates.BUCKET, pd.Timestamp(end, tz="UTC")) for end in split]
-    split_rows = _read_rows(lake, ds.scalar(True), [(a, min(b, as_of)) for a, b in buckets if a < as_of],
-                            AGGREGATE_INPUT_COLUMNS)
+    split_rows = daily_store.read_rows(lake, ds.scalar(True), [(a, min(b, as_of)) for a, b in buckets if a < as_of],
+                            daily_store.AGGREGATE_INPUT_COLUMNS)
     cells = pd.concat([aggregates.cube_cells(cube, split),
-                       aggregates.row_cells(split_rows, releases, aggregates.repeat_votes(split_rows, _first_ids(lake, split_rows)))],
+                       aggregates.row_cells(split_rows, releases, aggregates.repeat_votes(split_rows, daily_store.first_ids(lake, split_rows)))],
                       ignore_index=True)
     agg = aggregates.aggregate(cells, edges, windows.one_vote_per_author)
     frame = baselines_frame(judge_looks(agg, releases, [as_of], windows, known_bad_releases(lake.read(DECISIONS))))
-    negatives = _window_negatives(lake, *window)
+    negatives = daily_store.window_negatives(lake, *window)
     frame = describe_baselines(frame, negatives, windows)
     version = lake.overwrite(COHORT_BASELINES, frame, metadata={"as_of": as_of.isoformat()})
     return StepResult(version, {"cohorts": int(frame.cohort.nunique()) if len(frame) else 0, "rows": len(frame),
@@ -451,53 +355,11 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
                                 "rows_read": len(split_rows) + len(negatives), "frame": frame})
 
 
-def _spans(present: pd.DataFrame, releases: pd.DataFrame, as_of: pd.Timestamp, windows) -> list[tuple]:
-    """Time spans (a, b] holding every row a look at `as_of` sums: the judged window; for each release
-    that may be judged (feedback in the window, or live) its rolling window, and where users choose
-    when to update, its predecessors' same ages (a step wider: ages are read at AGE_STEP resolution).
-    A superset is harmless (rows outside every window sum to nothing); a missing row is not."""
-    window, rolling = pd.Timedelta(days=windows.window_days), pd.Timedelta(days=windows.rolling_days)
-    spans = [(as_of - window, as_of)]
-    judged = set(zip(present.flag_key.astype(str), present.release_version.astype(str)))
-    live = releases[releases.released_at <= as_of]
-    for flag, group in live.groupby("flag_key"):
-        newest = group.released_at.max()
-        for r in group.itertuples(index=False):
-            if (flag, r.version) not in judged and r.released_at != newest:
-                continue
-            spans.append((r.released_at - rolling, r.released_at))
-            if getattr(r, "adoption", None) == "self_selected":
-                age = as_of - r.released_at
-                spans += [(t + age - window - aggregates.AGE_STEP, t + age)
-                          for t in group.released_at[group.released_at <= r.released_at]]
-    merged: list[list] = []
-    for a, b in sorted(spans):
-        if merged and a <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    return [tuple(span) for span in merged]
-
-
-def _read_cube(lake: Lake, spans: list[tuple], as_of: pd.Timestamp, columns: list[str] | None = None) -> pd.DataFrame:
-    """sentiment_daily buckets overlapping the spans (a, b] and ending by `as_of` (the bucket `as_of`
-    falls inside is split: read as rows)."""
-    days = sorted({d.date() for a, b in spans
-                   for d in pd.date_range((a - pd.Timedelta(days=1)).floor("D"), b.floor("D"), freq="D")})
-    overlapping = None
-    for a, b in spans:
-        span = (ds.field("bucket_end") > a) & (ds.field("bucket_end") < b + aggregates.BUCKET)
-        overlapping = span if overlapping is None else overlapping | span
-    condition = (ds.field("created_date").isin(pa.array(days, type=pa.date32())) & overlapping
-                 & (ds.field("bucket_end") <= as_of))
-    return lake.read(SENTIMENT_DAILY, columns=columns, filter=condition)
-
-
 def _newest(lake: Lake, now: pd.Timestamp) -> pd.Timestamp | None:
     """The newest feedback time not after `now`: a future-dated row (a mapping with a generous skew,
     another engine's writer) is no evidence of what time it is and must not empty the window. Days
     from the partition list, newest first, then that day's rows only."""
-    days = sorted((d for d in (pd.Timestamp(day).date() for day in table_days(lake, SCORED_SENTIMENT)) if d <= now.date()),
+    days = sorted((d for d in (pd.Timestamp(day).date() for day in daily_store.table_days(lake, SCORED_SENTIMENT)) if d <= now.date()),
                   reverse=True)
     for day in days:
         newest = _max(lake, SCORED_SENTIMENT, "created_at",
@@ -505,31 +367,6 @@ def _newest(lake: Lake, now: pd.Timestamp) -> pd.Timestamp | None:
         if newest is not None:
             return newest
     return None
-
-
-def _read_rows(lake: Lake, condition: ds.Expression, spans: list[tuple[pd.Timestamp, pd.Timestamp]],
-               columns: list[str]) -> pd.DataFrame:
-    """Scored rows in the half-open spans (a, b], read by their days and times (pushdown)."""
-    if not spans:
-        return pd.DataFrame(columns=columns)
-    days = sorted({d.date() for a, b in spans for d in pd.date_range(a.floor("D"), b.floor("D"), freq="D")})
-    in_spans = None
-    for a, b in spans:
-        span = (ds.field("created_at") > a) & (ds.field("created_at") <= b)
-        in_spans = span if in_spans is None else in_spans | span
-    condition = condition & ds.field("created_date").isin(pa.array(days, type=pa.date32())) & in_spans
-    return lake.read(SCORED_SENTIMENT, columns=columns, filter=condition)
-
-
-def _window_negatives(lake: Lake, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """The negatives in (start, end] with their text and repeat-vote mark: evidence and new terms.
-    Text is read only for the negatives."""
-    rows = _read_rows(lake, ds.field("created_date") >= start.date(), [(start, end)], BASELINE_INPUT_COLUMNS)
-    rows = rows[rows.sentiment_label.astype(str) == "negative"]
-    quotes = lake.read_keys_in(SCORED_SENTIMENT, "event_id", rows.event_id.astype(str), ["event_id", "text"],
-                               filter=(ds.field("created_date") >= start.date()) & (ds.field("created_at") > start)).to_pandas()
-    rows = rows.merge(quotes, on="event_id", how="left") if len(quotes) else rows.assign(text=None)
-    return rows.assign(repeat_vote=aggregates.repeat_votes(rows, _first_ids(lake, rows)))
 
 
 # ---------------------------------------------------------------- baselines -> decisions

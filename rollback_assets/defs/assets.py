@@ -23,7 +23,7 @@ from ..core.schemas import (
     BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORED_SENTIMENT,
     SENTIMENT_DAILY,
 )
-from ..core import new_terms, ratings, sequential_policy, stats
+from ..core import daily_store, new_terms, ratings, sequential_policy, stats
 from ..core.scoring import base as scoring_base, calibrated, lexicon, model_store, registry
 from ..core.vocabulary import FLAG_CHANGING_ACTIONS
 from .metadata import code_version, data_version, decision_lineage, evidence_markdown, flag_series, table_metadata, table_value
@@ -220,7 +220,7 @@ def sentiment_daily(lake: LakeResource) -> dg.MaterializeResult:
     the_lake = lake.lake()
     result = pipeline.aggregate_daily(the_lake)
     stats = result.stats
-    days = sorted(pipeline.table_days(the_lake, SENTIMENT_DAILY))
+    days = sorted(daily_store.table_days(the_lake, SENTIMENT_DAILY))
     rewritten = stats["days_rewritten"]
     shown = rewritten if len(rewritten) <= 60 else [*rewritten[:30], "...", *rewritten[-30:]]
     return dg.MaterializeResult(
@@ -243,7 +243,7 @@ def sentiment_daily(lake: LakeResource) -> dg.MaterializeResult:
     group_name="decisions",
     deps=[sentiment_daily, scored_sentiment, release_artifacts],
     kinds={"deltalake", "pandas"},
-    code_version=code_version(pipeline, aggregates, baselines_module, new_terms),
+    code_version=code_version(pipeline, aggregates, daily_store, baselines_module, new_terms),
     description="Each flag's live release per cohort vs the previous version (same window) and a rolling baseline.",
 )
 def cohort_baselines(config: BaselineConfig, lake: LakeResource, settings: SettingsResource) -> dg.MaterializeResult:

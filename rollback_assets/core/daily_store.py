@@ -1,0 +1,186 @@
+"""What the decision side reads of the daily sums, and the author-vote ledger the sums depend on.
+
+`sentiment_daily` holds hour buckets; a look reads the buckets its windows cover (`spans`, `read_cube`),
+the rows of the few buckets a window edge splits (`read_rows`) and the judged window's negatives with
+their text (`window_negatives`: evidence and new terms). `author_votes` records each known author's
+first word per flag x release x cohort over the whole history, kept current a day at a time
+(`update_votes`), so a window's counts are votes, not posts, exactly as replay counts them.
+Split out of pipeline.py, which keeps the steps themselves.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from . import aggregates
+from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS
+from .lake import Lake
+from .schemas import AUTHOR_VOTES, SCORED_SENTIMENT, SENTIMENT_DAILY
+
+
+AGGREGATE_INPUT_COLUMNS = [*BASELINE_INPUT_COLUMNS, "created_date", "rating"]
+
+
+VOTE_INPUT_COLUMNS = ["event_id", "attributed_flag", "release_version", "cohort", "author_hash", "created_at"]
+
+
+def read_narrow(lake: Lake, condition: ds.Expression, version: int) -> pd.DataFrame:
+    """The columns the sums need, low-cardinality ones as categoricals (group-bys 10x cheaper)."""
+    table = lake.read_arrow(SCORED_SENTIMENT, columns=AGGREGATE_INPUT_COLUMNS, filter=condition, version=version)
+    for name in CATEGORICAL_COLUMNS:
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, pc.dictionary_encode(table.column(name).cast(pa.string())))
+    return table.to_pandas()
+
+
+def table_days(lake: Lake, table, version: int | None = None) -> set[str]:
+    """The table's created_date partitions, from the snapshot's file list (no data read)."""
+    if not lake.exists(table):
+        return set()
+    return {p["created_date"] for p in lake.table(table, version).partitions()}
+
+
+def first_ids(lake: Lake, rows: pd.DataFrame) -> pd.Series:
+    """Event ids of the first votes recorded on the days of `rows`: a row is its author's vote only on
+    its own day, so only those partitions of `author_votes` are read, whatever the history."""
+    if not lake.exists(AUTHOR_VOTES) or len(rows) == 0:
+        return pd.Series([], dtype=object)
+    days = pd.to_datetime(rows.created_at, utc=True).dt.date.unique()
+    return lake.read(AUTHOR_VOTES, columns=["first_event_id"],
+                     filter=ds.field("first_date").isin(pa.array(sorted(days), type=pa.date32()))).first_event_id
+
+
+def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
+    """Bring `author_votes` up to date for the rows of `days`; returns the other days whose rows
+    changed vote (an author's first word moved to or from them).
+
+    Rows outside `days` did not change, so a recorded first vote outside them stays a candidate and
+    the new first vote is the earlier of it and the days' earliest row. A recorded vote inside `days`
+    whose row is gone or moved later may give way to a row on an untouched day: only then are that
+    author's rows read across the history. Finding the recorded votes of the days' authors scans the
+    author column of `author_votes` (see ARCHITECTURE, known limits)."""
+    in_days = ds.field("created_date").isin(_dates(days))
+    authored = lake.read(SCORED_SENTIMENT, columns=VOTE_INPUT_COLUMNS, version=upto,
+                         filter=in_days & ~ds.field("author_hash").is_null())
+    batch = aggregates.first_votes(authored)
+    existing = AUTHOR_VOTES.empty_frame()
+    if lake.exists(AUTHOR_VOTES):  # the days' authors' votes, and votes on these days whose author left them
+        authors = authored.author_hash.astype(str).unique()
+        existing = pd.concat([
+            lake.read_keys_in(AUTHOR_VOTES, "author_hash", authors, AUTHOR_VOTES.names).to_pandas(),
+            lake.read(AUTHOR_VOTES, filter=ds.field("first_date").isin(_dates(days))),
+        ]).drop_duplicates(list(AUTHOR_VOTES.key))
+    old = {tuple(r[:4]): r for r in existing[AUTHOR_VOTES.names].itertuples(index=False)}
+    new = {tuple(r[:4]): r for r in batch[AUTHOR_VOTES.names].itertuples(index=False)}
+    changed, recheck, other_days = {}, [], set()
+    for key in old.keys() | new.keys():
+        before, candidate = old.get(key), new.get(key)
+        if before is not None and str(before.first_date) not in days:
+            after = candidate if candidate is not None and _earlier(candidate, before) else before
+        elif before is not None and (candidate is None or _earlier(before, candidate)):
+            recheck.append(key)  # its first row left these days or moved later
+            continue
+        else:
+            after = candidate
+        if before is None or tuple(after) != tuple(before):
+            changed[key] = after
+            if before is not None and str(before.first_date) not in days:
+                other_days.add(str(before.first_date))
+    if recheck:
+        history = lake.read_keys_in(SCORED_SENTIMENT, "author_hash", {k[3] for k in recheck}, VOTE_INPUT_COLUMNS).to_pandas()
+        again = {tuple(r[:4]): r for r in aggregates.first_votes(history)[AUTHOR_VOTES.names].itertuples(index=False)}
+        for key in recheck:
+            changed[key] = again.get(key)  # None: the author has no row here any more
+            if key in again:
+                other_days.add(str(again[key].first_date))
+    replaced = [old[k] for k in changed if k in old]
+    if replaced:  # out of their old day's partition first: a MERGE only looks in the new votes' days
+        columns = [*AUTHOR_VOTES.key, "first_date"]
+        lake.delete(AUTHOR_VOTES, " OR ".join(
+            "(" + " AND ".join(f"{c} = {_sql(getattr(vote, c))}" for c in columns) + ")" for vote in replaced))
+    kept = [v for v in changed.values() if v is not None]
+    if kept:
+        lake.merge(AUTHOR_VOTES, pd.DataFrame(kept, columns=AUTHOR_VOTES.names))
+    return other_days - days
+
+
+def _dates(days) -> pa.Array:
+    return pa.array(sorted(pd.to_datetime(list(days)).date), type=pa.date32())
+
+
+def _sql(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _earlier(a, b) -> bool:
+    return (pd.Timestamp(a.first_at), a.first_event_id) < (pd.Timestamp(b.first_at), b.first_event_id)
+
+
+def spans(present: pd.DataFrame, releases: pd.DataFrame, as_of: pd.Timestamp, windows) -> list[tuple]:
+    """Time spans (a, b] holding every row a look at `as_of` sums: the judged window; for each release
+    that may be judged (feedback in the window, or live) its rolling window, and where users choose
+    when to update, its predecessors' same ages (a step wider: ages are read at AGE_STEP resolution).
+    A superset is harmless (rows outside every window sum to nothing); a missing row is not."""
+    window, rolling = pd.Timedelta(days=windows.window_days), pd.Timedelta(days=windows.rolling_days)
+    spans = [(as_of - window, as_of)]
+    judged = set(zip(present.flag_key.astype(str), present.release_version.astype(str)))
+    live = releases[releases.released_at <= as_of]
+    for flag, group in live.groupby("flag_key"):
+        newest = group.released_at.max()
+        for r in group.itertuples(index=False):
+            if (flag, r.version) not in judged and r.released_at != newest:
+                continue
+            spans.append((r.released_at - rolling, r.released_at))
+            if getattr(r, "adoption", None) == "self_selected":
+                age = as_of - r.released_at
+                spans += [(t + age - window - aggregates.AGE_STEP, t + age)
+                          for t in group.released_at[group.released_at <= r.released_at]]
+    merged: list[list] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [tuple(span) for span in merged]
+
+
+def read_cube(lake: Lake, spans: list[tuple], as_of: pd.Timestamp, columns: list[str] | None = None) -> pd.DataFrame:
+    """sentiment_daily buckets overlapping the spans (a, b] and ending by `as_of` (the bucket `as_of`
+    falls inside is split: read as rows)."""
+    days = sorted({d.date() for a, b in spans
+                   for d in pd.date_range((a - pd.Timedelta(days=1)).floor("D"), b.floor("D"), freq="D")})
+    overlapping = None
+    for a, b in spans:
+        span = (ds.field("bucket_end") > a) & (ds.field("bucket_end") < b + aggregates.BUCKET)
+        overlapping = span if overlapping is None else overlapping | span
+    condition = (ds.field("created_date").isin(pa.array(days, type=pa.date32())) & overlapping
+                 & (ds.field("bucket_end") <= as_of))
+    return lake.read(SENTIMENT_DAILY, columns=columns, filter=condition)
+
+
+def read_rows(lake: Lake, condition: ds.Expression, spans: list[tuple[pd.Timestamp, pd.Timestamp]],
+               columns: list[str]) -> pd.DataFrame:
+    """Scored rows in the half-open spans (a, b], read by their days and times (pushdown)."""
+    if not spans:
+        return pd.DataFrame(columns=columns)
+    days = sorted({d.date() for a, b in spans for d in pd.date_range(a.floor("D"), b.floor("D"), freq="D")})
+    in_spans = None
+    for a, b in spans:
+        span = (ds.field("created_at") > a) & (ds.field("created_at") <= b)
+        in_spans = span if in_spans is None else in_spans | span
+    condition = condition & ds.field("created_date").isin(pa.array(days, type=pa.date32())) & in_spans
+    return lake.read(SCORED_SENTIMENT, columns=columns, filter=condition)
+
+
+def window_negatives(lake: Lake, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The negatives in (start, end] with their text and repeat-vote mark: evidence and new terms.
+    Text is read only for the negatives."""
+    rows = read_rows(lake, ds.field("created_date") >= start.date(), [(start, end)], BASELINE_INPUT_COLUMNS)
+    rows = rows[rows.sentiment_label.astype(str) == "negative"]
+    quotes = lake.read_keys_in(SCORED_SENTIMENT, "event_id", rows.event_id.astype(str), ["event_id", "text"],
+                               filter=(ds.field("created_date") >= start.date()) & (ds.field("created_at") > start)).to_pandas()
+    rows = rows.merge(quotes, on="event_id", how="left") if len(quotes) else rows.assign(text=None)
+    return rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
