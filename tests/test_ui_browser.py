@@ -24,7 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DOCS = PROJECT_ROOT / "docs"
 CHROMIUM = "/usr/bin/chromium"
 ASSETS = ["raw_feedback", "release_artifacts", "enriched_feedback", "sentiment_model", "scored_sentiment",
-          "cohort_baselines", "business_kpis", "rollback_decisions", "flag_actions", "release_health", "postmortems"]
+          "sentiment_daily", "cohort_baselines", "business_kpis", "rollback_decisions", "flag_actions", "release_health", "postmortems"]
 LOCATION = "rollback_assets.definitions:defs"
 BAD_CHECK = "sentiment_guardrail"
 WAIT_MS = 90_000  # pages of a cold webserver on a busy 2-core machine
