@@ -263,12 +263,18 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
     if config.one_vote_per_author:
         scored = scored[~scored.repeat_vote.astype(bool)]
     term_index = TermIndex(_texts(scored))
+    windows: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}  # (flag, start, end) -> (posts, counted rows)
     described: dict[tuple, tuple[str, str]] = {}
     for key, group in frame.groupby(["flag_key", "release_version", "cohort", "window_start", "window_end"], sort=False):
         flag, version, cohort, start, end = key
-        in_window = scored[(scored.attributed_flag == flag) & (scored.created_at > start) & (scored.created_at <= end)]
+        if (flag, start, end) not in windows:  # one flag's window, cut once for all its releases and cohorts
+            windows[(flag, start, end)] = tuple(
+                rows[(rows.attributed_flag == flag) & (rows.created_at > start) & (rows.created_at <= end)]
+                for rows in (posts, scored))
+        window_posts, in_window = windows[(flag, start, end)]
         if cohort != ALL_COHORTS:
             in_window = in_window[in_window.cohort == cohort]
+            window_posts = window_posts[window_posts.cohort == cohort]
         current = in_window[in_window.release_version == version]
         compared_versions = {v for kind, vs in zip(group.baseline_kind, group.baseline_versions)
                              if kind != "rolling" for v in (vs or "").split(",") if v}
@@ -276,7 +282,7 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
         top = (json.loads(group.top_topics.iloc[0] or "[]") or [[None]])[0][0]
         relevant_negative = current[(current.sentiment_label == "negative") & ~current.topic_excluded.astype(bool)]
         quotes = _evidence(relevant_negative, top, config.evidence_quotes)
-        bomb = review_bomb_note(_rows_of(posts, flag, version, cohort, start, end), config.one_vote_per_author)
+        bomb = review_bomb_note(window_posts[window_posts.release_version == version], config.one_vote_per_author)
         quotes = [bomb, *quotes] if bomb else quotes
         terms = term_index.rising(_texts(current), _texts(compared))
         described[key] = (json.dumps(quotes), json.dumps(terms))
@@ -284,13 +290,6 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
     frame["evidence"] = [described[k][0] for k in keys]
     frame["new_terms"] = [described[k][1] for k in keys]
     return frame
-
-
-def _rows_of(scored: pd.DataFrame, flag, version, cohort, start, end) -> pd.DataFrame:
-    """One judged release's rows in one cohort and window (cohort 'all': every cohort)."""
-    mine = scored[(scored.attributed_flag == flag) & (scored.release_version == version)
-                  & (scored.created_at > start) & (scored.created_at <= end)]
-    return mine if cohort == ALL_COHORTS else mine[mine.cohort == cohort]
 
 
 def _texts(rows: pd.DataFrame) -> pd.Series:
