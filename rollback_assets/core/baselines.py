@@ -62,7 +62,7 @@ AGE_MATCHED_RELEASES = 3  # earlier good releases pooled into the age-matched ba
 
 @dataclass(frozen=True)
 class WindowConfig:
-    window_days: float = 7.0
+    window_days: float = 28.0  # the shipped policy.yaml's (the fixed rule's file sets 7)
     rolling_releases: int = 3
     rolling_days: float = 28.0
     evidence_quotes: int = 5
