@@ -70,12 +70,12 @@ def _report(args, result) -> int:
 
 
 def cmd_replay(args) -> int:
-    from .core.replay_cli import run_replay_cli
+    from .core.replay_cli import run_replay_cli, summary_line
 
     progress(f"replay: scoring {args.feedback} and running the policy every {args.step}; "
               "large histories take minutes (scoring dominates)")
     summary = run_replay_cli(args)
-    emit(args, summary, [f"{key}: {value}" for key, value in summary.items()])
+    emit(args, summary, [summary_line(summary)])
     return EXIT_OK
 
 

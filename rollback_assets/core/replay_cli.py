@@ -118,10 +118,14 @@ def run_replay_cli(args: argparse.Namespace | list[str] | None = None) -> dict:
         "acted_on": sorted(set(acted.release_version), key=version_key),
         "seconds": round(time.perf_counter() - started, 2), "out": str(out),
     }
-    print(f"replayed {summary['rows']} feedback rows with {config.version}: {summary['decisions']} decisions, "
-          f"acted on {summary['acted_on'] or 'nothing'} in {summary['seconds']} s -> {out}")
     return summary
 
 
+def summary_line(summary: dict) -> str:
+    """The one line a person reads after a replay (the CLI prints it, or the summary as JSON with --json)."""
+    return (f"replayed {summary.get('rows')} feedback rows with {summary.get('policy')}: {summary.get('decisions')} "
+            f"decisions, acted on {summary.get('acted_on') or 'nothing'} in {summary.get('seconds')} s -> {summary.get('out')}")
+
+
 if __name__ == "__main__":
-    run_replay_cli()
+    print(summary_line(run_replay_cli()))
