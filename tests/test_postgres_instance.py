@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -88,9 +89,9 @@ def test_runs_and_materializations_are_stored_in_postgres(pg_database, tmp_path,
                 "SELECT asset_key FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
                 (run_id,),
             )
-            keys = {row[0] for row in cur.fetchall()}
-            assert len(keys) == 8  # the feedback_job's assets
-            assert any("rollback_decisions" in k for k in keys) and any("raw_feedback" in k for k in keys)
+            keys = {json.loads(row[0])[0] for row in cur.fetchall()}
+            assert keys == {"raw_feedback", "release_artifacts", "enriched_feedback", "sentiment_model", "scored_sentiment",
+                            "sentiment_daily", "cohort_baselines", "business_kpis", "rollback_decisions"}  # feedback_job's assets
             cur.execute(
                 "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_CHECK_EVALUATION'",
                 (run_id,),
