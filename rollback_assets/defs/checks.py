@@ -288,8 +288,9 @@ def flag_verdict(rows: pd.DataFrame, thresholds, action_status: dict[str, str]) 
     description = (
         f"Flag {worst.flag_key} release {worst.release_version}, cohort {worst.cohort}: negative share "
         f"{_percent(worst.negative_share, signed=False)} vs {_percent(worst.baseline_negative_share, signed=False)}, "
-        f"rise {_percent(worst.relative_rise)} with lower bound {_percent(worst.bound)} "
-        f"(threshold {_percent(thresholds.min_relative_rise)}, n={int(worst.n)}); action: "
+        # The bound is what the rule tested (for the sequential rule: above its noise margin); the policy's
+        # thresholds are in the metadata, not here, where a reader would take them for the bar it cleared.
+        f"rise {_percent(worst.relative_rise)} with lower bound {_percent(worst.bound)} (n={int(worst.n)}); action: "
         f"{worst.action.replace('_', ' ')}{target} (decision {worst.decision_id}, flag action {action_id}){more}."
     )
     rise = float(worst.relative_rise) if pd.notna(worst.relative_rise) else 0.0
