@@ -24,16 +24,20 @@ from rollback_assets.core.scoring.lexicon import LexiconScorer
 from rollback_assets.core.taxonomy import Taxonomy
 
 
-@pytest.fixture
-def zone(tmp_path):
+def _landing_zone(tmp_path, malformed: bool) -> dict:
     """Daily landing files (about 120 rows each) and a lake with the releases registered."""
     frame = demo_data.generate(demo_data.DemoSpec(rows_per_day=120, days=12))
     landing, releases_file = tmp_path / "landing", tmp_path / "releases.yaml"
-    files = demo_data.write_landing_zone(frame, landing, releases_file, period_days=1, malformed=False)
+    files = demo_data.write_landing_zone(frame, landing, releases_file, period_days=1, malformed=malformed)
     lake = Lake(tmp_path / "lake")
     pipeline.register_releases(lake, load_releases_yaml(releases_file))
     jobs = [(f, load_mapping(f.parent.name)) for f in files]
     return {"lake": lake, "files": jobs, "rows": len(frame)}
+
+
+@pytest.fixture
+def zone(tmp_path):
+    return _landing_zone(tmp_path, malformed=False)
 
 
 POLICY = PolicyConfig.load()
@@ -126,12 +130,8 @@ def test_four_concurrent_runs_on_different_files(tmp_path):
     """Four runs at once, each on its own files (one holds the malformed lines): every valid row in
     raw, enriched and scored once; every bad line in quarantine once; every file in the ledger once;
     each run's decisions merged without a duplicate id."""
-    frame = demo_data.generate(demo_data.DemoSpec(rows_per_day=120, days=12))
-    landing, releases_file = tmp_path / "landing", tmp_path / "releases.yaml"
-    files = demo_data.write_landing_zone(frame, landing, releases_file, period_days=1, malformed=True)
-    lake = Lake(tmp_path / "lake")
-    pipeline.register_releases(lake, load_releases_yaml(releases_file))
-    jobs = [(f, load_mapping(f.parent.name)) for f in files]
+    zone = _landing_zone(tmp_path, malformed=True)
+    lake, jobs = zone["lake"], zone["files"]
     groups = [jobs[i::4] for i in range(4)]
     errors = []
 
@@ -152,12 +152,12 @@ def test_four_concurrent_runs_on_different_files(tmp_path):
         t.join(600)
     assert not errors, errors
     # Each run's own downstream steps covered its rows: nothing waits for a later run.
-    assert_every_row_everywhere_once(lake, len(frame))
+    assert_every_row_everywhere_once(lake, zone["rows"])
     assert lake.read(SCORED_SENTIMENT, columns=["sentiment_label"]).sentiment_label.notna().all()
     quarantine = lake.read(QUARANTINE)
     assert len(quarantine) == 8 and not quarantine.duplicated(["source_file", "source_row"]).any()
     ledger = lake.read(LANDING_FILES)
-    assert len(ledger) == len(files) and ledger.file_digest.is_unique
-    assert sorted(ledger.path) == sorted(map(str, files))
+    assert len(ledger) == len(jobs) and ledger.file_digest.is_unique
+    assert sorted(ledger.path) == sorted(str(f) for f, _ in jobs)
     decisions = lake.read(DECISIONS, columns=["decision_id"]).decision_id
     assert len(decisions) and decisions.is_unique
