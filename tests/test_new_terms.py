@@ -24,3 +24,27 @@ def test_too_few_negatives_say_nothing():
 
 def test_uncovered_terms_are_taxonomy_suggestions():
     assert uncovered([["subtitles sync", 5.0], ["checkout button", 4.0]], ["checkout"]) == ["subtitles sync"]
+
+
+def test_one_index_over_the_window_finds_what_a_fit_per_pair_finds():
+    """TermIndex tokenises the window once; each release x cohort pair must get the terms and scores a
+    CountVectorizer fitted on that pair alone (min_df=2) gives: the vocabulary is pair-specific."""
+    import numpy as np
+
+    from rollback_assets.core.new_terms import TermIndex, _log_odds, vectorizer
+
+    rng = np.random.default_rng(7)
+    # a long tail of rare words (many terms occur once in a pair: in the window's vocabulary, not the pair's)
+    words = [f"word{i}" for i in range(400)]
+    texts = pd.Series([" ".join(rng.choice(words, size=rng.integers(3, 8))) for _ in range(600)])
+    texts.iloc[:150] = texts.iloc[:150] + " subtitles out of sync"  # a complaint the current groups carry
+    index = TermIndex(texts)
+    for trial in range(5):
+        current = texts.iloc[rng.permutation(150)[:40 + 20 * trial]]
+        baseline = texts.iloc[150 + rng.permutation(450)[:60 + 40 * trial]]
+        pair = pd.concat([current, baseline], ignore_index=True)
+        model = vectorizer().set_params(min_df=2).fit(pair)
+        counts = model.transform(pair)
+        expected = _log_odds(model.get_feature_names_out(), np.asarray(counts[: len(current)].sum(axis=0)).ravel(),
+                             np.asarray(counts[len(current):].sum(axis=0)).ravel(), 8)
+        assert expected and index.rising(current, baseline) == expected
