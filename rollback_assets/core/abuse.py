@@ -26,19 +26,16 @@ BOMB_MIN_POSTS = 20
 BOMB_MIN_SHARE = 0.25
 
 
-def review_bomb_note(posts: pd.DataFrame, counted_once: bool) -> str | None:
-    """The sentence for one judged release × cohort × window, from all its posts (before the one-vote
-    cap): None unless few authors wrote a burst of its relevant negatives."""
-    if posts.empty or "author_hash" not in posts:
-        return None
-    negative = posts[(posts.sentiment_label == "negative") & ~posts.topic_excluded.astype(bool)]
-    per_author = negative.author_hash.dropna().value_counts()
-    burst = per_author[per_author >= BOMB_POSTS_PER_AUTHOR]
+def review_bomb_note(posts_per_author: pd.Series, negatives: int, counted_once: bool) -> str | None:
+    """The sentence for one judged release × cohort × window: None unless few authors wrote a burst of its
+    relevant negatives. `posts_per_author`: relevant negative posts per known author (before the
+    one-vote cap); `negatives`: all its relevant negative posts."""
+    burst = posts_per_author[posts_per_author >= BOMB_POSTS_PER_AUTHOR]
     from_few = int(burst.sum())
-    if from_few < BOMB_MIN_POSTS or from_few < BOMB_MIN_SHARE * len(negative):
+    if from_few < BOMB_MIN_POSTS or from_few < BOMB_MIN_SHARE * negatives:
         return None
     authors = len(burst)
     who = "1 author" if authors == 1 else f"{authors} authors"
     counted = ("counted once" if authors == 1 else "each counted once") if counted_once else \
         f"counted {from_few} times (one vote per author is off)"
-    return f"suspected review bomb: {from_few} of {len(negative)} negative reviews from {who}; {counted}"
+    return f"suspected review bomb: {from_few} of {negatives} negative reviews from {who}; {counted}"

@@ -26,24 +26,22 @@ edge splits) into time segments per flag × release × cohort (the segment edges
 window starts and the release times), cumulated over time, and every window at every look is a
 difference of two cumulative sums. Judging a look costs the same whatever the history, so replay
 judges hundreds of looks in the time one row-level look used to take. Windows are half-open, (start, end].
-Evidence quotes and new terms need the text: `describe` adds them for the looks a person will read,
-from the window's negatives (bounded by the window, not the history).
+Evidence quotes, new terms and the review-bomb note need the text: `negatives_daily` keeps what a day's
+negatives say (term counts, quote candidates, repeat authors), summed the same way, and
+`describe_baselines` adds them for the looks a person will read.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from . import negatives_daily
 from .aggregates import M as _M, Aggregates, nanoseconds, from_rows
-from .abuse import review_bomb_note
-from .new_terms import TermIndex
 from .schemas import ALL_COHORTS, COHORT_BASELINES
-from .scoring.redact import redact_quote
 
 # Columns with few distinct values: read as categoricals, comparisons and group-bys are 10x cheaper.
 CATEGORICAL_COLUMNS = ["attributed_flag", "release_version", "cohort", "sentiment_label", "issue_category",
@@ -253,65 +251,14 @@ def baselines_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: WindowConfig) -> pd.DataFrame:
-    """Evidence quotes and what is new in the complaints: the parts that need text. `scored`: the
-    window's negatives at least (with text), marked `repeat_vote` (aggregates.repeat_votes), so the
-    quotes come from the rows the counts count."""
+    """Evidence quotes and what is new in the complaints, from rows (replay, postmortems, tests): the
+    rows (with text, marked `repeat_vote`: aggregates.repeat_votes) summed a day at a time as the
+    `negatives_daily` table holds them, so the words come from the rows the counts count."""
     if frame.empty:
         return frame
-    frame = frame.copy()
-    posts = scored = scored.reset_index(drop=True)  # every post, for the review-bomb note; the figures below count votes
-    if config.one_vote_per_author:
-        scored = scored[~scored.repeat_vote.astype(bool)]
-    term_index = TermIndex(_texts(scored))
-    windows: dict[tuple, tuple[pd.DataFrame, pd.DataFrame]] = {}  # (flag, start, end) -> (posts, counted rows)
-    described: dict[tuple, tuple[str, str]] = {}
-    for key, group in frame.groupby(["flag_key", "release_version", "cohort", "window_start", "window_end"], sort=False):
-        flag, version, cohort, start, end = key
-        if (flag, start, end) not in windows:  # one flag's window, cut once for all its releases and cohorts
-            windows[(flag, start, end)] = tuple(
-                rows[(rows.attributed_flag == flag) & (rows.created_at > start) & (rows.created_at <= end)]
-                for rows in (posts, scored))
-        window_posts, in_window = windows[(flag, start, end)]
-        if cohort != ALL_COHORTS:
-            in_window = in_window[in_window.cohort == cohort]
-            window_posts = window_posts[window_posts.cohort == cohort]
-        current = in_window[in_window.release_version == version]
-        compared_versions = {v for kind, vs in zip(group.baseline_kind, group.baseline_versions)
-                             if kind != "rolling" for v in (vs or "").split(",") if v}
-        compared = in_window[in_window.release_version.isin(compared_versions)]
-        top = (json.loads(group.top_topics.iloc[0] or "[]") or [[None]])[0][0]
-        relevant_negative = current[(current.sentiment_label == "negative") & ~current.topic_excluded.astype(bool)]
-        quotes = _evidence(relevant_negative, top, config.evidence_quotes)
-        bomb = review_bomb_note(window_posts[window_posts.release_version == version], config.one_vote_per_author)
-        quotes = [bomb, *quotes] if bomb else quotes
-        terms = term_index.rising(_texts(current), _texts(compared))
-        described[key] = (json.dumps(quotes), json.dumps(terms))
-    keys = list(zip(frame.flag_key, frame.release_version, frame.cohort, frame.window_start, frame.window_end))
-    frame["evidence"] = [described[k][0] for k in keys]
-    frame["new_terms"] = [described[k][1] for k in keys]
-    return frame
-
-
-def _texts(rows: pd.DataFrame) -> pd.Series:
-    """Texts of the relevant negatives (callers read text for negatives only)."""
-    if "text" not in rows:
-        return pd.Series(dtype=object)
-    return rows.text[(rows.sentiment_label == "negative") & ~rows.topic_excluded.astype(bool)]
-
-
-def _evidence(negative: pd.DataFrame, topic: str | None, quotes: int) -> list[str]:
-    """The most confident distinct complaints on the top topic: what a reviewer should read first.
-    Near-duplicates (same words, other case or punctuation) count once."""
-    if topic is None or "text" not in negative or quotes == 0:
-        return []
-    on_topic = negative[negative.issue_category == topic].sort_values(["confidence", "created_at"], ascending=[False, True])
-    picked: dict[str, str] = {}  # fingerprint -> quote; redacted one by one until enough (redaction is the cost)
-    for text in on_topic.text.dropna():
-        quote = redact_quote(text)  # people read these: same redaction as the LLM's input
-        picked.setdefault(" ".join(re.findall(r"\w+", quote.lower()))[:80], quote)
-        if len(picked) == quotes:
-            break
-    return list(picked.values())
+    window = scored[pd.to_datetime(scored.created_at, utc=True) > pd.Timestamp(frame.window_start.min())]
+    return negatives_daily.describe(frame, negatives_daily.WindowText.from_rows(window, scored),
+                                    config.evidence_quotes, config.one_vote_per_author)
 
 
 def relative_rise(current: float | None, baseline: float | None) -> float | None:

@@ -1,8 +1,8 @@
 """What the decision side reads of the daily sums, and the author-vote ledger the sums depend on.
 
 `sentiment_daily` holds hour buckets; a look reads the buckets its windows cover (`spans`, `read_cube`),
-the rows of the few buckets a window edge splits (`read_rows`) and the judged window's negatives with
-their text (`window_negatives`: evidence and new terms). `author_votes` records each known author's
+the rows of the few buckets a window edge splits (`read_rows`), and for evidence and new terms
+`negatives_daily` plus the rows of the windows' edge days (`window_text`). `author_votes` records each known author's
 first word per flag x release x cohort over the whole history, kept current a day at a time
 (`update_votes`), so a window's counts are votes, not posts, exactly as replay counts them.
 Split out of pipeline.py, which keeps the steps themselves.
@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from . import aggregates
+from . import aggregates, negatives_daily
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS
 from .lake import Lake
-from .schemas import AUTHOR_VOTES, SCORED_SENTIMENT, SENTIMENT_DAILY
+from .schemas import AUTHOR_VOTES, NEGATIVES_DAILY, SCORED_SENTIMENT, SENTIMENT_DAILY
 
 
 AGGREGATE_INPUT_COLUMNS = [*BASELINE_INPUT_COLUMNS, "created_date", "rating"]
@@ -41,6 +41,22 @@ def table_days(lake: Lake, table, version: int | None = None) -> set[str]:
     if not lake.exists(table):
         return set()
     return {p["created_date"] for p in lake.table(table, version).partitions()}
+
+
+def newest_rows(lake: Lake, table, columns: list[str], condition: ds.Expression, limit: int,
+                days_per_read: int = 7) -> pd.DataFrame:
+    """Up to `limit` rows meeting `condition` from the newest days of a created_date-partitioned table,
+    a week of partitions at a time: what a check of the scorer's current behaviour reads, bounded by
+    `limit` whatever the history (a check that read the whole table cost more every day)."""
+    days = sorted(table_days(lake, table), reverse=True)
+    frames, found = [], 0
+    for i in range(0, len(days), days_per_read):
+        part = lake.read(table, columns=columns, filter=condition & ds.field("created_date").isin(_dates(days[i:i + days_per_read])))
+        frames.append(part)
+        found += len(part)
+        if found >= limit:
+            break
+    return pd.concat(frames, ignore_index=True).head(limit) if frames else table.empty_frame()[columns]
 
 
 def first_ids(lake: Lake, rows: pd.DataFrame) -> pd.Series:
@@ -175,12 +191,35 @@ def read_rows(lake: Lake, condition: ds.Expression, spans: list[tuple[pd.Timesta
     return lake.read(SCORED_SENTIMENT, columns=columns, filter=condition)
 
 
-def window_negatives(lake: Lake, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """The negatives in (start, end] with their text and repeat-vote mark: evidence and new terms.
-    Text is read only for the negatives."""
-    rows = read_rows(lake, ds.field("created_date") >= start.date(), [(start, end)], BASELINE_INPUT_COLUMNS)
-    rows = rows[rows.sentiment_label.astype(str) == "negative"]
-    quotes = lake.read_keys_in(SCORED_SENTIMENT, "event_id", rows.event_id.astype(str), ["event_id", "text"],
-                               filter=(ds.field("created_date") >= start.date()) & (ds.field("created_at") > start)).to_pandas()
-    rows = rows.merge(quotes, on="event_id", how="left") if len(quotes) else rows.assign(text=None)
-    return rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
+def with_text(lake: Lake, rows: pd.DataFrame, condition: ds.Expression, version: int | None = None) -> pd.DataFrame:
+    """The relevant negatives among `rows` (read under `condition`) with their text: the only rows whose
+    words a decision quotes or counts, so text is read for the negatives only."""
+    rows = rows[negatives_daily.relevant_negatives(rows)]
+    texts = lake.read(SCORED_SENTIMENT, columns=["event_id", "text"], version=version,
+                      filter=condition & (ds.field("sentiment_label") == "negative"))
+    return rows.merge(texts, on="event_id", how="left")
+
+
+def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
+    """What the windows of baseline rows need of the words: `negatives_daily` for the days wholly inside
+    them, the rows of their edge days (cut at the edges in WindowText), whatever the history."""
+    starts, ends = pd.to_datetime(frame.window_start, utc=True), pd.to_datetime(frame.window_end, utc=True)
+    first, last = starts.min().date(), ends.max().date()
+    days = NEGATIVES_DAILY.empty_frame()
+    if lake.exists(NEGATIVES_DAILY):
+        days = lake.read(NEGATIVES_DAILY, filter=(ds.field("created_date") > first) & (ds.field("created_date") < last))
+    edges = sorted({*starts.dt.date, *ends.dt.date})
+    condition = ds.field("created_date").isin(pa.array(edges, type=pa.date32()))
+    version = lake.version(SCORED_SENTIMENT)
+    rows = read_narrow(lake, condition, version)
+    rows = rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
+    rows = with_text(lake, rows, condition, version)
+    repeat_authors = {*days.value[days.kind == "author"], *rows.author_hash[rows.repeat_vote].dropna().astype(str)}
+    if not repeat_authors or not lake.exists(AUTHOR_VOTES):
+        return negatives_daily.WindowText(days, rows, AUTHOR_VOTES.empty_frame())
+    votes = lake.read_keys_in(AUTHOR_VOTES, "author_hash", repeat_authors, AUTHOR_VOTES.names).to_pandas()
+    firsts = lake.read_keys_in(  # were their first words complaints? (few authors: a few days' rows)
+        SCORED_SENTIMENT, "event_id", votes.first_event_id, ["event_id", *negatives_daily.MASK_COLUMNS],
+        filter=ds.field("created_date").isin(pa.array(sorted(set(votes.first_date)), type=pa.date32()))).to_pandas()
+    complaints = firsts.event_id[negatives_daily.relevant_negatives(firsts)]
+    return negatives_daily.WindowText(days, rows, votes[votes.first_event_id.isin(complaints)])

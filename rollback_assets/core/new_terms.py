@@ -2,8 +2,8 @@
 
 Log-odds ratio with an informative Dirichlet prior (Monroe, Colaresi & Quinn 2008, "Fightin' Words"):
 the prior is the term's frequency over both groups' negatives, so a term seen twice is not a
-headline, and the z-score accounts for how often the term occurs at all. Pure and vectorised: one
-sparse count matrix, group sums by matrix products.
+headline, and the z-score accounts for how often the term occurs at all. Pure, from document counts
+per term, which add up over days: `negatives_daily` keeps them a day at a time.
 """
 
 from __future__ import annotations
@@ -24,52 +24,38 @@ _STOP = frozenset(ENGLISH_STOP_WORDS | {"app", "it's", "i'm", "don't", "can't", 
 
 
 def vectorizer() -> CountVectorizer:
-    """Binary counts of words and word pairs; every term kept here, so that `TermIndex.rising` can apply
+    """Binary counts of words and word pairs; every term kept here, so that `rising_from_counts` can apply
     "occurs in at least two of the compared documents" per pair of groups."""
     return CountVectorizer(token_pattern=_TOKEN, lowercase=True, stop_words=sorted(_STOP), ngram_range=(1, 2),
                            binary=True, dtype=np.float64)
 
 
-class TermIndex:
-    """Texts tokenised once: the new terms of any current/baseline pair among them are row selections of
-    one document-term matrix, the same terms and scores a fit on that pair's texts alone would give
-    (vocabulary = terms in at least two of the pair's documents). A decision step compares many
-    releases × cohorts within one window; refitting per pair was most of its cost."""
-
-    def __init__(self, texts: pd.Series):
-        texts = texts.dropna()
-        self._position = pd.Series(np.arange(len(texts)), index=texts.index)
-        self._matrix, self._terms = None, np.array([], dtype=object)
-        if len(texts):
-            model = vectorizer()
-            try:
-                self._matrix = model.fit_transform(texts.str.slice(0, 2000)).tocsr()
-                self._terms = model.get_feature_names_out()
-            except ValueError:  # no words at all (empty or stop words only)
-                self._matrix = None
-
-    def rising(self, current: pd.Series, baseline: pd.Series, top: int = 8) -> list[list]:
-        """[[term, z], ...] for the terms most over-represented in `current` vs `baseline` (Series of texts
-        indexed as the texts given to the index; one document each, counted once per document)."""
-        current, baseline = current.dropna(), baseline.dropna()
-        if len(current) < MIN_NEGATIVES or len(baseline) == 0 or self._matrix is None:
-            return []
-        cur = self._matrix[self._position.loc[current.index].to_numpy()]
-        base = self._matrix[self._position.loc[baseline.index].to_numpy()]
-        keep = np.flatnonzero(cur.getnnz(axis=0) + base.getnnz(axis=0) >= 2)
-        if keep.size == 0:
-            return []
-        y_cur = np.asarray(cur[:, keep].sum(axis=0)).ravel()
-        y_base = np.asarray(base[:, keep].sum(axis=0)).ravel()
-        return _log_odds(self._terms[keep], y_cur, y_base, top)
+def rising_from_counts(terms: np.ndarray, current: np.ndarray, baseline: np.ndarray, n_current: int, n_baseline: int,
+                       top: int = 8) -> list[list]:
+    """[[term, z], ...] for the terms most over-represented in the current group's negatives vs the
+    baseline's, from document counts (how many negatives contain each of `terms`, sorted; `n_*`: how many
+    negatives). Counts add up over days (negatives_daily), so a window's terms are its days' sums.
+    Vocabulary: terms in at least two of the pair's documents, as a fit on the pair's texts alone keeps."""
+    if n_current < MIN_NEGATIVES or n_baseline == 0:
+        return []
+    keep = np.flatnonzero(current + baseline >= 2)
+    if keep.size == 0:
+        return []
+    return _log_odds(np.asarray(terms, dtype=object)[keep], current[keep].astype(float), baseline[keep].astype(float), top)
 
 
 def rising_terms(current: pd.Series, baseline: pd.Series, top: int = 8) -> list[list]:
-    """[[term, z], ...] for the terms most over-represented in `current` negatives vs `baseline`
-    negatives: one pair (a decision step indexes the window once, `TermIndex`)."""
-    texts = pd.concat([current.dropna(), baseline.dropna()], ignore_index=True)
-    n = len(current.dropna())
-    return TermIndex(texts).rising(texts.iloc[:n], texts.iloc[n:], top)
+    """[[term, z], ...] for one pair of groups of negative texts (decisions sum negatives_daily instead)."""
+    current, baseline = current.dropna(), baseline.dropna()
+    if current.empty or baseline.empty:
+        return []
+    model = vectorizer()
+    try:
+        docs = model.fit_transform(pd.concat([current, baseline]).str.slice(0, 2000)).tocsr()
+    except ValueError:  # no words at all (empty or stop words only)
+        return []
+    counts = [np.asarray(part.sum(axis=0)).ravel() for part in (docs[:len(current)], docs[len(current):])]
+    return rising_from_counts(model.get_feature_names_out(), *counts, len(current), len(baseline), top)
 
 
 def _log_odds(terms: np.ndarray, y_cur: np.ndarray, y_base: np.ndarray, top: int) -> list[list]:

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .attribution import attribute
-from . import aggregates, daily_store
-from .baselines import baselines_frame, describe_baselines, judge_looks, window_edges
+from . import aggregates, daily_store, negatives_daily
+from .baselines import baselines_frame, judge_looks, window_edges
 from .ingest import read_file
 from .landing import file_digest
 from .mapping import Mapping
@@ -28,8 +28,8 @@ from .lake import Lake
 from .policy import PolicyConfig, known_bad_releases, make_decisions
 from .scoring.base import Scorer, score_frame
 from .schemas import (
-    AUTHOR_VOTES, BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, LANDING_FILES, QUARANTINE, RAW_FEEDBACK,
-    RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT, SENTIMENT_DAILY, UTC_TS,
+    AUTHOR_VOTES, BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, LANDING_FILES, NEGATIVES_DAILY, QUARANTINE,
+    RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT, SENTIMENT_DAILY, UTC_TS,
 )
 from .taxonomy import Taxonomy
 
@@ -301,16 +301,23 @@ def aggregate_daily(lake: Lake) -> StepResult:
     stats = {"full_rebuild": full, "days_rewritten": sorted(days), "rows_read": 0, "aggregate_rows": 0}
     version = lake.version(SENTIMENT_DAILY)
     for i, chunk in enumerate(chunks):
-        rows = daily_store.read_narrow(lake, ds.field("created_date").isin(pa.array(chunk, type=pa.date32())), upto)
+        in_chunk = ds.field("created_date").isin(pa.array(chunk, type=pa.date32()))
+        rows = daily_store.read_narrow(lake, in_chunk, upto)
         first_ids = votes if votes is not None else daily_store.first_ids(lake, rows)
-        cube = aggregates.daily(rows, releases, aggregates.repeat_votes(rows, first_ids))
+        rows["repeat_vote"] = aggregates.repeat_votes(rows, first_ids)
+        cube = aggregates.daily(rows, releases, rows.repeat_vote.to_numpy())
+        negatives = daily_store.with_text(lake, rows, in_chunk, upto)
+        words = negatives_daily.daily(negatives, negatives.repeat_vote.to_numpy(bool))
         last = i == len(chunks) - 1
         metadata = {"scored_version": upto, "release_signature": signature} if last else None
         replaced = [str(d) for d in chunk] + (sorted(emptied) if last else [])
-        if full and i == 0:
-            version = lake.overwrite(SENTIMENT_DAILY, cube, metadata=metadata)
-        else:
-            version = lake.replace_partitions(SENTIMENT_DAILY, cube, replaced, metadata=metadata)
+        # The words first: sentiment_daily's commit carries the processed marker, so a run that dies
+        # between the two redoes both.
+        for table, frame, marker in ((NEGATIVES_DAILY, words, None), (SENTIMENT_DAILY, cube, metadata)):
+            if full and i == 0:
+                version = lake.overwrite(table, frame, metadata=marker)
+            else:
+                version = lake.replace_partitions(table, frame, replaced, metadata=marker)
         stats["rows_read"] += len(rows)
         stats["aggregate_rows"] += len(cube)
     return StepResult(version, stats)
@@ -323,9 +330,9 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
 
     Reads `sentiment_daily` over the spans the looks' windows cover (the judged window, and for each
     release with feedback in it, its rolling window and, if self-selected, its predecessors' same ages),
-    the rows of the few hour buckets a window edge splits (aggregates.split_buckets), and the judged
-    window's negatives for evidence and new terms: what it reads is bounded by the policy's windows,
-    whatever the history."""
+    the rows of the few hour buckets a window edge splits (aggregates.split_buckets), and for evidence
+    and new terms `negatives_daily` over the judged windows plus the rows of their edge days: what it
+    reads is bounded by the policy's windows, whatever the history."""
     newest = _newest(lake, pd.Timestamp(_now()))
     if as_of is None and newest is not None:
         as_of = newest
@@ -347,12 +354,15 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
                       ignore_index=True)
     agg = aggregates.aggregate(cells, edges, windows.one_vote_per_author)
     frame = baselines_frame(judge_looks(agg, releases, [as_of], windows, known_bad_releases(lake.read(DECISIONS))))
-    negatives = daily_store.window_negatives(lake, *window)
-    frame = describe_baselines(frame, negatives, windows)
+    edge_rows = 0
+    if len(frame):
+        text = daily_store.window_text(lake, frame)
+        frame = negatives_daily.describe(frame, text, windows.evidence_quotes, windows.one_vote_per_author)
+        edge_rows = text.edge_rows
     version = lake.overwrite(COHORT_BASELINES, frame, metadata={"as_of": as_of.isoformat()})
     return StepResult(version, {"cohorts": int(frame.cohort.nunique()) if len(frame) else 0, "rows": len(frame),
                                 "as_of": as_of.isoformat(), "aggregate_rows_read": len(cube),
-                                "rows_read": len(split_rows) + len(negatives), "frame": frame})
+                                "rows_read": len(split_rows) + edge_rows, "frame": frame})
 
 
 def _newest(lake: Lake, now: pd.Timestamp) -> pd.Timestamp | None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .baselines import WindowConfig
 from .code_digest import closure_digest
 from .config_file import ConfigError, read_yaml, validated
+from .negatives_daily import EVIDENCE_CANDIDATES
 from .vocabulary import ApprovalMode
 
 
@@ -56,7 +57,7 @@ class WindowSettings(BaseModel):
     window_days: float = Field(WindowConfig.window_days, gt=0)
     rolling_releases: int = Field(WindowConfig.rolling_releases, ge=1)
     rolling_days: float = Field(WindowConfig.rolling_days, gt=0)
-    evidence_quotes: int = Field(WindowConfig.evidence_quotes, ge=0, le=20)
+    evidence_quotes: int = Field(WindowConfig.evidence_quotes, ge=0, le=EVIDENCE_CANDIDATES)
     min_rows_to_judge: int = Field(WindowConfig.min_rows_to_judge, ge=1)
     one_vote_per_author: bool = WindowConfig.one_vote_per_author
 

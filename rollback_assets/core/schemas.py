@@ -274,6 +274,29 @@ AUTHOR_VOTES = Table(
     description="Each known author's first word per flag, release and cohort (one vote per author in sentiment_daily).",
 )
 
+NEGATIVES_DAILY = Table(
+    "negatives_daily",
+    (
+        _col("flag_key", pa.string(), False),
+        _col("release_version", pa.string(), False),
+        _col("cohort", pa.string(), False, "A cohort as in enriched_feedback; 'all' is their sum, never stored."),
+        _col("created_date", pa.date32(), False, "UTC day of the rows; Delta partition column."),
+        _col("repeat_vote", pa.bool_(), False, "Rows of an author already counted (one vote per author)."),
+        _col("kind", pa.string(), False,
+             "total: relevant negatives | term: of them, those containing `value` | quote: an evidence candidate "
+             "| author: `value`'s repeat posts"),
+        _col("value", pa.string(), False, "The term, the quote as written (redacted when shown), the author_hash; '' for total."),
+        _col("issue_category", pa.string(), False, "A quote's topic; '' for the other kinds."),
+        _col("count", pa.int64(), False, "Rows: negatives (total), negatives containing the term (term), 1 (quote), posts (author)."),
+        _col("confidence", pa.float64(), True, "A quote's scorer confidence: the most confident are shown first."),
+        _col("created_at", UTC_TS, True, "A quote's time (earliest first on equal confidence)."),
+    ),
+    key=("flag_key", "release_version", "cohort", "created_date", "repeat_vote", "kind", "value", "issue_category"),
+    partition_by=("created_date",),
+    description="What each day's relevant negatives say in words, per flag x release x cohort: term document counts "
+                "(new terms), evidence candidates, repeat authors (review bombs). Rewritten with sentiment_daily's days.",
+)
+
 COHORT_BASELINES = Table(
     "cohort_baselines",
     (
@@ -407,5 +430,5 @@ FLAG_ACTIONS = Table(
 TABLES = {
     t.name: t
     for t in (RAW_FEEDBACK, QUARANTINE, LANDING_FILES, RELEASE_ARTIFACTS, ENRICHED_FEEDBACK, SCORED_SENTIMENT, SENTIMENT_DAILY,
-              AUTHOR_VOTES, COHORT_BASELINES, DECISIONS, BUSINESS_KPIS, FLAG_ACTIONS)
+              AUTHOR_VOTES, NEGATIVES_DAILY, COHORT_BASELINES, DECISIONS, BUSINESS_KPIS, FLAG_ACTIONS)
 }

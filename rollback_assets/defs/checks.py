@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from sklearn.metrics import f1_score
 
+from ..core.daily_store import newest_rows
 from ..core.policy import latest_decisions
 from ..core.schemas import (
     ALL_COHORTS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, FLAG_ACTIONS, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT,
@@ -94,13 +95,13 @@ def calibrated_beats_lexicon(lake: LakeResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=scored_sentiment, description="Text labels agree with star ratings on rated rows a source sends to the "
-                                                    "text scorer (macro-F1, 1-2★ vs 4-5★).")
+@dg.asset_check(asset=scored_sentiment, description="Text labels agree with star ratings on the newest rated rows a source sends "
+                                                    "to the text scorer (macro-F1, 1-2★ vs 4-5★).")
 def scorer_agrees_with_ratings(lake: LakeResource) -> dg.AssetCheckResult:
     # Rows labelled by their own rating agree by construction: only text-labelled rated rows say anything.
-    rated = lake.lake().read(SCORED_SENTIMENT, columns=["rating", "sentiment_label", "label_source"],
-                             filter=~ds.field("rating").is_null() & (ds.field("label_source") != "rating"))
-    rated = rated[rated.rating != 3].tail(AGREEMENT_SAMPLE)
+    rated = newest_rows(lake.lake(), SCORED_SENTIMENT, ["rating", "sentiment_label", "label_source"],
+                        ~ds.field("rating").is_null() & (ds.field("label_source") != "rating") & (ds.field("rating") != 3),
+                        AGREEMENT_SAMPLE)
     if rated.empty:
         return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={"rated_rows": 0})
     f1 = float(f1_score(rated.rating <= 2, rated.sentiment_label == "negative", average="macro"))
@@ -131,12 +132,11 @@ def llm_budget_respected(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     )
 
 
-@dg.asset_check(asset=scored_sentiment, description="Most negative feedback falls in a taxonomy topic; otherwise surfaces "
-                                                    "and evidence are thin and the taxonomy needs the suggested terms.")
+@dg.asset_check(asset=scored_sentiment, description="Most of the newest negative feedback falls in a taxonomy topic; otherwise "
+                                                    "surfaces and evidence are thin and the taxonomy needs the suggested terms.")
 def negatives_have_topics(lake: LakeResource) -> dg.AssetCheckResult:
-    negatives = lake.lake().read_arrow(SCORED_SENTIMENT, columns=["issue_category"],
-                                       filter=ds.field("sentiment_label") == "negative")
-    topics = negatives.column("issue_category").to_pandas().tail(AGREEMENT_SAMPLE)
+    topics = newest_rows(lake.lake(), SCORED_SENTIMENT, ["issue_category"], ds.field("sentiment_label") == "negative",
+                         AGREEMENT_SAMPLE).issue_category
     share = float((topics == OTHER).mean()) if len(topics) else 0.0
     return dg.AssetCheckResult(
         passed=share <= MAX_UNTOPICAL_NEGATIVE_SHARE,

@@ -1,0 +1,283 @@
+"""What each day's complaints say in words, kept a day at a time: the part of a decision that needs text.
+
+Why: evidence quotes, new terms and the review-bomb note used to re-read the judged window's negatives
+with their text and tokenise them on every run: 28 days of row-level history per decision, most of a
+new day's cost. Instead the relevant negatives of a day are summarised once, when `sentiment_daily`
+rewrites that day, into `negatives_daily` rows per flag × release × cohort × day × repeat vote:
+
+- total: how many relevant negatives there were (posts);
+- term: for each word and word pair (`new_terms.vectorizer`), how many of them contain it. New terms are
+  log-odds of document counts, so the window's counts are the sums of its days' counts: the same
+  figures a tokenisation of the window's texts gives;
+- quote: the EVIDENCE_CANDIDATES most confident distinct complaints per topic, as written (redacted
+  when shown, as before). A window's evidence is the best of its days' candidates; cohorts partition
+  the rows, so the 'all' cohort's best are among its cohorts' best;
+- author: each known author's repeat posts (the ones after their counted first word), for the
+  review-bomb note: an author's posts in a window are their repeats there, plus their first word if
+  it was a complaint and `author_votes` puts it in the window.
+
+Windows start and end inside days. The days wholly inside a window are read from the table; its edge
+days are summarised from their rows cut at the window's edges (`daily` on those rows, `WindowText`). So
+what a decision says equals what the rows say, and costs the table's days plus two days of rows,
+whatever the history.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import aggregates
+from .abuse import review_bomb_note
+from .new_terms import rising_from_counts, vectorizer
+from .schemas import ALL_COHORTS, NEGATIVES_DAILY
+from .scoring.redact import redact_quote
+
+EVIDENCE_CANDIDATES = 20  # per day, group and topic: the most evidence quotes a policy may ask for
+GROUP = ["flag_key", "release_version", "cohort", "created_date", "repeat_vote"]
+
+
+MASK_COLUMNS = ["attributed_flag", "release_version", "sentiment_label", "topic_excluded"]
+
+
+def relevant_negatives(rows: pd.DataFrame) -> np.ndarray:
+    """Mask of the rows the text summaries cover: attributed, negative, on a topic that is not excluded."""
+    return (rows.attributed_flag.notna() & rows.release_version.notna()
+            & (rows.sentiment_label.astype(str) == "negative") & ~rows.topic_excluded.astype(bool)).to_numpy()
+
+
+def daily(rows: pd.DataFrame, repeat: np.ndarray) -> pd.DataFrame:
+    """NEGATIVES_DAILY rows for `rows` (with text; `repeat`: each row's repeat-vote mark). Whole days in
+    the table; any cut of rows (a window's edge day) in `WindowText`."""
+    keep = relevant_negatives(rows)
+    rows = rows[keep]
+    if rows.empty:
+        return NEGATIVES_DAILY.empty_frame()
+    created_at = pd.to_datetime(rows.created_at, utc=True)
+    groups = pd.DataFrame({
+        "flag_key": rows.attributed_flag.astype(str).to_numpy(), "release_version": rows.release_version.astype(str).to_numpy(),
+        "cohort": rows.cohort.astype(str).to_numpy(),
+        "created_date": created_at.dt.tz_localize(None).to_numpy().astype("datetime64[D]").astype(object),
+        "repeat_vote": np.asarray(repeat, bool)[keep],
+    })
+    codes = groups.groupby(GROUP, sort=False, dropna=False).ngroup().to_numpy()  # numbered in order of appearance
+    keys = groups.drop_duplicates(GROUP).reset_index(drop=True)
+    text = rows.text.astype(object).to_numpy()
+    parts = [_totals(codes, keys), _terms(codes, keys, text), _quotes(codes, keys, rows, created_at, text),
+             _authors(codes, keys, rows)]
+    out = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    for column, default in (("issue_category", ""), ("value", "")):
+        out[column] = out[column].fillna(default)
+    return out[NEGATIVES_DAILY.names]
+
+
+def _totals(codes, keys) -> pd.DataFrame:
+    counts = np.bincount(codes, minlength=len(keys))
+    return keys.assign(kind="total", value="", count=counts)
+
+
+def _terms(codes, keys, text) -> pd.DataFrame:
+    """Document counts per group and term: one tokenisation of the day, group sums as a matrix product."""
+    present = pd.notna(text)
+    if not present.any():
+        return pd.DataFrame()
+    model = vectorizer()
+    try:
+        docs = model.fit_transform(pd.Series(text[present]).str.slice(0, 2000)).tocsr()
+    except ValueError:  # no words at all (empty or stop words only)
+        return pd.DataFrame()
+    membership = sp.csr_matrix((np.ones(present.sum()), (codes[present], np.arange(present.sum()))),
+                               shape=(len(keys), present.sum()))
+    counts = (membership @ docs).tocoo()
+    terms = model.get_feature_names_out()
+    return keys.iloc[counts.row].reset_index(drop=True).assign(
+        kind="term", value=terms[counts.col], count=counts.data.astype(np.int64))
+
+
+def _quotes(codes, keys, rows, created_at, text) -> pd.DataFrame:
+    """Per group and topic the EVIDENCE_CANDIDATES most confident complaints (earliest first on a tie),
+    near-duplicates (same words, other case or punctuation) once."""
+    present = pd.notna(text)
+    candidates = pd.DataFrame({
+        "code": codes[present], "issue_category": rows.issue_category.astype(str).to_numpy()[present],
+        "confidence": rows.confidence.astype(float).to_numpy()[present], "created_at": created_at.to_numpy()[present],
+        "value": text[present],
+    })
+    candidates["fingerprint"] = fingerprints(candidates.value)
+    candidates = (candidates.sort_values(["confidence", "created_at"], ascending=[False, True], kind="stable")
+                  .drop_duplicates(["code", "issue_category", "fingerprint"])
+                  .groupby(["code", "issue_category"], sort=False).head(EVIDENCE_CANDIDATES))
+    out = keys.iloc[candidates.code.to_numpy()].reset_index(drop=True)
+    return out.assign(kind="quote", value=candidates.value.to_numpy(), count=1,
+                      issue_category=candidates.issue_category.to_numpy(), confidence=candidates.confidence.to_numpy(),
+                      created_at=pd.to_datetime(candidates.created_at.to_numpy(), utc=True))
+
+
+def _authors(codes, keys, rows) -> pd.DataFrame:
+    author = rows.author_hash.to_numpy() if "author_hash" in rows else np.full(len(rows), None, dtype=object)
+    repeat = keys.repeat_vote.to_numpy()[codes] & pd.notna(author)
+    if not repeat.any():
+        return pd.DataFrame()
+    counted = pd.DataFrame({"code": codes[repeat], "value": author[repeat].astype(str)}).value_counts().reset_index()
+    return keys.iloc[counted.code.to_numpy()].reset_index(drop=True).assign(
+        kind="author", value=counted.value.to_numpy(), count=counted["count"].to_numpy())
+
+
+def fingerprints(texts: pd.Series) -> pd.Series:
+    """A quote's words, lower case, first 80 characters: near-duplicates share it."""
+    return texts.astype(str).str.lower().str.findall(r"\w+").str.join(" ").str.slice(0, 80)
+
+
+class WindowText:
+    """NEGATIVES_DAILY cells of any window (start, end] of a flag: the days wholly inside it from `days`
+    (table rows), the edge days from `edge_rows` (rows with text and `repeat_vote`, cut at the edges)."""
+
+    def __init__(self, days: pd.DataFrame, edge_rows: pd.DataFrame, first_complaints: pd.DataFrame):
+        """`first_complaints`: AUTHOR_VOTES rows whose first word was a relevant negative, for (at least) the
+        authors with repeat posts in `days` and `edge_rows`."""
+        self._days = days.assign(created_date=pd.to_datetime(days.created_date).dt.date) if len(days) else days
+        self._edge_rows = edge_rows
+        at = pd.to_datetime(edge_rows.created_at, utc=True)
+        self._edge_days = {key: rows for key, rows in edge_rows.assign(_at=at, _day=at.dt.date).groupby(
+            [edge_rows.attributed_flag.astype(str), at.dt.date], sort=False)} if len(edge_rows) else {}
+        self._edge_cells: dict[tuple, pd.DataFrame] = {}  # an edge day cut one way, for every window cut so
+        self._first_at = {tuple(k): pd.Timestamp(t) for *k, t in first_complaints[
+            ["flag_key", "release_version", "cohort", "author_hash", "first_at"]].itertuples(index=False)}
+
+    @classmethod
+    def from_rows(cls, rows: pd.DataFrame, history: pd.DataFrame) -> "WindowText":
+        """Every day summarised from `rows` (with `repeat_vote`), authors' first words from `history` (the
+        rows up to the look, `rows` among them): replay's and compute_baselines' path."""
+        votes = aggregates.first_votes(history)
+        complaints = history.event_id[relevant_negatives(history)]
+        return cls(daily(rows, rows.repeat_vote.to_numpy(bool)), rows, votes[votes.first_event_id.isin(complaints)])
+
+    def posts_per_author(self, authors: pd.DataFrame, flag: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+        """Relevant negative posts per author in (start, end]: their repeat posts there (`authors`: author
+        cells), and their first word if it was a complaint and falls in the window."""
+        if authors.empty:
+            return pd.Series(dtype=np.int64)
+        per_key = authors.groupby(["release_version", "cohort", "value"])["count"].sum()
+        first = [start < self._first_at.get((flag, *key), start) <= end for key in per_key.index]
+        return (per_key + np.asarray(first, np.int64)).groupby(level="value").sum()
+
+    @property
+    def edge_rows(self) -> int:
+        return len(self._edge_rows)
+
+    def cells(self, flag: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        first, last = start.date(), end.date()
+        days = self._days
+        parts = [days[(days.flag_key == flag) & (days.created_date > first) & (days.created_date < last)]] if len(days) else []
+        for day in sorted({first, last}):
+            cut = (flag, day, start if day == first else None, end if day == last else None)
+            if cut not in self._edge_cells:
+                rows = self._edge_days.get((flag, day))
+                if rows is None:
+                    self._edge_cells[cut] = NEGATIVES_DAILY.empty_frame()
+                    continue
+                if cut[2] is not None:
+                    rows = rows[rows["_at"] > start]
+                if cut[3] is not None:
+                    rows = rows[rows["_at"] <= end]
+                self._edge_cells[cut] = daily(rows, rows.repeat_vote.to_numpy(bool))
+            parts.append(self._edge_cells[cut])
+        return pd.concat([p for p in parts if len(p)] or [NEGATIVES_DAILY.empty_frame()], ignore_index=True)
+
+
+def describe(frame: pd.DataFrame, text: WindowText, quotes: int, one_vote_per_author: bool) -> pd.DataFrame:
+    """Evidence and new terms of baseline rows (COHORT_BASELINES) from the text cells of their windows."""
+    if frame.empty:
+        return frame
+    frame = frame.copy()
+    windows: dict[tuple, _Window] = {}
+    described: dict[tuple, tuple[str, str]] = {}
+    redacted: dict[str, str] = {}
+    for key, group in frame.groupby(["flag_key", "release_version", "cohort", "window_start", "window_end"], sort=False):
+        flag, version, cohort, start, end = key
+        start, end = pd.Timestamp(start), pd.Timestamp(end)
+        if (flag, start, end) not in windows:  # one flag's window, grouped once for all its releases and cohorts
+            windows[(flag, start, end)] = _Window(text.cells(flag, start, end), one_vote_per_author)
+        window = windows[(flag, start, end)]
+        compared = {v for kind, vs in zip(group.baseline_kind, group.baseline_versions)
+                    if kind != "rolling" for v in (vs or "").split(",") if v}
+        top = (json.loads(group.top_topics.iloc[0] or "[]") or [[None]])[0][0]
+        cohort = None if cohort == ALL_COHORTS else cohort
+        picked = evidence(window.quotes(version, cohort, top), top, quotes, redacted)
+        authors = window.authors[(window.authors.release_version == version)
+                                 & ((window.authors.cohort == cohort) if cohort else True)]
+        bomb = review_bomb_note(text.posts_per_author(authors, flag, start, end), window.posts(version, cohort),
+                                one_vote_per_author)
+        terms = rising_from_counts(window.vocabulary, window.terms([version], cohort), window.terms(compared, cohort),
+                                   window.totals([version], cohort), window.totals(compared, cohort))
+        described[key] = (json.dumps([bomb, *picked] if bomb else picked), json.dumps(terms))
+    keys = list(zip(frame.flag_key, frame.release_version, frame.cohort, frame.window_start, frame.window_end))
+    frame["evidence"] = [described[k][0] for k in keys]
+    frame["new_terms"] = [described[k][1] for k in keys]
+    return frame
+
+
+class _Window:
+    """One flag's window cells, grouped once: every judged release x cohort in it is a few lookups. The
+    counted cells (one vote per author: first words only) for the figures, every post for the bomb note."""
+
+    def __init__(self, cells: pd.DataFrame, one_vote_per_author: bool):
+        counted = cells[~cells.repeat_vote.astype(bool)] if one_vote_per_author else cells
+        kind = counted.kind
+        terms = counted[kind == "term"]
+        codes, self.vocabulary = pd.factorize(terms.value, sort=True)  # sorted: ties rank as a fit's vocabulary does
+        self._codes, self._term_counts = codes, terms["count"].to_numpy(float)
+        self._term_rows = {**terms.groupby(["release_version", "cohort"]).indices,
+                           **{(v, None): rows for v, rows in terms.groupby("release_version").indices.items()}}
+        self._totals = self._by_key(counted[kind == "total"])
+        self._posts = self._by_key(cells[cells.kind == "total"])
+        quotes = counted[kind == "quote"].sort_values(["confidence", "created_at"], ascending=[False, True], kind="stable")
+        self._quotes = {**{k: part for k, part in quotes.groupby(["release_version", "cohort", "issue_category"], sort=False)},
+                        **{(v, None, t): part for (v, t), part in quotes.groupby(["release_version", "issue_category"], sort=False)}}
+        self.authors = cells[cells.kind == "author"]
+
+    @staticmethod
+    def _by_key(totals: pd.DataFrame) -> dict:
+        """(version, cohort or None for every cohort) -> count."""
+        return {**totals.groupby(["release_version", "cohort"])["count"].sum().to_dict(),
+                **{(v, None): n for v, n in totals.groupby("release_version")["count"].sum().items()}}
+
+    def terms(self, versions, cohort: str | None) -> np.ndarray:
+        """Negatives containing each vocabulary term, over `versions` in `cohort` (None: every cohort)."""
+        rows = [self._term_rows[(v, cohort)] for v in versions if (v, cohort) in self._term_rows]
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return np.bincount(self._codes[rows], weights=self._term_counts[rows], minlength=len(self.vocabulary))
+
+    def totals(self, versions, cohort: str | None) -> int:
+        return int(sum(self._totals.get((v, cohort), 0) for v in versions))
+
+    def posts(self, version: str, cohort: str | None) -> int:
+        return int(self._posts.get((version, cohort), 0))
+
+    def quotes(self, version: str, cohort: str | None, topic: str | None) -> pd.DataFrame:
+        """The candidates on `topic`, most confident first."""
+        return self._quotes.get((version, cohort, topic), NEGATIVES_DAILY.empty_frame())
+
+
+def evidence(quotes: pd.DataFrame, topic: str | None, wanted: int, redacted: dict | None = None) -> list[str]:
+    """The most confident distinct complaints on the top topic: what a reviewer should read first.
+    Near-duplicates count once; redacted one by one until enough (redaction is the cost), as a person
+    reads them and as the LLM's input is redacted. `redacted`: quotes already redacted in this step (the
+    same complaint heads a release's 'all' cohort and its own), by text."""
+    if topic is None or wanted == 0 or quotes.empty:
+        return []
+    on_topic = quotes[quotes.issue_category == topic].sort_values(["confidence", "created_at"], ascending=[False, True],
+                                                                  kind="stable")
+    picked: dict[str, str] = {}
+    redacted = {} if redacted is None else redacted
+    for text in on_topic.value:
+        quote = redacted[text] = redacted[text] if text in redacted else redact_quote(text)
+        picked.setdefault(" ".join(re.findall(r"\w+", quote.lower()))[:80], quote)
+        if len(picked) == wanted:
+            break
+    return list(picked.values())
+
