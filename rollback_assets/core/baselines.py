@@ -114,9 +114,12 @@ def _as_slice(positions: np.ndarray) -> np.ndarray | slice:
 
 
 def judge_looks(agg: Aggregates, releases: pd.DataFrame, looks, config: WindowConfig,
-                known_bad: frozenset = frozenset()) -> list[dict]:
-    """Baseline rows (COHORT_BASELINES columns but the text-derived ones) for every look."""
-    out: list[dict] = []
+                known_bad: frozenset = frozenset()) -> pd.DataFrame:
+    """Baseline rows (COHORT_BASELINES columns but the text-derived ones) for every look.
+
+    Each judged release at each look gives a block of arrays (its cohorts × baseline kinds); the frame
+    is built from all blocks at once, column by column: replay judges thousands of them."""
+    blocks: list[_Block] = []
     window = pd.Timedelta(days=config.window_days)
     flags = _flags(agg, releases)
     for as_of in pd.DatetimeIndex(looks):
@@ -133,19 +136,37 @@ def judge_looks(agg: Aggregates, releases: pd.DataFrame, looks, config: WindowCo
                     continue
                 start = max(release.released_at, as_of - window)
                 earlier = [r.version for r in flag.releases[:i]]
-                out.extend(_judge_release(agg, flag, earlier, release, live, start, as_of, config, known_bad))
-    return out
+                block = _judge_release(agg, flag, earlier, release, live, start, as_of, config, known_bad)
+                if block is not None:
+                    blocks.append(block)
+    return _rows(blocks, agg.topics)
 
 
-def _judge_release(agg, flag, earlier, release, live, start, as_of, config, known_bad) -> list[dict]:
+@dataclass(frozen=True)
+class _Block:
+    """One judged release at one look: its cohorts' sums, each compared with every baseline kind."""
+
+    flag_key: str
+    release_version: str
+    live: bool
+    start: pd.Timestamp
+    as_of: pd.Timestamp
+    cohorts: np.ndarray  # the release's cohorts with feedback in the window
+    metrics: np.ndarray  # cohorts × METRICS
+    topic_sums: np.ndarray  # cohorts × topics
+    kinds: list[str]
+    baseline_versions: list[str]  # per kind
+    baseline_sums: np.ndarray  # cohorts × kinds × (n, negatives, sentiment sum)
+
+
+def _judge_release(agg, flag, earlier, release, live, start, as_of, config, known_bad) -> _Block | None:
     sums = agg.window(start, as_of, flag.positions)
     versions, cohorts = flag.versions, flag.cohorts
     mine = np.flatnonzero(versions == release.version)
     if len(mine) == 0:
-        return []
+        return None
     positions = (np.arange(flag.positions.start, flag.positions.stop) if isinstance(flag.positions, slice)
                  else flag.positions)
-    topic_sums = agg.topic_window(start, as_of, positions[mine])
     baselines: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}  # kind -> (sums, cohorts, versions)
 
     def rows_of(chosen_versions, window_sums=sums):
@@ -175,59 +196,107 @@ def _judge_release(agg, flag, earlier, release, live, start, as_of, config, know
         baselines["rolling"] = rows_of(earlier[-config.rolling_releases:], rolling_sums)
     else:
         baselines["rolling"] = rows_of([])
-    # Per baseline kind and cohort once (not per judged row); Python numbers, not numpy scalars: this
-    # loop runs for every look of a replay.
-    compared = {kind: _by_cohort(*parts) for kind, parts in baselines.items()}
-    tops = np.argsort(-topic_sums, axis=1, kind="stable")[:, :3] if len(agg.topics) else np.zeros((len(mine), 0), int)
-    out = []
-    for row, metrics, topics, top in zip(mine, sums[mine].tolist(), topic_sums.tolist(), tops.tolist()):
-        stats = _stats(metrics, [[str(agg.topics[i]), int(topics[i])] for i in top if topics[i] > 0])
-        if stats["n"] + stats["n_excluded"] == 0:
-            continue
-        cohort = cohorts[row]
-        for kind, by_cohort in compared.items():
-            base_n, base_neg, base_sentiment, base_versions = by_cohort.get(cohort, (0, 0, 0.0, by_cohort[None]))
-            out.append({
-                "flag_key": release.flag_key, "release_version": release.version, "cohort": cohort,
-                "baseline_kind": kind, "baseline_versions": base_versions, "release_live": live,
-                "window_start": start, "window_end": as_of, **stats,
-                "baseline_n": base_n, "baseline_n_negative": base_neg,
-                "baseline_negative_share": base_neg / base_n if base_n else None,
-                "baseline_mean_sentiment": base_sentiment / base_n if base_n else None,
-                "as_of": as_of,
-            })
-    return out
+    metrics = sums[mine]
+    seen = metrics[:, _M["n"]] + metrics[:, _M["n_excluded"]] != 0  # a cohort with no feedback in the window is not judged
+    if not seen.any():
+        return None
+    mine, metrics = mine[seen], metrics[seen]
+    compared = [_by_cohort(*parts, cohorts[mine]) for parts in baselines.values()]
+    return _Block(release.flag_key, release.version, live, start, as_of, cohorts[mine], metrics,
+                  agg.topic_window(start, as_of, positions[mine]), list(baselines),
+                  [",".join(parts[2]) for parts in baselines.values()], np.stack(compared, axis=1))
 
 
-def _by_cohort(base_sums: np.ndarray, base_cohorts: np.ndarray, base_versions: list[str]) -> dict:
-    """cohort -> (n, negatives, sentiment sum, versions) of a baseline; None -> its versions."""
-    versions = ",".join(base_versions)
-    out: dict = {None: versions}
+def _by_cohort(base_sums: np.ndarray, base_cohorts: np.ndarray, base_versions: list[str], wanted: np.ndarray) -> np.ndarray:
+    """(n, negatives, sentiment sum) of a baseline for each wanted cohort; zeros where it has none."""
+    out = np.zeros((len(wanted), 3))
     if len(base_cohorts):
         names, index = np.unique(base_cohorts, return_inverse=True)
         summed = np.zeros((len(names), base_sums.shape[1]))
         np.add.at(summed, index, base_sums)
-        for name, total in zip(names, summed.tolist()):
-            out[name] = (int(total[_M["n"]]), int(total[_M["n_negative"]]), total[_M["sentiment_sum"]], versions)
+        at = np.minimum(np.searchsorted(names, wanted), len(names) - 1)
+        found = names[at] == wanted
+        columns = [_M["n"], _M["n_negative"], _M["sentiment_sum"]]
+        out[found] = summed[at[found]][:, columns]
     return out
 
 
-def _stats(metrics: list[float], top: list) -> dict:
-    n, negatives = int(metrics[_M["n"]]), int(metrics[_M["n_negative"]])
-    urgency_known = metrics[_M["n_urgency_known"]]
-    return {
-        "n": n,
-        "n_negative": negatives,
-        "negative_share": negatives / n if n else None,
-        "n_negative_high_risk": int(metrics[_M["n_negative_high_risk"]]),
-        "n_excluded": int(metrics[_M["n_excluded"]]),
-        "n_excluded_negative": int(metrics[_M["n_excluded_negative"]]),
-        "mean_confidence": metrics[_M["confidence_sum"]] / n if n else None,
-        "mean_sentiment": metrics[_M["sentiment_sum"]] / n if n else None,
-        "top_topics": json.dumps(top),
-        "mean_urgency_high": metrics[_M["n_urgency_high"]] / urgency_known if urgency_known else None,
-        "n_authors": int(metrics[_M["n_authors"]]) or None,
-    }
+def _rows(blocks: list[_Block], topics: np.ndarray) -> pd.DataFrame:
+    """The blocks as one frame: a row per cohort × baseline kind, in block, cohort, kind order."""
+    if not blocks:
+        return pd.DataFrame()
+    sizes = np.array([len(b.cohorts) * len(b.kinds) for b in blocks])
+    per_cohort = np.array([len(b.kinds) for b in blocks]).repeat([len(b.cohorts) for b in blocks])
+
+    def each_block(values, dtype=None):
+        return np.repeat(np.asarray(values, dtype=dtype), sizes)
+
+    metrics = np.concatenate([b.metrics for b in blocks]).repeat(per_cohort, axis=0)
+    baseline = np.concatenate([b.baseline_sums.reshape(-1, 3) for b in blocks])
+    top_topics = [text for b in blocks for text in _top_topics(b.topic_sums, topics)]
+    frame = pd.DataFrame({
+        "flag_key": each_block([b.flag_key for b in blocks], object),
+        "release_version": each_block([b.release_version for b in blocks], object),
+        "cohort": np.concatenate([np.repeat(b.cohorts, len(b.kinds)) for b in blocks]),
+        "baseline_kind": np.concatenate([np.tile(np.asarray(b.kinds, dtype=object), len(b.cohorts)) for b in blocks]),
+        "baseline_versions": np.concatenate([np.tile(np.asarray(b.baseline_versions, dtype=object), len(b.cohorts))
+                                             for b in blocks]),
+        "release_live": each_block([b.live for b in blocks], bool),
+        "window_start": pd.to_datetime(each_block([pd.Timestamp(b.start).value for b in blocks], np.int64), utc=True),
+        "window_end": pd.to_datetime(each_block([b.as_of.value for b in blocks], np.int64), utc=True),
+        **_stats(metrics, np.repeat(np.asarray(top_topics, dtype=object), per_cohort)),
+    })
+    base_n, base_negatives = baseline[:, 0].astype(np.int64), baseline[:, 1].astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["baseline_n"] = base_n
+        frame["baseline_n_negative"] = base_negatives
+        frame["baseline_negative_share"] = _optional(base_negatives / base_n, base_n != 0)
+        frame["baseline_mean_sentiment"] = _optional(baseline[:, 2] / base_n, base_n != 0)
+    frame["as_of"] = frame.window_end
+    return frame
+
+
+def _top_topics(topic_sums: np.ndarray, topics: np.ndarray) -> list[str]:
+    """Per cohort: JSON [[topic, negatives], ...] of its three most complained-about topics."""
+    if not len(topics):
+        return ["[]"] * len(topic_sums)
+    names = [json.dumps(str(t)) for t in topics]
+    tops = np.argsort(-topic_sums, axis=1, kind="stable")[:, :3]
+    return ["[" + ", ".join(f"[{names[i]}, {int(counts[i])}]" for i in top if counts[i] > 0) + "]"
+            for counts, top in zip(topic_sums.tolist(), tops.tolist())]
+
+
+def _stats(metrics: np.ndarray, top_topics: np.ndarray) -> dict:
+    """A cohort's figures from its summed METRICS (rows × METRICS)."""
+    def column(name):
+        return metrics[:, _M[name]]
+
+    n, negatives = column("n").astype(np.int64), column("n_negative").astype(np.int64)
+    urgency_known, authors = column("n_urgency_known"), column("n_authors").astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "n": n,
+            "n_negative": negatives,
+            "negative_share": _optional(negatives / n, n != 0),
+            "n_negative_high_risk": column("n_negative_high_risk").astype(np.int64),
+            "n_excluded": column("n_excluded").astype(np.int64),
+            "n_excluded_negative": column("n_excluded_negative").astype(np.int64),
+            "mean_confidence": _optional(column("confidence_sum") / n, n != 0),
+            "mean_sentiment": _optional(column("sentiment_sum") / n, n != 0),
+            "top_topics": top_topics,
+            "mean_urgency_high": _optional(column("n_urgency_high") / urgency_known, urgency_known != 0),
+            "n_authors": _optional(authors, authors != 0),
+        }
+
+
+def _optional(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`values` where known, missing elsewhere, typed as pandas types a column of numbers and None:
+    the values' own dtype when all are known, float with NaN when some are, None (object) when none is."""
+    if known.all():
+        return values
+    if known.any():
+        return np.where(known, values, np.nan)
+    return np.full(len(values), None, dtype=object)
 
 
 def compute_baselines(
@@ -243,10 +312,10 @@ def compute_baselines(
     return describe_baselines(frame, scored.assign(repeat_vote=repeat), config) if describe else frame
 
 
-def baselines_frame(rows: list[dict]) -> pd.DataFrame:
-    if not rows:
+def baselines_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    if rows.empty:
         return COHORT_BASELINES.empty_frame()
-    frame = pd.DataFrame(rows)
+    frame = rows.copy()
     for column in ("evidence", "new_terms"):
         frame[column] = "[]"
     return frame[COHORT_BASELINES.names]
