@@ -178,6 +178,10 @@ def _json_texts(values: pd.Series) -> list[str]:
     """json.dumps(str(value)) per value, as Python prints it (numpy scalars boxed, as to_dict would)."""
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         return ['"' + text + '"' for text in map(str, values.tolist())]  # digits, '.', 'e', 'nan': nothing to escape
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)  # a few looks: print each once
+        printed = [json.dumps(str(value)) for value in uniques]
+        return [printed[code] for code in codes.tolist()]
     listed = values.tolist()
     encoded: dict = {}  # keyed by (type, value): 1 and 1.0 are equal keys but print differently
     return [encoded[key] if key in encoded else encoded.setdefault(key, json.dumps(str(key[1])))

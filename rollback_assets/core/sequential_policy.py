@@ -19,7 +19,6 @@ min_relative_rise), insufficient_data (too few rows, or the evidence is not conc
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -60,9 +59,8 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     alpha_total = per_flag("alpha")
     is_flag = (chosen.cohort == ALL_COHORTS).to_numpy()
     # K per release and look: its distinct cohorts (besides 'all') at that look.
-    look = ["flag_key", "release_version", "window_end"]
-    cohort_counts = chosen.loc[~is_flag, KEY].drop_duplicates().groupby(look, observed=True).size()
-    n_cohorts = cohort_counts.reindex(pd.MultiIndex.from_frame(chosen[look])).fillna(0).to_numpy(dtype=float)
+    n_cohorts = (chosen.cohort.where(~is_flag).groupby([chosen.flag_key, chosen.release_version, chosen.window_end],
+                                                       observed=True).transform("nunique").to_numpy(dtype=float))
     # Each cohort's share of alpha is split again over the baselines it is tested against (Bonferroni):
     # "act if any baseline rejects" then keeps the release's family-wise error within alpha.
     alpha_row = split_alpha(is_flag, n_cohorts, alpha_total, per_flag("flag_alpha_share"), per_flag("min_cohorts"))
@@ -108,16 +106,15 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     out = combine_verdicts(out)
     # The sentence people read, for the verdict kept per key only.
     kept = out.pop("_row").to_numpy()
-    narrow = chosen[["cohort", "baseline_kind", "baseline_versions", "negative_share", "baseline_negative_share", "n",
-                     "baseline_n", "n_excluded", "top_topics"]].iloc[kept]
-    values = {name: array[kept].tolist() for name, array in {
-        "evalue": result["evalue"], "p_anytime": result["p_anytime"], "rise": result["rise"], "lower": result["lower"],
-        "upper": result["upper"], "enough": enough, "min_n": min_n, "alpha": alpha_row, "alpha_total": alpha_total, "weight": weight,
-        "min_rise": min_rise, "margin": margin}.items()}
-    out["reason"] = [
-        _reason(verdict_state, row, _Look(**{name: column[i] for name, column in values.items()}, kpis=corroboration[k]))
-        for i, (verdict_state, row, k) in enumerate(zip(out.state.tolist(), narrow.itertuples(index=False), kept.tolist()))
-    ]
+    facts = chosen[["cohort", "baseline_kind", "baseline_versions", "negative_share", "baseline_negative_share", "n",
+                    "baseline_n", "n_excluded", "top_topics"]].iloc[kept].assign(**{
+                        name: array[kept] for name, array in {
+                            "evalue": result["evalue"], "p_anytime": result["p_anytime"], "rise": result["rise"],
+                            "lower": result["lower"], "upper": result["upper"], "enough": enough, "min_n": min_n,
+                            "alpha": alpha_row, "alpha_total": alpha_total, "weight": weight, "min_rise": min_rise,
+                            "margin": margin}.items()},
+                        kpis=[corroboration[k] for k in kept.tolist()])
+    out["reason"] = [_reason(state, row) for state, row in zip(out.state.tolist(), facts.itertuples(index=False))]
     return out.set_index(index_names)[VERDICT_COLUMNS]
 
 
@@ -142,29 +139,11 @@ def _states(result: dict, enough, on_surface, min_rise, severe_rise, urgency, co
     return state, action, severity
 
 
-@dataclass(frozen=True)
-class _Look:
-    """One kept comparison's test result with the settings that judge it, for its sentence."""
-
-    evalue: float
-    p_anytime: float
-    rise: float
-    lower: float
-    upper: float
-    enough: bool  # min_sample reached on both sides
-    min_n: float
-    alpha: float  # this comparison's share of alpha
-    alpha_total: float
-    weight: float  # confidence weight applied to n
-    min_rise: float
-    margin: float
-    kpis: str  # corroborating KPI moves, readable; "" when none
-
-
-def _reason(state: str, row, look: _Look) -> str:
-    """The sentence people read for a verdict `_states` reached."""
-    evalue, rise, lower, upper = look.evalue, look.rise, look.lower, look.upper
-    alpha, alpha_total, weight, margin, kpis = look.alpha, look.alpha_total, look.weight, look.margin, look.kpis
+def _reason(state: str, row) -> str:
+    """The sentence people read for a verdict `_states` reached. `row`: the comparison's baseline row
+    with its test results and the settings that judged it (evalue ... margin, kpis)."""
+    evalue, rise, lower, upper = row.evalue, row.rise, row.lower, row.upper
+    alpha, alpha_total, weight, margin, kpis = row.alpha, row.alpha_total, row.weight, row.margin, row.kpis
     where = "the flag as a whole" if row.cohort == ALL_COHORTS else f"cohort {row.cohort}"
     base = f"{row.baseline_kind} baseline ({row.baseline_versions or 'none'})"
     share = f"{row.negative_share:.0%}" if row.negative_share is not None and not pd.isna(row.negative_share) else "n/a"
@@ -173,10 +152,10 @@ def _reason(state: str, row, look: _Look) -> str:
     weighted = f", confidence-weighted n={row.n * weight:.0f}" if weight < 0.999 else ""
     excluded = f"; {row.n_excluded} rows on excluded topics not counted" if row.n_excluded else ""
     evidence = (f"evidence e={evalue:.3g} vs threshold 1/alpha={1 / alpha:.3g} (alpha share {alpha:.4f} of {alpha_total:.2f}, "
-                f"anytime p={look.p_anytime:.3g})")
+                f"anytime p={row.p_anytime:.3g})")
     counts = f"negative share {share} vs {base_share} on the {base}, n={row.n} vs {row.baseline_n}{weighted}{excluded}"
-    if not look.enough:
-        return f"Not enough feedback yet for {where}: {counts}; the test starts at {look.min_n:.0f} rows on each side."
+    if not row.enough:
+        return f"Not enough feedback yet for {where}: {counts}; the test starts at {row.min_n:.0f} rows on each side."
     kpi_note = f"; corroborated by {kpis}" if kpis else ""
     if state in ("act", "hold"):
         top_topic = (json.loads(row.top_topics or "[]") or [[None]])[0][0]
@@ -187,7 +166,7 @@ def _reason(state: str, row, look: _Look) -> str:
         about = f", mostly about {top_topic}" if top_topic else ""
         return f"Negative feedback rose for {where}{about}: {counts}; {bound_text}; {evidence}{kpi_note}."
     if state == "pass":
-        return (f"No regression for {where}: {counts}; a rise of {look.min_rise:.0%} is ruled out "
+        return (f"No regression for {where}: {counts}; a rise of {row.min_rise:.0%} is ruled out "
                 f"(always-valid upper bound {upper:+.0%}; {evidence}).")
     return (f"Not conclusive yet for {where}: {counts}; rise {rise:+.0%} with always-valid bounds "
             f"[{lower:+.0%}, {upper:+.0%}]; {evidence}; still watching.")
