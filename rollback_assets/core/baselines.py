@@ -85,6 +85,9 @@ class _Flag:
     positions: np.ndarray  # rows of Aggregates.keys
     versions: np.ndarray
     cohorts: np.ndarray
+    cohort_codes: np.ndarray  # each key's cohort as a number 0..n_cohorts-1: baselines sum per cohort by it
+    n_cohorts: int
+    version_rows: dict  # version -> its keys (indices into versions)
     everyone: np.ndarray  # mask: the 'all' cohort keys
     everyone_positions: np.ndarray
     releases: list  # release records (namedtuples) sorted by released_at
@@ -98,9 +101,13 @@ def _flags(agg: Aggregates, releases: pd.DataFrame) -> dict[str, _Flag]:
         if flag_releases.empty:
             continue
         cohorts = key_rows.cohort.to_numpy()
+        cohort_codes, cohort_names = pd.factorize(cohorts)
+        versions = key_rows.release_version.to_numpy()
+        version_codes, version_names = pd.factorize(versions)
+        version_rows = {v: np.flatnonzero(version_codes == code) for code, v in enumerate(version_names)}
         positions = key_rows.index.to_numpy()
         everyone = cohorts == ALL_COHORTS
-        out[flag_key] = _Flag(_as_slice(positions), key_rows.release_version.to_numpy(), cohorts,
+        out[flag_key] = _Flag(_as_slice(positions), versions, cohorts, cohort_codes, len(cohort_names), version_rows,
                               everyone, positions[everyone], list(flag_releases.itertuples(index=False)),
                               nanoseconds(flag_releases.released_at))
     return out
@@ -162,24 +169,29 @@ class _Block:
 def _judge_release(agg, flag, earlier, release, live, start, as_of, config, known_bad) -> _Block | None:
     sums = agg.window(start, as_of, flag.positions)
     versions, cohorts = flag.versions, flag.cohorts
-    mine = np.flatnonzero(versions == release.version)
-    if len(mine) == 0:
+    mine = flag.version_rows.get(release.version)
+    if mine is None:
         return None
     positions = (np.arange(flag.positions.start, flag.positions.stop) if isinstance(flag.positions, slice)
                  else flag.positions)
-    baselines: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}  # kind -> (sums, cohorts, versions)
+    baselines: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}  # kind -> (sums, cohort codes, versions)
+
+    def keys_of(chosen_versions) -> np.ndarray:
+        """The keys of these versions in key order (the order a mask over `versions` gives)."""
+        parts = [flag.version_rows[v] for v in chosen_versions if v in flag.version_rows]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, int)
 
     def rows_of(chosen_versions, window_sums=sums):
-        chosen = np.isin(versions, chosen_versions)
-        return window_sums[chosen], cohorts[chosen], list(chosen_versions)
+        chosen = keys_of(chosen_versions)
+        return window_sums[chosen], flag.cohort_codes[chosen], list(chosen_versions)
 
     good = [v for v in earlier if (release.flag_key, v) not in known_bad]
     if earlier and getattr(release, "adoption", None) == "self_selected":
         age_end = as_of - release.released_at
         pooled = good[-AGE_MATCHED_RELEASES:]
-        chosen = np.isin(versions, pooled)
+        chosen = keys_of(pooled)
         age_sums = agg.at_age(age_end - (as_of - start), age_end, positions[chosen])
-        baselines["age_matched"] = (age_sums, cohorts[chosen], pooled)
+        baselines["age_matched"] = (age_sums, flag.cohort_codes[chosen], pooled)
     elif earlier:
         previous = earlier[-1]
         baselines["concurrent"] = rows_of([previous])
@@ -201,24 +213,18 @@ def _judge_release(agg, flag, earlier, release, live, start, as_of, config, know
     if not seen.any():
         return None
     mine, metrics = mine[seen], metrics[seen]
-    compared = [_by_cohort(*parts, cohorts[mine]) for parts in baselines.values()]
+    compared = [_by_cohort(base_sums, base_cohorts, flag.n_cohorts, flag.cohort_codes[mine])
+                for base_sums, base_cohorts, _ in baselines.values()]
     return _Block(release.flag_key, release.version, live, start, as_of, cohorts[mine], metrics,
                   agg.topic_window(start, as_of, positions[mine]), list(baselines),
                   [",".join(parts[2]) for parts in baselines.values()], np.stack(compared, axis=1))
 
 
-def _by_cohort(base_sums: np.ndarray, base_cohorts: np.ndarray, base_versions: list[str], wanted: np.ndarray) -> np.ndarray:
-    """(n, negatives, sentiment sum) of a baseline for each wanted cohort; zeros where it has none."""
-    out = np.zeros((len(wanted), 3))
-    if len(base_cohorts):
-        names, index = np.unique(base_cohorts, return_inverse=True)
-        summed = np.zeros((len(names), base_sums.shape[1]))
-        np.add.at(summed, index, base_sums)
-        at = np.minimum(np.searchsorted(names, wanted), len(names) - 1)
-        found = names[at] == wanted
-        columns = [_M["n"], _M["n_negative"], _M["sentiment_sum"]]
-        out[found] = summed[at[found]][:, columns]
-    return out
+def _by_cohort(base_sums: np.ndarray, base_cohorts: np.ndarray, n_cohorts: int, wanted: np.ndarray) -> np.ndarray:
+    """(n, negatives, sentiment sum) of a baseline for each wanted cohort (codes); zeros where it has none."""
+    summed = np.zeros((n_cohorts, 3))
+    np.add.at(summed, base_cohorts, base_sums[:, [_M["n"], _M["n_negative"], _M["sentiment_sum"]]])
+    return summed[wanted]
 
 
 def _rows(blocks: list[_Block], topics: np.ndarray) -> pd.DataFrame:
@@ -233,7 +239,7 @@ def _rows(blocks: list[_Block], topics: np.ndarray) -> pd.DataFrame:
 
     metrics = np.concatenate([b.metrics for b in blocks]).repeat(per_cohort, axis=0)
     baseline = np.concatenate([b.baseline_sums.reshape(-1, 3) for b in blocks])
-    top_topics = [text for b in blocks for text in _top_topics(b.topic_sums, topics)]
+    top_topics = _top_topics(np.concatenate([b.topic_sums for b in blocks]), topics)
     frame = pd.DataFrame({
         "flag_key": each_block([b.flag_key for b in blocks], object),
         "release_version": each_block([b.release_version for b in blocks], object),
@@ -262,8 +268,9 @@ def _top_topics(topic_sums: np.ndarray, topics: np.ndarray) -> list[str]:
         return ["[]"] * len(topic_sums)
     names = [json.dumps(str(t)) for t in topics]
     tops = np.argsort(-topic_sums, axis=1, kind="stable")[:, :3]
-    return ["[" + ", ".join(f"[{names[i]}, {int(counts[i])}]" for i in top if counts[i] > 0) + "]"
-            for counts, top in zip(topic_sums.tolist(), tops.tolist())]
+    counts = np.take_along_axis(topic_sums, tops, axis=1)
+    return ["[" + ", ".join(f"[{names[i]}, {int(count)}]" for i, count in zip(top, top_counts) if count > 0) + "]"
+            for top, top_counts in zip(tops.tolist(), counts.tolist())]
 
 
 def _stats(metrics: np.ndarray, top_topics: np.ndarray) -> dict:

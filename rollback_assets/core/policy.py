@@ -37,7 +37,7 @@ KEY = ["flag_key", "release_version", "cohort", "window_end"]
 def _baseline_rank(baselines: pd.DataFrame, config: PolicyConfig) -> tuple[np.ndarray, np.ndarray]:
     """(rank, usable): concurrent, last_good, age_matched, then rolling; a same-period baseline is usable
     when it has min_baseline_sample rows, the rolling one only where no same-period baseline is."""
-    min_n = baselines.flag_key.map(lambda f: config.for_flag(f).min_baseline_sample)
+    min_n = baselines.flag_key.map({f: config.for_flag(f).min_baseline_sample for f in baselines.flag_key.unique()})
     order = {kind: i for i, kind in enumerate([*BASELINE_KINDS, "declared"])}
     rank = baselines.baseline_kind.map(order).fillna(len(order)).to_numpy()
     same_period = baselines.baseline_kind.isin([*SAME_PERIOD_KINDS, "declared"]).to_numpy()
@@ -82,12 +82,9 @@ def eligible_baselines(baselines: pd.DataFrame, config: PolicyConfig) -> pd.Data
     one `choose_baseline` picks where none is usable. Adds `n_baselines` per key."""
     if baselines.empty:
         return baselines.assign(n_baselines=pd.Series(dtype=int))
-    rank, usable = _baseline_rank(baselines, config)
-    tested = baselines[usable]
-    fallback = choose_baseline(baselines, config)
-    fallback = fallback.merge(tested[KEY].drop_duplicates(), on=KEY, how="left", indicator=True)
-    fallback = fallback[fallback["_merge"] == "left_only"].drop(columns="_merge")
-    out = pd.concat([tested, fallback], ignore_index=True)
+    _, usable = _baseline_rank(baselines, config)
+    key_tested = pd.Series(usable, index=baselines.index).groupby([baselines[k] for k in KEY], observed=True).transform("any")
+    out = pd.concat([baselines[usable], choose_baseline(baselines[~key_tested.to_numpy()], config)], ignore_index=True)
     out["n_baselines"] = out.groupby(KEY, observed=True).baseline_kind.transform("size")
     return out.sort_values(KEY + ["baseline_kind"], kind="stable").reset_index(drop=True)
 

@@ -145,11 +145,13 @@ def _describe_first_alerts(decisions, scored, releases, config, agg) -> pd.DataF
     alerts = decisions[decisions.state.isin(["act", "hold"])]
     first = alerts.sort_values("window_end").drop_duplicates(["flag_key", "release_version", "cohort", "state"])
     for as_of in sorted(set(first.window_end)):
-        rows = scored[scored.created_at <= as_of]
         baselines = baselines_frame(judge_looks(agg, releases, [as_of], config.windows, known_bad_before(decisions, as_of)))
         wanted = first[first.window_end == as_of][["flag_key", "release_version", "cohort"]].drop_duplicates()
         baselines = baselines.merge(wanted, on=["flag_key", "release_version", "cohort"])
-        described = describe_baselines(baselines, rows, config.windows)
+        # The windows' rows only (describe_baselines reads no others): its term index is fitted on what it is given.
+        in_windows = ((scored.created_at > baselines.window_start.min()) & (scored.created_at <= as_of)
+                      & scored.attributed_flag.isin(wanted.flag_key.unique()))
+        described = describe_baselines(baselines, scored[in_windows], config.windows)
         for row in described.drop_duplicates(["flag_key", "release_version", "cohort"]).itertuples(index=False):
             at = ((decisions.flag_key == row.flag_key) & (decisions.release_version == row.release_version)
                   & (decisions.cohort == row.cohort) & (decisions.window_end == as_of))
