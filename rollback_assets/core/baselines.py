@@ -232,21 +232,25 @@ def _rows(blocks: list[_Block], topics: np.ndarray) -> pd.DataFrame:
     if not blocks:
         return pd.DataFrame()
     sizes = np.array([len(b.cohorts) * len(b.kinds) for b in blocks])
-    per_cohort = np.array([len(b.kinds) for b in blocks]).repeat([len(b.cohorts) for b in blocks])
+    per_cohort = np.array([len(b.kinds) for b in blocks]).repeat([len(b.cohorts) for b in blocks])  # rows per cohort
 
     def each_block(values, dtype=None):
         return np.repeat(np.asarray(values, dtype=dtype), sizes)
 
+    # Row r of a block is its cohort r // kinds against its kind r % kinds; `kind`: index into all blocks' kinds.
+    kinds = np.array([len(b.kinds) for b in blocks])
+    block = np.repeat(np.arange(len(blocks)), sizes)
+    within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    kind = np.repeat(np.cumsum(kinds) - kinds, sizes) + within % kinds[block]
     metrics = np.concatenate([b.metrics for b in blocks]).repeat(per_cohort, axis=0)
     baseline = np.concatenate([b.baseline_sums.reshape(-1, 3) for b in blocks])
     top_topics = _top_topics(np.concatenate([b.topic_sums for b in blocks]), topics)
     frame = pd.DataFrame({
         "flag_key": each_block([b.flag_key for b in blocks], object),
         "release_version": each_block([b.release_version for b in blocks], object),
-        "cohort": np.concatenate([np.repeat(b.cohorts, len(b.kinds)) for b in blocks]),
-        "baseline_kind": np.concatenate([np.tile(np.asarray(b.kinds, dtype=object), len(b.cohorts)) for b in blocks]),
-        "baseline_versions": np.concatenate([np.tile(np.asarray(b.baseline_versions, dtype=object), len(b.cohorts))
-                                             for b in blocks]),
+        "cohort": np.concatenate([b.cohorts for b in blocks]).repeat(per_cohort),
+        "baseline_kind": np.asarray([k for b in blocks for k in b.kinds], dtype=object)[kind],
+        "baseline_versions": np.asarray([v for b in blocks for v in b.baseline_versions], dtype=object)[kind],
         "release_live": each_block([b.live for b in blocks], bool),
         "window_start": pd.to_datetime(each_block([pd.Timestamp(b.start).value for b in blocks], np.int64), utc=True),
         "window_end": pd.to_datetime(each_block([b.as_of.value for b in blocks], np.int64), utc=True),

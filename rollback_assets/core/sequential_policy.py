@@ -102,7 +102,8 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
         "bound": [float(b) if e else None for b, e in zip(result["lower"].tolist(), enough.tolist())],
         "baseline_kind": chosen.baseline_kind.to_numpy(), "_row": np.arange(len(chosen)),
     })
-    out[index_names] = chosen[index_names].to_numpy()
+    for name in index_names:  # column by column: one array of all four would box every window_end
+        out[name] = chosen[name].array
     out = combine_verdicts(out)
     # The sentence people read, for the verdict kept per key only.
     kept = out.pop("_row").to_numpy()
