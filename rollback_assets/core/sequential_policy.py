@@ -152,11 +152,11 @@ def _reason(state: str, row) -> str:
                   and not pd.isna(row.baseline_negative_share) else "n/a")
     weighted = f", confidence-weighted n={row.n * weight:.0f}" if weight < 0.999 else ""
     excluded = f"; {row.n_excluded} rows on excluded topics not counted" if row.n_excluded else ""
-    evidence = (f"evidence e={evalue:.3g} vs threshold 1/alpha={1 / alpha:.3g} (alpha share {alpha:.4f} of {alpha_total:.2f}, "
-                f"anytime p={row.p_anytime:.3g})")
     counts = f"negative share {share} vs {base_share} on the {base}, n={row.n} vs {row.baseline_n}{weighted}{excluded}"
     if not row.enough:
         return f"Not enough feedback yet for {where}: {counts}; the test starts at {row.min_n:.0f} rows on each side."
+    evidence = (f"evidence e={evalue:.3g} vs threshold 1/alpha={1 / alpha:.3g} (alpha share {alpha:.4f} of {alpha_total:.2f}, "
+                f"anytime p={row.p_anytime:.3g})")
     kpi_note = f"; corroborated by {kpis}" if kpis else ""
     if state in ("act", "hold"):
         top_topic = (json.loads(row.top_topics or "[]") or [[None]])[0][0]
