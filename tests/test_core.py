@@ -319,6 +319,24 @@ def test_make_decisions_targets_lineage_and_deterministic_ids():
     assert _decide(baselines=changed).decision_id.iloc[0] != by_cohort.loc["act", "decision_id"]
 
 
+def test_decision_ids_hash_the_keys_as_text_whatever_their_type():
+    """Ids are stored in the lake: the column-wise ids must be the documented hash of each row, with
+    numbers printed as Python prints them (1 and 1.0 differ) and text JSON-escaped."""
+    import hashlib
+
+    from rollback_assets.core.policy import DECISION_ID_KEYS, decision_ids
+
+    rows = pd.DataFrame({
+        "flag_key": ["checkout", "checkout"], "release_version": ["2.0", "2.0"], "cohort": ["all", "locale=fr-FR|é\"q"],
+        "baseline_kind": ["concurrent", "declared"], "window_start": [day(1), day(2)], "window_end": [day(8), day(8)],
+        "n": [300, 300], "n_negative": [90, 91], "baseline_n": pd.Series([1, 1.0], dtype=object),
+        "baseline_n_negative": [40, np.nan],
+    })
+    expected = [hashlib.sha256(json.dumps([str(row[k]) for k in DECISION_ID_KEYS] + ["p-v1"]).encode()).hexdigest()[:20]
+                for row in rows.to_dict("records")]
+    assert decision_ids(rows, "p-v1") == expected
+
+
 def test_disable_with_fallback_variant_becomes_switch_variant():
     decisions = _decide(fallback="classic").set_index("cohort")
     assert decisions.loc["severe", "action"] == "switch_variant"

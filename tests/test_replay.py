@@ -61,6 +61,22 @@ def test_replay_acts_on_the_bad_version_only(feedback, policy):
     assert decisions.decided_at.is_monotonic_increasing
 
 
+def test_two_flags_replayed_together_decide_as_each_alone(feedback):
+    """An act re-judges only its own flag's later looks: with two flags acting at different looks,
+    each flag's decisions equal those of a replay of that flag alone."""
+    other = generated_feedback(seed=5).assign(product="other")
+    other["event_id"] = "o" + other.event_id
+    both = pd.concat([feedback, other], ignore_index=True)
+    config, taxonomy = PolicyConfig.load(), Taxonomy.load()
+    window = {"step": pd.Timedelta("12h"), "start": START + pd.Timedelta(days=1), "end": START + pd.Timedelta(days=40)}
+    together = replay(both, None, config, LexiconScorer(), taxonomy, **window)
+    acted = first_actions(together).groupby("flag_key").decided_at.min()
+    assert len(acted) == 2 and acted.nunique() == 2
+    for flag, rows in together.groupby("flag_key"):
+        alone = replay(both[both["product"] == flag], None, config, LexiconScorer(), taxonomy, **window)
+        pd.testing.assert_frame_equal(rows.reset_index(drop=True), alone.reset_index(drop=True))
+
+
 def test_inferred_releases_keep_old_builds_behind_the_live_one():
     feedback = pd.DataFrame({
         "product": "app", "created_at": pd.to_datetime(["2026-01-01", "2026-01-05", "2026-01-09"], utc=True),

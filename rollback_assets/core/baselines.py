@@ -83,6 +83,9 @@ class _Flag:
     positions: np.ndarray  # rows of Aggregates.keys
     versions: np.ndarray
     cohorts: np.ndarray
+    cohort_codes: np.ndarray  # each key's cohort as a number 0..n_cohorts-1: baselines sum per cohort by it
+    n_cohorts: int
+    version_rows: dict  # version -> its keys (indices into versions)
     everyone: np.ndarray  # mask: the 'all' cohort keys
     everyone_positions: np.ndarray
     releases: list  # release records (namedtuples) sorted by released_at
@@ -96,9 +99,13 @@ def _flags(agg: Aggregates, releases: pd.DataFrame) -> dict[str, _Flag]:
         if flag_releases.empty:
             continue
         cohorts = key_rows.cohort.to_numpy()
+        cohort_codes, cohort_names = pd.factorize(cohorts)
+        versions = key_rows.release_version.to_numpy()
+        version_codes, version_names = pd.factorize(versions)
+        version_rows = {v: np.flatnonzero(version_codes == code) for code, v in enumerate(version_names)}
         positions = key_rows.index.to_numpy()
         everyone = cohorts == ALL_COHORTS
-        out[flag_key] = _Flag(_as_slice(positions), key_rows.release_version.to_numpy(), cohorts,
+        out[flag_key] = _Flag(_as_slice(positions), versions, cohorts, cohort_codes, len(cohort_names), version_rows,
                               everyone, positions[everyone], list(flag_releases.itertuples(index=False)),
                               nanoseconds(flag_releases.released_at))
     return out
@@ -112,9 +119,12 @@ def _as_slice(positions: np.ndarray) -> np.ndarray | slice:
 
 
 def judge_looks(agg: Aggregates, releases: pd.DataFrame, looks, config: WindowConfig,
-                known_bad: frozenset = frozenset()) -> list[dict]:
-    """Baseline rows (COHORT_BASELINES columns but the text-derived ones) for every look."""
-    out: list[dict] = []
+                known_bad: frozenset = frozenset()) -> pd.DataFrame:
+    """Baseline rows (COHORT_BASELINES columns but the text-derived ones) for every look.
+
+    Each judged release at each look gives a block of arrays (its cohorts × baseline kinds); the frame
+    is built from all blocks at once, column by column: replay judges thousands of them."""
+    blocks: list[_Block] = []
     window = pd.Timedelta(days=config.window_days)
     flags = _flags(agg, releases)
     for as_of in pd.DatetimeIndex(looks):
@@ -131,32 +141,55 @@ def judge_looks(agg: Aggregates, releases: pd.DataFrame, looks, config: WindowCo
                     continue
                 start = max(release.released_at, as_of - window)
                 earlier = [r.version for r in flag.releases[:i]]
-                out.extend(_judge_release(agg, flag, earlier, release, live, start, as_of, config, known_bad))
-    return out
+                block = _judge_release(agg, flag, earlier, release, live, start, as_of, config, known_bad)
+                if block is not None:
+                    blocks.append(block)
+    return _rows(blocks, agg.topics)
 
 
-def _judge_release(agg, flag, earlier, release, live, start, as_of, config, known_bad) -> list[dict]:
+@dataclass(frozen=True)
+class _Block:
+    """One judged release at one look: its cohorts' sums, each compared with every baseline kind."""
+
+    flag_key: str
+    release_version: str
+    live: bool
+    start: pd.Timestamp
+    as_of: pd.Timestamp
+    cohorts: np.ndarray  # the release's cohorts with feedback in the window
+    metrics: np.ndarray  # cohorts × METRICS
+    topic_sums: np.ndarray  # cohorts × topics
+    kinds: list[str]
+    baseline_versions: list[str]  # per kind
+    baseline_sums: np.ndarray  # cohorts × kinds × (n, negatives, sentiment sum)
+
+
+def _judge_release(agg, flag, earlier, release, live, start, as_of, config, known_bad) -> _Block | None:
     sums = agg.window(start, as_of, flag.positions)
     versions, cohorts = flag.versions, flag.cohorts
-    mine = np.flatnonzero(versions == release.version)
-    if len(mine) == 0:
-        return []
+    mine = flag.version_rows.get(release.version)
+    if mine is None:
+        return None
     positions = (np.arange(flag.positions.start, flag.positions.stop) if isinstance(flag.positions, slice)
                  else flag.positions)
-    topic_sums = agg.topic_window(start, as_of, positions[mine])
-    baselines: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}  # kind -> (sums, cohorts, versions)
+    baselines: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}  # kind -> (sums, cohort codes, versions)
+
+    def keys_of(chosen_versions) -> np.ndarray:
+        """The keys of these versions in key order (the order a mask over `versions` gives)."""
+        parts = [flag.version_rows[v] for v in chosen_versions if v in flag.version_rows]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, int)
 
     def rows_of(chosen_versions, window_sums=sums):
-        chosen = np.isin(versions, chosen_versions)
-        return window_sums[chosen], cohorts[chosen], list(chosen_versions)
+        chosen = keys_of(chosen_versions)
+        return window_sums[chosen], flag.cohort_codes[chosen], list(chosen_versions)
 
     good = [v for v in earlier if (release.flag_key, v) not in known_bad]
     if earlier and getattr(release, "adoption", None) == "self_selected":
         age_end = as_of - release.released_at
         pooled = good[-AGE_MATCHED_RELEASES:]
-        chosen = np.isin(versions, pooled)
+        chosen = keys_of(pooled)
         age_sums = agg.at_age(age_end - (as_of - start), age_end, positions[chosen])
-        baselines["age_matched"] = (age_sums, cohorts[chosen], pooled)
+        baselines["age_matched"] = (age_sums, flag.cohort_codes[chosen], pooled)
     elif earlier:
         previous = earlier[-1]
         baselines["concurrent"] = rows_of([previous])
@@ -173,59 +206,106 @@ def _judge_release(agg, flag, earlier, release, live, start, as_of, config, know
         baselines["rolling"] = rows_of(earlier[-config.rolling_releases:], rolling_sums)
     else:
         baselines["rolling"] = rows_of([])
-    # Per baseline kind and cohort once (not per judged row); Python numbers, not numpy scalars: this
-    # loop runs for every look of a replay.
-    compared = {kind: _by_cohort(*parts) for kind, parts in baselines.items()}
-    tops = np.argsort(-topic_sums, axis=1, kind="stable")[:, :3] if len(agg.topics) else np.zeros((len(mine), 0), int)
-    out = []
-    for row, metrics, topics, top in zip(mine, sums[mine].tolist(), topic_sums.tolist(), tops.tolist()):
-        stats = _stats(metrics, [[str(agg.topics[i]), int(topics[i])] for i in top if topics[i] > 0])
-        if stats["n"] + stats["n_excluded"] == 0:
-            continue
-        cohort = cohorts[row]
-        for kind, by_cohort in compared.items():
-            base_n, base_neg, base_sentiment, base_versions = by_cohort.get(cohort, (0, 0, 0.0, by_cohort[None]))
-            out.append({
-                "flag_key": release.flag_key, "release_version": release.version, "cohort": cohort,
-                "baseline_kind": kind, "baseline_versions": base_versions, "release_live": live,
-                "window_start": start, "window_end": as_of, **stats,
-                "baseline_n": base_n, "baseline_n_negative": base_neg,
-                "baseline_negative_share": base_neg / base_n if base_n else None,
-                "baseline_mean_sentiment": base_sentiment / base_n if base_n else None,
-                "as_of": as_of,
-            })
-    return out
+    metrics = sums[mine]
+    seen = metrics[:, _M["n"]] + metrics[:, _M["n_excluded"]] != 0  # a cohort with no feedback in the window is not judged
+    if not seen.any():
+        return None
+    mine, metrics = mine[seen], metrics[seen]
+    compared = [_by_cohort(base_sums, base_cohorts, flag.n_cohorts, flag.cohort_codes[mine])
+                for base_sums, base_cohorts, _ in baselines.values()]
+    return _Block(release.flag_key, release.version, live, start, as_of, cohorts[mine], metrics,
+                  agg.topic_window(start, as_of, positions[mine]), list(baselines),
+                  [",".join(parts[2]) for parts in baselines.values()], np.stack(compared, axis=1))
 
 
-def _by_cohort(base_sums: np.ndarray, base_cohorts: np.ndarray, base_versions: list[str]) -> dict:
-    """cohort -> (n, negatives, sentiment sum, versions) of a baseline; None -> its versions."""
-    versions = ",".join(base_versions)
-    out: dict = {None: versions}
-    if len(base_cohorts):
-        names, index = np.unique(base_cohorts, return_inverse=True)
-        summed = np.zeros((len(names), base_sums.shape[1]))
-        np.add.at(summed, index, base_sums)
-        for name, total in zip(names, summed.tolist()):
-            out[name] = (int(total[_M["n"]]), int(total[_M["n_negative"]]), total[_M["sentiment_sum"]], versions)
-    return out
+def _by_cohort(base_sums: np.ndarray, base_cohorts: np.ndarray, n_cohorts: int, wanted: np.ndarray) -> np.ndarray:
+    """(n, negatives, sentiment sum) of a baseline for each wanted cohort (codes); zeros where it has none."""
+    summed = np.zeros((n_cohorts, 3))
+    np.add.at(summed, base_cohorts, base_sums[:, [_M["n"], _M["n_negative"], _M["sentiment_sum"]]])
+    return summed[wanted]
 
 
-def _stats(metrics: list[float], top: list) -> dict:
-    n, negatives = int(metrics[_M["n"]]), int(metrics[_M["n_negative"]])
-    urgency_known = metrics[_M["n_urgency_known"]]
-    return {
-        "n": n,
-        "n_negative": negatives,
-        "negative_share": negatives / n if n else None,
-        "n_negative_high_risk": int(metrics[_M["n_negative_high_risk"]]),
-        "n_excluded": int(metrics[_M["n_excluded"]]),
-        "n_excluded_negative": int(metrics[_M["n_excluded_negative"]]),
-        "mean_confidence": metrics[_M["confidence_sum"]] / n if n else None,
-        "mean_sentiment": metrics[_M["sentiment_sum"]] / n if n else None,
-        "top_topics": json.dumps(top),
-        "mean_urgency_high": metrics[_M["n_urgency_high"]] / urgency_known if urgency_known else None,
-        "n_authors": int(metrics[_M["n_authors"]]) or None,
-    }
+def _rows(blocks: list[_Block], topics: np.ndarray) -> pd.DataFrame:
+    """The blocks as one frame: a row per cohort × baseline kind, in block, cohort, kind order."""
+    if not blocks:
+        return pd.DataFrame()
+    sizes = np.array([len(b.cohorts) * len(b.kinds) for b in blocks])
+    per_cohort = np.array([len(b.kinds) for b in blocks]).repeat([len(b.cohorts) for b in blocks])  # rows per cohort
+
+    def each_block(values, dtype=None):
+        return np.repeat(np.asarray(values, dtype=dtype), sizes)
+
+    # Row r of a block is its cohort r // kinds against its kind r % kinds; `kind`: index into all blocks' kinds.
+    kinds = np.array([len(b.kinds) for b in blocks])
+    block = np.repeat(np.arange(len(blocks)), sizes)
+    within = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    kind = np.repeat(np.cumsum(kinds) - kinds, sizes) + within % kinds[block]
+    metrics = np.concatenate([b.metrics for b in blocks]).repeat(per_cohort, axis=0)
+    baseline = np.concatenate([b.baseline_sums.reshape(-1, 3) for b in blocks])
+    top_topics = _top_topics(np.concatenate([b.topic_sums for b in blocks]), topics)
+    frame = pd.DataFrame({
+        "flag_key": each_block([b.flag_key for b in blocks], object),
+        "release_version": each_block([b.release_version for b in blocks], object),
+        "cohort": np.concatenate([b.cohorts for b in blocks]).repeat(per_cohort),
+        "baseline_kind": np.asarray([k for b in blocks for k in b.kinds], dtype=object)[kind],
+        "baseline_versions": np.asarray([v for b in blocks for v in b.baseline_versions], dtype=object)[kind],
+        "release_live": each_block([b.live for b in blocks], bool),
+        "window_start": pd.to_datetime(each_block([pd.Timestamp(b.start).value for b in blocks], np.int64), utc=True),
+        "window_end": pd.to_datetime(each_block([b.as_of.value for b in blocks], np.int64), utc=True),
+        **_stats(metrics, np.repeat(np.asarray(top_topics, dtype=object), per_cohort)),
+    })
+    base_n, base_negatives = baseline[:, 0].astype(np.int64), baseline[:, 1].astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["baseline_n"] = base_n
+        frame["baseline_n_negative"] = base_negatives
+        frame["baseline_negative_share"] = _optional(base_negatives / base_n, base_n != 0)
+        frame["baseline_mean_sentiment"] = _optional(baseline[:, 2] / base_n, base_n != 0)
+    frame["as_of"] = frame.window_end
+    return frame
+
+
+def _top_topics(topic_sums: np.ndarray, topics: np.ndarray) -> list[str]:
+    """Per cohort: JSON [[topic, negatives], ...] of its three most complained-about topics."""
+    if not len(topics):
+        return ["[]"] * len(topic_sums)
+    names = [json.dumps(str(t)) for t in topics]
+    tops = np.argsort(-topic_sums, axis=1, kind="stable")[:, :3]
+    counts = np.take_along_axis(topic_sums, tops, axis=1)
+    return ["[" + ", ".join(f"[{names[i]}, {int(count)}]" for i, count in zip(top, top_counts) if count > 0) + "]"
+            for top, top_counts in zip(tops.tolist(), counts.tolist())]
+
+
+def _stats(metrics: np.ndarray, top_topics: np.ndarray) -> dict:
+    """A cohort's figures from its summed METRICS (rows × METRICS)."""
+    def column(name):
+        return metrics[:, _M[name]]
+
+    n, negatives = column("n").astype(np.int64), column("n_negative").astype(np.int64)
+    urgency_known, authors = column("n_urgency_known"), column("n_authors").astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "n": n,
+            "n_negative": negatives,
+            "negative_share": _optional(negatives / n, n != 0),
+            "n_negative_high_risk": column("n_negative_high_risk").astype(np.int64),
+            "n_excluded": column("n_excluded").astype(np.int64),
+            "n_excluded_negative": column("n_excluded_negative").astype(np.int64),
+            "mean_confidence": _optional(column("confidence_sum") / n, n != 0),
+            "mean_sentiment": _optional(column("sentiment_sum") / n, n != 0),
+            "top_topics": top_topics,
+            "mean_urgency_high": _optional(column("n_urgency_high") / urgency_known, urgency_known != 0),
+            "n_authors": _optional(authors, authors != 0),
+        }
+
+
+def _optional(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`values` where known, missing elsewhere, typed as pandas types a column of numbers and None:
+    the values' own dtype when all are known, float with NaN when some are, None (object) when none is."""
+    if known.all():
+        return values
+    if known.any():
+        return np.where(known, values, np.nan)
+    return np.full(len(values), None, dtype=object)
 
 
 def compute_baselines(
@@ -241,10 +321,10 @@ def compute_baselines(
     return describe_baselines(frame, scored.assign(repeat_vote=repeat), config) if describe else frame
 
 
-def baselines_frame(rows: list[dict]) -> pd.DataFrame:
-    if not rows:
+def baselines_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    if rows.empty:
         return COHORT_BASELINES.empty_frame()
-    frame = pd.DataFrame(rows)
+    frame = rows.copy()
     for column in ("evidence", "new_terms"):
         frame[column] = "[]"
     return frame[COHORT_BASELINES.names]

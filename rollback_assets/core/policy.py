@@ -37,7 +37,7 @@ KEY = ["flag_key", "release_version", "cohort", "window_end"]
 def _baseline_rank(baselines: pd.DataFrame, config: PolicyConfig) -> tuple[np.ndarray, np.ndarray]:
     """(rank, usable): concurrent, last_good, age_matched, then rolling; a same-period baseline is usable
     when it has min_baseline_sample rows, the rolling one only where no same-period baseline is."""
-    min_n = baselines.flag_key.map(lambda f: config.for_flag(f).min_baseline_sample)
+    min_n = baselines.flag_key.map({f: config.for_flag(f).min_baseline_sample for f in baselines.flag_key.unique()})
     order = {kind: i for i, kind in enumerate([*BASELINE_KINDS, "declared"])}
     rank = baselines.baseline_kind.map(order).fillna(len(order)).to_numpy()
     same_period = baselines.baseline_kind.isin([*SAME_PERIOD_KINDS, "declared"]).to_numpy()
@@ -82,12 +82,9 @@ def eligible_baselines(baselines: pd.DataFrame, config: PolicyConfig) -> pd.Data
     one `choose_baseline` picks where none is usable. Adds `n_baselines` per key."""
     if baselines.empty:
         return baselines.assign(n_baselines=pd.Series(dtype=int))
-    rank, usable = _baseline_rank(baselines, config)
-    tested = baselines[usable]
-    fallback = choose_baseline(baselines, config)
-    fallback = fallback.merge(tested[KEY].drop_duplicates(), on=KEY, how="left", indicator=True)
-    fallback = fallback[fallback["_merge"] == "left_only"].drop(columns="_merge")
-    out = pd.concat([tested, fallback], ignore_index=True)
+    _, usable = _baseline_rank(baselines, config)
+    key_tested = pd.Series(usable, index=baselines.index).groupby([baselines[k] for k in KEY], observed=True).transform("any")
+    out = pd.concat([baselines[usable], choose_baseline(baselines[~key_tested.to_numpy()], config)], ignore_index=True)
     out["n_baselines"] = out.groupby(KEY, observed=True).baseline_kind.transform("size")
     return out.sort_values(KEY + ["baseline_kind"], kind="stable").reset_index(drop=True)
 
@@ -159,12 +156,33 @@ def rule_named(name: str) -> Rule:
         raise ValueError(f"policy names rule {name!r}; known rules: {sorted(RULES)}") from None
 
 
-def decision_id(row: dict, policy_version: str) -> str:
-    """Same inputs, same id: a rerun on unchanged data reproduces the decision rather than adding one."""
-    keys = ("flag_key", "release_version", "cohort", "baseline_kind", "window_start", "window_end",
-            "n", "n_negative", "baseline_n", "baseline_n_negative")
-    payload = json.dumps([str(row[k]) for k in keys] + [policy_version])
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+DECISION_ID_KEYS = ("flag_key", "release_version", "cohort", "baseline_kind", "window_start", "window_end",
+                    "n", "n_negative", "baseline_n", "baseline_n_negative")
+
+
+def decision_ids(rows: pd.DataFrame, policy_version: str) -> list[str]:
+    """Same inputs, same id: a rerun on unchanged data reproduces the decision rather than adding one.
+
+    The id hashes the JSON list of the row's DECISION_ID_KEYS as text plus the policy version. Built a
+    column at a time (each distinct value encoded once): replay makes ids for every look at once.
+    """
+    columns = [_json_texts(rows[key]) for key in DECISION_ID_KEYS]
+    tail = ", " + json.dumps(policy_version) + "]"
+    return [hashlib.sha256(("[" + ", ".join(parts) + tail).encode()).hexdigest()[:20] for parts in zip(*columns)]
+
+
+def _json_texts(values: pd.Series) -> list[str]:
+    """json.dumps(str(value)) per value, as Python prints it (numpy scalars boxed, as to_dict would)."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return ['"' + text + '"' for text in map(str, values.tolist())]  # digits, '.', 'e', 'nan': nothing to escape
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)  # a few looks: print each once
+        printed = [json.dumps(str(value)) for value in uniques]
+        return [printed[code] for code in codes.tolist()]
+    listed = values.tolist()
+    encoded: dict = {}  # keyed by (type, value): 1 and 1.0 are equal keys but print differently
+    return [encoded[key] if key in encoded else encoded.setdefault(key, json.dumps(str(key[1])))
+            for key in zip(map(type, listed), listed)]
 
 
 def make_decisions(
@@ -201,7 +219,7 @@ def make_decisions(
     merged["input_versions"] = json.dumps(lineage.get("input_versions", {}), sort_keys=True)
     merged["run_id"] = lineage.get("run_id")
     merged["decided_at"] = decided_at if decided_at is not None else merged.window_end
-    merged["decision_id"] = [decision_id(r, config.version) for r in merged.to_dict("records")]
+    merged["decision_id"] = decision_ids(merged, config.version)
     return merged.sort_values(["flag_key", "cohort"]).reset_index(drop=True)[DECISIONS.names]
 
 

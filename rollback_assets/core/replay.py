@@ -22,6 +22,7 @@ from .aggregates import from_rows
 from .baselines import baselines_frame, describe_baselines, judge_looks, window_edges
 from .policy import PolicyConfig, known_bad_releases, make_decisions
 from .releases import releases_from_first_appearance
+from .schemas import DECISIONS
 from .scoring import calibrated
 from .scoring.base import score_frame
 from .scoring.registry import make_scorer
@@ -105,30 +106,37 @@ def decide_looks(scored: pd.DataFrame, releases: pd.DataFrame, config: PolicyCon
     the clock's step, so no bucket is split but those holding a release time), every look is judged
     from those sums, and the rule runs once over all looks together. A release acted on at one look is
     known bad from the next look on (it stops serving as a last-known-good baseline): when a new
-    release acts, the looks after it are judged again with it known bad. Evidence and new terms are
+    release acts, its flag's looks after it are judged again with it known bad. Evidence and new terms are
     filled in for the first look of each act or hold, the ones a person reads.
     """
     windows = config.windows
     agg, repeat = from_rows(scored, releases, window_edges(releases, steps, windows), windows.one_vote_per_author)
     known_bad: frozenset = frozenset()
     kept: list[pd.DataFrame] = []
-    remaining = pd.DatetimeIndex(steps)
-    while len(remaining):
-        rows = judge_looks(agg, releases, remaining, windows, known_bad)
-        decisions = make_decisions(baselines_frame(rows), releases, config, lineage, decided_at=None)
-        newly_bad = decisions[(decisions.state == "act")
-                              & ~pd.Series(list(zip(decisions.flag_key, decisions.release_version)), index=decisions.index)
-                              .isin(known_bad)]
-        if newly_bad.empty:
-            kept.append(decisions)
-            break
-        first_look = newly_bad.window_end.min()
-        kept.append(decisions[decisions.window_end <= first_look])
-        known_bad = known_bad | known_bad_releases(newly_bad[newly_bad.window_end == first_look])
-        remaining = remaining[remaining > first_look]
+    # A flag's decisions depend on its own known-bad releases only: an act re-judges the looks after it
+    # of its own flag, not of every flag. Each flag's looks still to judge (a suffix of the clock's):
+    remaining = {flag: pd.DatetimeIndex(steps) for flag in releases.flag_key.unique()}
+    while remaining:
+        flags_by_looks: dict[int, list[str]] = {}
+        for flag, looks in remaining.items():
+            flags_by_looks.setdefault(len(looks), []).append(flag)
+        judged = [judge_looks(agg, releases[releases.flag_key.isin(flags)], remaining[flags[0]], windows, known_bad)
+                  for flags in flags_by_looks.values()]
+        judged = [rows for rows in judged if len(rows)]
+        decisions = make_decisions(baselines_frame(pd.concat(judged, ignore_index=True) if judged else pd.DataFrame()),
+                                   releases, config, lineage, decided_at=None)
+        acts = decisions[decisions.state == "act"]
+        newly_bad = acts[~pd.Series(list(zip(acts.flag_key, acts.release_version)), index=acts.index, dtype=object)
+                         .isin(known_bad)]
+        first_look = newly_bad.groupby("flag_key").window_end.min()  # per flag with a new act
+        limit = decisions.flag_key.map(first_look)
+        kept.append(decisions[limit.isna() | (decisions.window_end <= limit)])
+        known_bad = known_bad | known_bad_releases(newly_bad[newly_bad.window_end == newly_bad.flag_key.map(first_look)])
+        remaining = {flag: remaining[flag][remaining[flag] > at] for flag, at in first_look.items()}
+        remaining = {flag: looks for flag, looks in remaining.items() if len(looks)}
     with warnings.catch_warnings():  # all-None columns (e.g. bound) in some passes: the dtype is object either way
         warnings.simplefilter("ignore", FutureWarning)
-        decisions = pd.concat([k for k in kept if len(k)] or [kept[0]], ignore_index=True)
+        decisions = pd.concat([k for k in kept if len(k)] or kept[:1] or [DECISIONS.empty_frame()], ignore_index=True)
     decisions = decisions.sort_values(["window_end", "flag_key", "release_version", "cohort"], kind="stable")
     return _describe_first_alerts(decisions.reset_index(drop=True), scored.assign(repeat_vote=repeat), releases, config, agg)
 
@@ -137,11 +145,13 @@ def _describe_first_alerts(decisions, scored, releases, config, agg) -> pd.DataF
     alerts = decisions[decisions.state.isin(["act", "hold"])]
     first = alerts.sort_values("window_end").drop_duplicates(["flag_key", "release_version", "cohort", "state"])
     for as_of in sorted(set(first.window_end)):
-        rows = scored[scored.created_at <= as_of]
         baselines = baselines_frame(judge_looks(agg, releases, [as_of], config.windows, known_bad_before(decisions, as_of)))
         wanted = first[first.window_end == as_of][["flag_key", "release_version", "cohort"]].drop_duplicates()
         baselines = baselines.merge(wanted, on=["flag_key", "release_version", "cohort"])
-        described = describe_baselines(baselines, rows, config.windows)
+        # The windows' rows only (describe_baselines reads no others): its term index is fitted on what it is given.
+        in_windows = ((scored.created_at > baselines.window_start.min()) & (scored.created_at <= as_of)
+                      & scored.attributed_flag.isin(wanted.flag_key.unique()))
+        described = describe_baselines(baselines, scored[in_windows], config.windows)
         for row in described.drop_duplicates(["flag_key", "release_version", "cohort"]).itertuples(index=False):
             at = ((decisions.flag_key == row.flag_key) & (decisions.release_version == row.release_version)
                   & (decisions.cohort == row.cohort) & (decisions.window_end == as_of))

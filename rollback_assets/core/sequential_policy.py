@@ -19,7 +19,6 @@ min_relative_rise), insufficient_data (too few rows, or the evidence is not conc
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -59,12 +58,9 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
 
     alpha_total = per_flag("alpha")
     is_flag = (chosen.cohort == ALL_COHORTS).to_numpy()
-    def look_key(frame):
-        return frame.flag_key.astype(str) + "\x00" + frame.release_version.astype(str) + "\x00" + frame.window_end.astype(str)
-
-    release_key = look_key(chosen)
-    cohort_counts = look_key(chosen[~is_flag].drop_duplicates(KEY)).value_counts()
-    n_cohorts = release_key.map(cohort_counts).fillna(0).to_numpy(dtype=float)
+    # K per release and look: its distinct cohorts (besides 'all') at that look.
+    n_cohorts = (chosen.cohort.where(~is_flag).groupby([chosen.flag_key, chosen.release_version, chosen.window_end],
+                                                       observed=True).transform("nunique").to_numpy(dtype=float))
     # Each cohort's share of alpha is split again over the baselines it is tested against (Bonferroni):
     # "act if any baseline rejects" then keeps the release's family-wise error within alpha.
     alpha_row = split_alpha(is_flag, n_cohorts, alpha_total, per_flag("flag_alpha_share"), per_flag("min_cohorts"))
@@ -92,61 +88,63 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     min_n = per_flag_threshold("min_sample").astype(float)
     enough = (n >= min_n) & (base_n >= min_n)
     on_surface = chosen.n_negative_high_risk.to_numpy(dtype=float) >= 0.5 * np.maximum(chosen.n_negative.to_numpy(dtype=float), 1)
-    needs_surface = per_flag_threshold("require_high_risk_topic").astype(bool)
+    on_surface |= ~per_flag_threshold("require_high_risk_topic").astype(bool)
     severe_rise = per_flag_threshold("severe_relative_rise").astype(float)
     urgency = chosen.mean_urgency_high.to_numpy(dtype=float) if "mean_urgency_high" in chosen else np.full(len(chosen), np.nan)
-
     corroboration = _corroborating_kpis(chosen, business_kpis, per_flag("kpi_min_change"))
-    narrow = chosen[["cohort", "baseline_kind", "baseline_versions", "negative_share", "baseline_negative_share", "n",
-                     "baseline_n", "n_excluded", "top_topics"]]
-    verdicts = [
-        _verdict(row, _Look(
-            evalue=result["evalue"][i], p_anytime=result["p_anytime"][i], rise=result["rise"][i],
-            lower=result["lower"][i], upper=result["upper"][i], reject=bool(result["reject"][i]),
-            futile=bool(result["futile"][i]), enough=bool(enough[i]), min_n=float(min_n[i]),
-            on_surface=bool(on_surface[i] or not needs_surface[i]), alpha=float(alpha_row[i]),
-            alpha_total=float(alpha_total[i]), weight=float(weight[i]), min_rise=float(min_rise[i]),
-            severe_rise=float(severe_rise[i]), urgency=float(urgency[i]), margin=float(margin[i]),
-            kpis=corroboration[i],
-        ))
-        for i, row in enumerate(narrow.itertuples(index=False))
-    ]
-    out = pd.DataFrame(verdicts, columns=["state", "action", "severity", "statistic", "bound", "reason"])
-    out["baseline_kind"] = chosen.baseline_kind.to_numpy()
-    out[index_names] = chosen[index_names].to_numpy()
-    return combine_verdicts(out).set_index(index_names)[VERDICT_COLUMNS]
+
+    state, action, severity = _states(result, enough, on_surface, min_rise, severe_rise, urgency,
+                                      np.array([bool(k) for k in corroboration], dtype=bool))
+    out = pd.DataFrame({
+        "state": state, "action": action, "severity": severity,
+        "statistic": np.minimum(result["evalue"], 1e12),
+        # None where the test has not started: a list, so a batch with no started test keeps an all-None column
+        "bound": [float(b) if e else None for b, e in zip(result["lower"].tolist(), enough.tolist())],
+        "baseline_kind": chosen.baseline_kind.to_numpy(), "_row": np.arange(len(chosen)),
+    })
+    for name in index_names:  # column by column: one array of all four would box every window_end
+        out[name] = chosen[name].array
+    out = combine_verdicts(out)
+    # The sentence people read, for the verdict kept per key only.
+    kept = out.pop("_row").to_numpy()
+    facts = chosen[["cohort", "baseline_kind", "baseline_versions", "negative_share", "baseline_negative_share", "n",
+                    "baseline_n", "n_excluded", "top_topics"]].iloc[kept].assign(**{
+                        name: array[kept] for name, array in {
+                            "evalue": result["evalue"], "p_anytime": result["p_anytime"], "rise": result["rise"],
+                            "lower": result["lower"], "upper": result["upper"], "enough": enough, "min_n": min_n,
+                            "alpha": alpha_row, "alpha_total": alpha_total, "weight": weight, "min_rise": min_rise,
+                            "margin": margin}.items()},
+                        kpis=[corroboration[k] for k in kept.tolist()])
+    out["reason"] = [_reason(state, row) for state, row in zip(out.state.tolist(), facts.itertuples(index=False))]
+    return out.set_index(index_names)[VERDICT_COLUMNS]
 
 
-@dataclass(frozen=True)
-class _Look:
-    """One baseline comparison's test result with the settings that judge it (one row of the vectorised test)."""
-
-    evalue: float
-    p_anytime: float
-    rise: float
-    lower: float
-    upper: float
-    reject: bool
-    futile: bool
-    enough: bool  # min_sample reached on both sides
-    min_n: float
-    on_surface: bool  # complaints on a high-risk surface, or the flag does not require one
-    alpha: float  # this comparison's share of alpha
-    alpha_total: float
-    weight: float  # confidence weight applied to n
-    min_rise: float
-    severe_rise: float
-    urgency: float  # share of high-urgency complaints, NaN when unknown
-    margin: float
-    kpis: str  # corroborating KPI moves, readable; "" when none
+def _states(result: dict, enough, on_surface, min_rise, severe_rise, urgency, corroborated) -> tuple:
+    """(state, action, severity) arrays from the test results:
+    act     the test rejects and the complaints are on a high-risk surface (or the flag needs none):
+            disable when severe (a rise of severe_relative_rise whose lower bound clears
+            min_relative_rise, or half the complaints urgent), else step down;
+    hold    the test rejects, the complaints are elsewhere: promotion held for a human;
+    pass    the always-valid upper bound rules out min_relative_rise;
+    insufficient_data otherwise (below min_sample on either side, or not conclusive yet).
+    A corroborating business KPI raises an act's or a hold's severity one notch."""
+    reject, futile = result["reject"] & enough, result["futile"] & enough
+    act, hold = reject & on_surface, reject & ~on_surface
+    state = np.select([act, hold, futile], ["act", "hold", "pass"], "insufficient_data")
+    with np.errstate(invalid="ignore"):
+        severe = ((result["rise"] >= severe_rise) & (result["lower"] >= min_rise)) | (~np.isnan(urgency) & (urgency >= 0.5))
+    severity = np.select([act & severe, act, hold], ["severe", "moderate", "low"], "none")
+    bump = corroborated & (act | hold)
+    severity[bump] = [raise_severity(s) for s in severity[bump].tolist()]
+    action = np.select([act & (severity == "severe"), act, hold], ["disable", "step_down", "hold_promotion"], "none")
+    return state, action, severity
 
 
-def _verdict(row, look: _Look) -> tuple:
-    """(state, action, severity, statistic, bound, reason) for one comparison; the reason is the sentence people read."""
-    evalue, rise, lower, upper = look.evalue, look.rise, look.lower, look.upper
-    alpha, alpha_total, weight, margin, kpis = look.alpha, look.alpha_total, look.weight, look.margin, look.kpis
-    min_n, min_rise, severe_rise, urgency = look.min_n, look.min_rise, look.severe_rise, look.urgency
-    statistic = float(min(evalue, 1e12))
+def _reason(state: str, row) -> str:
+    """The sentence people read for a verdict `_states` reached. `row`: the comparison's baseline row
+    with its test results and the settings that judged it (evalue ... margin, kpis)."""
+    evalue, rise, lower, upper = row.evalue, row.rise, row.lower, row.upper
+    alpha, alpha_total, weight, margin, kpis = row.alpha, row.alpha_total, row.weight, row.margin, row.kpis
     where = "the flag as a whole" if row.cohort == ALL_COHORTS else f"cohort {row.cohort}"
     base = f"{row.baseline_kind} baseline ({row.baseline_versions or 'none'})"
     share = f"{row.negative_share:.0%}" if row.negative_share is not None and not pd.isna(row.negative_share) else "n/a"
@@ -154,35 +152,24 @@ def _verdict(row, look: _Look) -> tuple:
                   and not pd.isna(row.baseline_negative_share) else "n/a")
     weighted = f", confidence-weighted n={row.n * weight:.0f}" if weight < 0.999 else ""
     excluded = f"; {row.n_excluded} rows on excluded topics not counted" if row.n_excluded else ""
-    evidence = (f"evidence e={evalue:.3g} vs threshold 1/alpha={1 / alpha:.3g} (alpha share {alpha:.4f} of {alpha_total:.2f}, "
-                f"anytime p={look.p_anytime:.3g})")
     counts = f"negative share {share} vs {base_share} on the {base}, n={row.n} vs {row.baseline_n}{weighted}{excluded}"
-    if not look.enough:
-        return ("insufficient_data", "none", "none", statistic, None,
-                f"Not enough feedback yet for {where}: {counts}; the test starts at {min_n:.0f} rows on each side.")
+    if not row.enough:
+        return f"Not enough feedback yet for {where}: {counts}; the test starts at {row.min_n:.0f} rows on each side."
+    evidence = (f"evidence e={evalue:.3g} vs threshold 1/alpha={1 / alpha:.3g} (alpha share {alpha:.4f} of {alpha_total:.2f}, "
+                f"anytime p={row.p_anytime:.3g})")
     kpi_note = f"; corroborated by {kpis}" if kpis else ""
-    if look.reject:
+    if state in ("act", "hold"):
         top_topic = (json.loads(row.top_topics or "[]") or [[None]])[0][0]
         bound_text = f"rise {rise:+.0%}, always-valid lower bound {lower:+.0%} (margin {margin:.0%})"
-        if not look.on_surface:
-            severity = raise_severity("low") if kpis else "low"
-            return ("hold", "hold_promotion", severity, statistic, float(lower),
-                    f"Complaints rose for {where} ({counts}; {bound_text}; {evidence}), but mostly about '{top_topic}', "
+        if state == "hold":
+            return (f"Complaints rose for {where} ({counts}; {bound_text}; {evidence}), but mostly about '{top_topic}', "
                     f"which is not a high-risk surface of this release, so promotion is held for a human{kpi_note}.")
-        severe = (rise >= severe_rise and lower >= min_rise) or (not np.isnan(urgency) and urgency >= 0.5)
-        severity = "severe" if severe else "moderate"
-        if kpis:
-            severity = raise_severity(severity)
-        action = "disable" if severity == "severe" else "step_down"
         about = f", mostly about {top_topic}" if top_topic else ""
-        return ("act", action, severity, statistic, float(lower),
-                f"Negative feedback rose for {where}{about}: {counts}; {bound_text}; {evidence}{kpi_note}.")
-    if look.futile:
-        return ("pass", "none", "none", statistic, float(lower),
-                f"No regression for {where}: {counts}; a rise of {min_rise:.0%} is ruled out "
+        return f"Negative feedback rose for {where}{about}: {counts}; {bound_text}; {evidence}{kpi_note}."
+    if state == "pass":
+        return (f"No regression for {where}: {counts}; a rise of {row.min_rise:.0%} is ruled out "
                 f"(always-valid upper bound {upper:+.0%}; {evidence}).")
-    return ("insufficient_data", "none", "none", statistic, float(lower),
-            f"Not conclusive yet for {where}: {counts}; rise {rise:+.0%} with always-valid bounds "
+    return (f"Not conclusive yet for {where}: {counts}; rise {rise:+.0%} with always-valid bounds "
             f"[{lower:+.0%}, {upper:+.0%}]; {evidence}; still watching.")
 
 
