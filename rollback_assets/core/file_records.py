@@ -36,8 +36,10 @@ Unreadable = list[tuple[int, str, "str | None"]]
 Flagged = list[tuple[int, str]]
 
 
-def read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
-    """All source columns as strings plus `source_row` (the file's real line; row number for Parquet)."""
+def read_records(path: Path, mapping: Mapping) -> tuple[pa.Table, Unreadable, Flagged]:
+    """All source columns as non-null strings ("" where a value is missing) plus `source_row` (the file's
+    real line; row number for Parquet). Arrow, not pandas: normalising a clean file is then a handful of
+    vectorised kernels over its columns (a pandas operation per column per file cost more than the rows)."""
     kind = file_format(path)
     if kind is None:
         raise UnreadableFile(f"unsupported file type {path.suffix or '(no suffix)'!r}: the landing zone reads "
@@ -48,9 +50,9 @@ def read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable
         frame, unreadable, flagged = _read_csv(path, mapping)
     else:
         frame, unreadable, flagged = _read_jsonl(path, mapping)
-    values = [c for c in frame.columns if c != "source_row"]
-    frame[values] = frame[values].fillna("").astype(ARROW_STRING)
-    return frame, unreadable, flagged
+    filled = [frame.column(c) if c == "source_row" else pc.fill_null(frame.column(c).cast(pa.string()), "")
+              for c in frame.column_names]
+    return pa.table(filled, names=frame.column_names), unreadable, flagged
 
 
 ARROW_STRING = pd.StringDtype("pyarrow")
@@ -89,7 +91,7 @@ class _csv_field_limit:
         csv.field_size_limit(self.previous)
 
 
-def _read_csv(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+def _read_csv(path: Path, mapping: Mapping) -> tuple[pa.Table, Unreadable, Flagged]:
     """Arrow reads a well-formed file in one pass. When its row count differs from the file's line count
     (quoted newlines, blank lines) or it rejects a line, the file is read again record by record so that
     line numbers are the file's real lines and only the bad line is quarantined."""
@@ -99,7 +101,7 @@ def _read_csv(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, F
         except csv.Error as error:
             raise UnreadableFile(f"malformed CSV header: {error}") from None
     if header is None:
-        return pd.DataFrame({"source_row": pd.Series(dtype="int64")}), [], []
+        return _no_records(), [], []
     if any(_LONE_SURROGATE.search(name) for name in header):
         raise UnreadableFile("the header is not UTF-8")
     _check_columns(header, mapping)
@@ -116,7 +118,7 @@ def _read_csv(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, F
     return _read_csv_rows(path, header)
 
 
-def _read_csv_rows(path: Path, header: list[str]) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+def _read_csv_rows(path: Path, header: list[str]) -> tuple[pa.Table, Unreadable, Flagged]:
     """Record by record: a row with the wrong number of fields, bytes that are not UTF-8 or a CSV syntax
     error is quarantined on its own, numbered by the line it starts on. Blank lines are not records."""
     unreadable, rows, numbers = [], [], []
@@ -144,13 +146,14 @@ def _read_csv_rows(path: Path, header: list[str]) -> tuple[pd.DataFrame, Unreada
             else:
                 rows.append(record)
                 numbers.append(line)
-    frame = pd.DataFrame(rows, columns=[_data_name(c) for c in header])
-    frame.insert(0, "source_row", np.array(numbers, dtype=np.int64))
-    return frame, unreadable, []
+    fields = list(zip(*rows)) if rows else [()] * len(header)
+    columns = {"source_row": pa.array(numbers, pa.int64())}
+    columns.update({_data_name(name): pa.array(values, pa.string()) for name, values in zip(header, fields)})
+    return pa.table(columns), unreadable, []
 
 
 # ------------------------------------------------------------------------------------------------ JSON lines
-def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pa.Table, Unreadable, Flagged]:
     table = _arrow_jsonl(path, mapping)
     if table is not None:
         return _string_frame(table, first_row=1, read_columns=set()), [], []
@@ -165,8 +168,7 @@ def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable,
                 rows.append(_json_record(obj, number, read_columns, flagged))
             else:
                 unreadable.append((number, "array element is not a JSON object", json.dumps(obj)[:4096]))
-        frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
-        return frame, unreadable, flagged
+        return _records_table(rows), unreadable, flagged
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -189,8 +191,21 @@ def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable,
                 unreadable.append((number, "line is not a JSON object", line))
                 continue
             rows.append(_json_record(obj, number, read_columns, flagged))
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
-    return frame, unreadable, flagged
+    return _records_table(rows), unreadable, flagged
+
+
+def _records_table(rows: list[dict]) -> pa.Table:
+    """Records that may name different keys: one column per key, in order of first appearance (a record
+    without a key has a null there, read as "")."""
+    if not rows:
+        return _no_records()
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    return pa.table({name: pa.array([row.get(name) for row in rows], pa.int64() if name == "source_row" else pa.string())
+                     for name in names})
+
+
+def _no_records() -> pa.Table:
+    return pa.table({"source_row": pa.array([], pa.int64())})
 
 
 def _json_record(obj: dict, number: int, read_columns: set[str], flagged: Flagged) -> dict:
@@ -255,7 +270,7 @@ def _cell_text(value) -> tuple[str, str | None]:
 
 
 # ------------------------------------------------------------------------------------------------ Parquet
-def _read_parquet(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+def _read_parquet(path: Path, mapping: Mapping) -> tuple[pa.Table, Unreadable, Flagged]:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
@@ -271,7 +286,7 @@ def _line_count(path: Path) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
 
 
-def _string_frame(table: pa.Table, first_row: int, read_columns: set[str], flagged: Flagged | None = None) -> pd.DataFrame:
+def _string_frame(table: pa.Table, first_row: int, read_columns: set[str], flagged: Flagged | None = None) -> pa.Table:
     """Every column as text. A column Arrow cannot cast (lists, structs, bytes that are not UTF-8) is
     converted value by value; a wrong-kind value in a column the mapping reads is flagged for its row."""
     columns = {}
@@ -291,6 +306,5 @@ def _string_frame(table: pa.Table, first_row: int, read_columns: set[str], flagg
                     flagged.append((first_row + offset, f"{name}: {problem}"))
                 texts.append(text)
             columns[name] = pa.array(texts, pa.string())
-    frame = pa.table({_data_name(n): c for n, c in columns.items()}).to_pandas(types_mapper={pa.string(): ARROW_STRING}.get)
-    frame.insert(0, "source_row", np.arange(first_row, first_row + len(frame)))
-    return frame
+    rows = pa.array(np.arange(first_row, first_row + table.num_rows, dtype=np.int64))
+    return pa.table({"source_row": rows, **{_data_name(n): c for n, c in columns.items()}})

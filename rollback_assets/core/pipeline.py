@@ -68,14 +68,14 @@ def ingest(lake: Lake, files: list[tuple[Path, Mapping, str]], author_salt: str 
     batch: list[tuple[str, Mapping, str, object]] = []
     for index, (path, mapping, digest) in enumerate(files):
         batch.append((str(path), mapping, digest, read_file(path, mapping, author_salt=author_salt, now=now)))
-        if sum(len(r.valid) for *_, r in batch) >= CHUNK_ROWS or index == len(files) - 1:
+        if sum(r.rows.num_rows for *_, r in batch) >= CHUNK_ROWS or index == len(files) - 1:
             version = _merge_batch(lake, batch, now, stats)
             batch = []
     return StepResult(version, stats)
 
 
 def _merge_batch(lake: Lake, batch: list, now, stats: dict) -> int | None:
-    valid = pa.concat_tables([RAW_FEEDBACK.to_arrow(r.valid) for *_, r in batch])
+    valid = pa.concat_tables([r.rows for *_, r in batch])
     # The same event in two files of one batch: the later file wins, as it would in two batches.
     later_wins = ~valid.column("event_id").to_pandas().duplicated(keep="last").to_numpy()
     # The commit names the stamp its rows carry, so `enrich` finds them by commit, not by clock.
@@ -87,7 +87,7 @@ def _merge_batch(lake: Lake, batch: list, now, stats: dict) -> int | None:
     # A file that could not be read stays out of the ledger, so the same bytes are read again once the
     # mapping is fixed; its quarantine row (source_row 0) says why.
     lake.merge(LANDING_FILES, pd.DataFrame([
-        {"file_digest": digest, "path": path, "mapping": mapping.name, "rows_valid": len(r.valid),
+        {"file_digest": digest, "path": path, "mapping": mapping.name, "rows_valid": r.rows.num_rows,
          "rows_quarantined": len(r.quarantined), "raw_version": version, "ingested_at": now}
         for path, mapping, digest, r in batch if r.file_error is None
     ], columns=LANDING_FILES.names))
