@@ -74,10 +74,10 @@ def _read_file(path: Path, mapping: Mapping, author_salt: str, now: datetime) ->
     count = good.num_rows
     columns = {name: good.column(name) for name in good.column_names}
     columns.update(
-        source_file=pa.array(np.full(count, str(path), dtype=object), pa.string()),
+        source_file=pa.repeat(pa.scalar(str(path), pa.string()), count),
         created_date=pc.cast(good.column("created_at"), pa.date32()),
         content_hash=_content_hash(good, verified_as_bool=frame.column("verified_buyer").null_count == 0),
-        ingested_at=pa.array(np.full(count, pd.Timestamp(now).as_unit("us").to_datetime64()), UTC_TS),
+        ingested_at=pa.repeat(pa.scalar(now, UTC_TS), count),
     )
     return IngestResult(pa.Table.from_arrays([columns[n] for n in RAW_FEEDBACK.names], schema=RAW_FEEDBACK.arrow_schema),
                         quarantine)

@@ -43,7 +43,7 @@ def require_author_salt(mappings, author_salt: str) -> None:
 
 def author_hash(value: str, author_salt: str) -> str:
     """Keyed hash (HMAC-SHA256): the same author gives the same hash under one salt, nothing without it."""
-    return hmac.new(author_salt.encode(), value.encode(), hashlib.sha256).hexdigest()[:16] if value else ""
+    return hmac.digest(author_salt.encode(), value.encode(), hashlib.sha256)[:8].hex() if value else ""
 
 
 def canonical(records: pa.Table, mapping: Mapping, author_salt: str) -> tuple[pa.Table, list]:
@@ -135,7 +135,7 @@ def canonical(records: pa.Table, mapping: Mapping, author_salt: str) -> tuple[pa
 
 
 def _constant(value: str, count: int) -> pa.Array:
-    return pa.array(np.full(count, value, dtype=object), pa.string())
+    return pa.repeat(pa.scalar(value, pa.string()), count)
 
 
 def _mask(condition) -> np.ndarray:

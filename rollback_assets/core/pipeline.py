@@ -185,7 +185,7 @@ def _attributed(raw: pa.Table, releases: pd.DataFrame, cohort_dimensions: tuple[
     columns = {}
     for column in ENRICHED_FEEDBACK.columns:
         if column.name == "enriched_at":
-            columns[column.name] = pa.array([now] * raw.num_rows, column.type)
+            columns[column.name] = pa.repeat(pa.scalar(now, column.type), raw.num_rows)
         elif column.name in decided.columns and column.name not in raw.column_names:
             columns[column.name] = pa.array(decided[column.name], column.type, from_pandas=True)
         else:  # MERGE-written files may hand strings back as string_view: stored as declared
