@@ -31,8 +31,9 @@ class IngestResult:
 
     @property
     def valid(self) -> pd.DataFrame:
-        """The rows as a pandas frame (RAW_FEEDBACK columns), for callers that work in pandas."""
-        return self.rows.to_pandas()
+        """The rows as a pandas frame (RAW_FEEDBACK columns), for callers that work in pandas; ratings as
+        Int64 (whole numbers, blank where unrated), not floats."""
+        return self.rows.to_pandas(types_mapper={pa.int16(): pd.Int64Dtype()}.get)
 
     @property
     def counts(self) -> dict:
