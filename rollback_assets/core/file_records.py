@@ -8,6 +8,7 @@ dropped, never fatal); a file that cannot be read at all raises `UnreadableFile`
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 from .landing import SUFFIX_FORMATS, file_format
 from .mapping import Mapping
 
-_SURROGATES = r"[\udc80-\udcff]"
+_UNDECODED = re.compile(r"[\udc80-\udcff]")  # what surrogateescape makes of bytes that are not UTF-8
 
 
 class UnreadableFile(ValueError):
@@ -36,8 +37,10 @@ Unreadable = list[tuple[int, str, "str | None"]]
 Flagged = list[tuple[int, str]]
 
 
-def read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
-    """All source columns as strings plus `source_row` (the file's real line; row number for Parquet)."""
+def read_records(path: Path, mapping: Mapping) -> tuple[pa.Table, Unreadable, Flagged]:
+    """All source columns as non-null strings ("" where a value is missing) plus `source_row` (the file's
+    real line; row number for Parquet). Arrow, not pandas: normalising a clean file is then a handful of
+    vectorised kernels over its columns (a pandas operation per column per file cost more than the rows)."""
     kind = file_format(path)
     if kind is None:
         raise UnreadableFile(f"unsupported file type {path.suffix or '(no suffix)'!r}: the landing zone reads "
@@ -48,9 +51,9 @@ def read_records(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable
         frame, unreadable, flagged = _read_csv(path, mapping)
     else:
         frame, unreadable, flagged = _read_jsonl(path, mapping)
-    values = [c for c in frame.columns if c != "source_row"]
-    frame[values] = frame[values].fillna("").astype(ARROW_STRING)
-    return frame, unreadable, flagged
+    filled = [frame.column(c) if c == "source_row" else pc.fill_null(frame.column(c).cast(pa.string()), "")
+              for c in frame.column_names]
+    return pa.table(filled, names=frame.column_names), unreadable, flagged
 
 
 ARROW_STRING = pd.StringDtype("pyarrow")
@@ -89,7 +92,7 @@ class _csv_field_limit:
         csv.field_size_limit(self.previous)
 
 
-def _read_csv(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+def _read_csv(path: Path, mapping: Mapping) -> tuple[pa.Table, Unreadable, Flagged]:
     """Arrow reads a well-formed file in one pass. When its row count differs from the file's line count
     (quoted newlines, blank lines) or it rejects a line, the file is read again record by record so that
     line numbers are the file's real lines and only the bad line is quarantined."""
@@ -99,7 +102,7 @@ def _read_csv(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, F
         except csv.Error as error:
             raise UnreadableFile(f"malformed CSV header: {error}") from None
     if header is None:
-        return pd.DataFrame({"source_row": pd.Series(dtype="int64")}), [], []
+        return _no_records(), [], []
     if any(_LONE_SURROGATE.search(name) for name in header):
         raise UnreadableFile("the header is not UTF-8")
     _check_columns(header, mapping)
@@ -116,7 +119,7 @@ def _read_csv(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, F
     return _read_csv_rows(path, header)
 
 
-def _read_csv_rows(path: Path, header: list[str]) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+def _read_csv_rows(path: Path, header: list[str]) -> tuple[pa.Table, Unreadable, Flagged]:
     """Record by record: a row with the wrong number of fields, bytes that are not UTF-8 or a CSV syntax
     error is quarantined on its own, numbered by the line it starts on. Blank lines are not records."""
     unreadable, rows, numbers = [], [], []
@@ -136,67 +139,111 @@ def _read_csv_rows(path: Path, header: list[str]) -> tuple[pd.DataFrame, Unreada
             line, start = start, reader.line_num + 1
             if not record:
                 continue
-            raw = ",".join(record).encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:4096]
+            joined = ",".join(record)  # a field holds undecodable bytes exactly when the joined line does
             if len(record) != len(header):
-                unreadable.append((line, f"wrong number of fields (expected {len(header)}, got {len(record)})", raw))
-            elif any(re.search(_SURROGATES, value) for value in record):
-                unreadable.append((line, "undecodable bytes (not UTF-8)", raw))
+                unreadable.append((line, f"wrong number of fields (expected {len(header)}, got {len(record)})", _shown(joined)))
+            elif _UNDECODED.search(joined):
+                unreadable.append((line, "undecodable bytes (not UTF-8)", _shown(joined)))
             else:
                 rows.append(record)
                 numbers.append(line)
-    frame = pd.DataFrame(rows, columns=[_data_name(c) for c in header])
-    frame.insert(0, "source_row", np.array(numbers, dtype=np.int64))
-    return frame, unreadable, []
+    fields = list(zip(*rows)) if rows else [()] * len(header)
+    columns = {"source_row": pa.array(numbers, pa.int64())}
+    columns.update({_data_name(name): pa.array(values, pa.string()) for name, values in zip(header, fields)})
+    return pa.table(columns), unreadable, []
+
+
+def _shown(joined: str) -> str:
+    return joined.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:4096]
 
 
 # ------------------------------------------------------------------------------------------------ JSON lines
-def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
-    table = _arrow_jsonl(path, mapping)
-    if table is not None:
-        return _string_frame(table, first_row=1, read_columns=set()), [], []
+def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pa.Table, Unreadable, Flagged]:
+    """JSON lines a block of lines at a time: Arrow reads a block in one call; a block it rejects is read
+    record by record, so one bad line costs its block, not its file."""
     read_columns = mapping.read_columns
     unreadable: Unreadable = []
     flagged: Flagged = []
-    rows = []
     array = _json_array(path)
     if array is not None:  # one JSON document holding a list of records: numbered by element
+        rows = []
         for number, obj in enumerate(array, start=1):
             if isinstance(obj, dict):
                 rows.append(_json_record(obj, number, read_columns, flagged))
             else:
                 unreadable.append((number, "array element is not a JSON object", json.dumps(obj)[:4096]))
-        frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
-        return frame, unreadable, flagged
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            if number == 1:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is not part of the first record
-            line = raw.decode("utf-8", errors="replace")[:4096]
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                unreadable.append((number, "undecodable bytes (not UTF-8)", line))
-                continue
-            except json.JSONDecodeError as error:
-                unreadable.append((number, f"invalid JSON: {error.msg}", line))
-                continue
-            except RecursionError:
-                unreadable.append((number, "invalid JSON: nested too deeply", None))
-                continue
-            if not isinstance(obj, dict):
-                unreadable.append((number, "line is not a JSON object", line))
-                continue
-            rows.append(_json_record(obj, number, read_columns, flagged))
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame({"source_row": pd.Series(dtype="int64")})
-    return frame, unreadable, flagged
+        return _records_table(rows), unreadable, flagged
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if data.endswith(b"\n") or not data:
+        lines.pop()
+    if lines:
+        lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is not part of the first record
+    tables = []
+    for start in range(0, len(lines), JSONL_BLOCK_LINES):
+        block = lines[start:start + JSONL_BLOCK_LINES]
+        table = _arrow_jsonl_block(block, mapping)
+        if table is not None:
+            tables.append(_string_frame(table, first_row=start + 1, read_columns=set()))
+            continue
+        rows = []
+        for number, line in enumerate(block, start=start + 1):
+            # The line as the file holds it, newline included (JSON's error message for a cut-off string
+            # depends on it), except a last line that has none.
+            raw = line if number == len(lines) and not data.endswith(b"\n") else line + b"\n"
+            record = _json_line(raw, number, read_columns, unreadable, flagged)
+            if record is not None:
+                rows.append(record)
+        tables.append(_records_table(rows))
+    if not tables:
+        return _no_records(), unreadable, flagged
+    names = list(dict.fromkeys(name for table in tables for name in table.column_names))
+    return pa.concat_tables(tables, promote_options="default").select(names), unreadable, flagged
+
+
+JSONL_BLOCK_LINES = 512  # lines per Arrow read: a bad line sends only its block down the record-by-record path
+
+
+def _json_line(raw: bytes, number: int, read_columns: set[str], unreadable: Unreadable, flagged: Flagged) -> dict | None:
+    """One line as a record, or None (blank, or unreadable with its reason)."""
+    if not raw.strip():
+        return None
+    line = raw.decode("utf-8", errors="replace")[:4096]
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        unreadable.append((number, "undecodable bytes (not UTF-8)", line))
+        return None
+    except json.JSONDecodeError as error:
+        unreadable.append((number, f"invalid JSON: {error.msg}", line))
+        return None
+    except RecursionError:
+        unreadable.append((number, "invalid JSON: nested too deeply", None))
+        return None
+    if not isinstance(obj, dict):
+        unreadable.append((number, "line is not a JSON object", line))
+        return None
+    return _json_record(obj, number, read_columns, flagged)
+
+
+def _records_table(rows: list[dict]) -> pa.Table:
+    """Records that may name different keys: one column per key, in order of first appearance (a record
+    without a key has a null there, read as "")."""
+    if not rows:
+        return _no_records()
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    return pa.table({name: pa.array([row.get(name) for row in rows], pa.int64() if name == "source_row" else pa.string())
+                     for name in names})
+
+
+def _no_records() -> pa.Table:
+    return pa.table({"source_row": pa.array([], pa.int64())})
 
 
 def _json_record(obj: dict, number: int, read_columns: set[str], flagged: Flagged) -> dict:
     row = {"source_row": number}
     for key, value in obj.items():
-        key = _data_name(_LONE_SURROGATE.sub("\ufffd", key))
+        key = _data_name(key if key.isascii() else _LONE_SURROGATE.sub("\ufffd", key))
         text, problem = _cell_text(value)
         if problem and key in read_columns:
             flagged.append((number, f"{key}: {problem}"))
@@ -216,26 +263,30 @@ def _json_array(path: Path) -> list | None:
     return data if isinstance(data, list) else None
 
 
-def _arrow_jsonl(path: Path, mapping: Mapping) -> pa.Table | None:
-    """The whole file through Arrow, or None when the careful path is needed: a line Arrow rejects (bad
-    JSON, a lone surrogate escape, mixed types), blank lines (they shift row numbers), nested values."""
+def _arrow_jsonl_block(lines: list[bytes], mapping: Mapping) -> pa.Table | None:
+    """A block of lines through Arrow, or None when the careful path is needed: a line Arrow rejects (bad
+    JSON, a lone surrogate escape, mixed types), blank lines (they would shift row numbers), nested values."""
     time_column = mapping.columns["created_at"]
     try:
         table = pa_json.read_json(
-            path,
+            io.BytesIO(b"\n".join(lines) + b"\n"),
             parse_options=pa_json.ParseOptions(
                 explicit_schema=pa.schema([(time_column, pa.string())]), unexpected_field_behavior="infer"
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
         return None
-    if table.num_rows != _line_count(path) or any(pa.types.is_nested(f.type) for f in table.schema):
+    if table.num_rows != len(lines) or any(pa.types.is_nested(f.type) for f in table.schema):
         return None
     return table
 
 
 def _cell_text(value) -> tuple[str, str | None]:
     """A JSON or Parquet value as text, and what is wrong with it where a single value is expected."""
+    if isinstance(value, str):  # by far the most common: checked first, and ASCII text needs no scan
+        if value.isascii() or not _LONE_SURROGATE.search(value):
+            return value, None
+        return _LONE_SURROGATE.sub("\ufffd", value), "lone surrogate escape (not valid Unicode)"
     if value is None:
         return "", None
     if isinstance(value, bool):
@@ -248,14 +299,11 @@ def _cell_text(value) -> tuple[str, str | None]:
             return value.decode("utf-8"), None
         except UnicodeDecodeError:
             return value.decode("utf-8", "replace"), "undecodable bytes (not UTF-8)"
-    text = value if isinstance(value, str) else str(value)
-    if _LONE_SURROGATE.search(text):
-        return _LONE_SURROGATE.sub("\ufffd", text), "lone surrogate escape (not valid Unicode)"
-    return text, None
+    return _cell_text(str(value))
 
 
 # ------------------------------------------------------------------------------------------------ Parquet
-def _read_parquet(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, Unreadable, Flagged]:
+def _read_parquet(path: Path, mapping: Mapping) -> tuple[pa.Table, Unreadable, Flagged]:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
@@ -271,7 +319,7 @@ def _line_count(path: Path) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
 
 
-def _string_frame(table: pa.Table, first_row: int, read_columns: set[str], flagged: Flagged | None = None) -> pd.DataFrame:
+def _string_frame(table: pa.Table, first_row: int, read_columns: set[str], flagged: Flagged | None = None) -> pa.Table:
     """Every column as text. A column Arrow cannot cast (lists, structs, bytes that are not UTF-8) is
     converted value by value; a wrong-kind value in a column the mapping reads is flagged for its row."""
     columns = {}
@@ -291,6 +339,5 @@ def _string_frame(table: pa.Table, first_row: int, read_columns: set[str], flagg
                     flagged.append((first_row + offset, f"{name}: {problem}"))
                 texts.append(text)
             columns[name] = pa.array(texts, pa.string())
-    frame = pa.table({_data_name(n): c for n, c in columns.items()}).to_pandas(types_mapper={pa.string(): ARROW_STRING}.get)
-    frame.insert(0, "source_row", np.arange(first_row, first_row + len(frame)))
-    return frame
+    rows = pa.array(np.arange(first_row, first_row + table.num_rows, dtype=np.int64))
+    return pa.table({"source_row": rows, **{_data_name(n): c for n, c in columns.items()}})

@@ -12,23 +12,32 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .file_records import UnreadableFile, read_records
 from .mapping import Mapping
 from .normalise import canonical
-from .schemas import FEEDBACK_FIELDS, QUARANTINE, RAW_FEEDBACK
+from .schemas import FEEDBACK_FIELDS, QUARANTINE, RAW_FEEDBACK, UTC_TS
 
 
 @dataclass
 class IngestResult:
-    valid: pd.DataFrame  # RAW_FEEDBACK columns
+    rows: pa.Table  # RAW_FEEDBACK's Arrow schema: what the pipeline merges as it is
     quarantined: pd.DataFrame  # QUARANTINE columns
     file_error: str | None = None  # set when the file as a whole could not be read (one quarantine row, source_row 0)
 
     @property
+    def valid(self) -> pd.DataFrame:
+        """The rows as a pandas frame (RAW_FEEDBACK columns), for callers that work in pandas; ratings as
+        Int64 (whole numbers, blank where unrated), not floats."""
+        return self.rows.to_pandas(types_mapper={pa.int16(): pd.Int64Dtype()}.get)
+
+    @property
     def counts(self) -> dict:
-        return {"rows_valid": len(self.valid), "rows_quarantined": len(self.quarantined)}
+        return {"rows_valid": self.rows.num_rows, "rows_quarantined": len(self.quarantined)}
 
 
 def read_file(path: str | Path, mapping: Mapping, *, author_salt: str = "", now: datetime | None = None) -> IngestResult:
@@ -51,43 +60,55 @@ def _read_file(path: Path, mapping: Mapping, author_salt: str, now: datetime) ->
     reasons.extend((row, reason) for row, reason in flagged)
     for row_number, reason, _ in unreadable:
         reasons.append((row_number, reason))
-    reasons.append((frame.source_row[(frame.created_at > now + mapping.future_skew).to_numpy()],
+    latest = pa.scalar(pd.Timestamp(now) + mapping.future_skew, UTC_TS)
+    future = pc.fill_null(pc.greater(frame.column("created_at"), latest), False).to_numpy(zero_copy_only=False)
+    reasons.append((frame.column("source_row").to_numpy()[future],
                     f"time in the future (later than ingest time + {mapping.max_future_skew})"))
     bad_rows = _reasons_by_row(reasons)
-    bad_rows.update(_in_file_duplicates(frame[~frame["source_row"].isin(bad_rows)]))
+    rows = frame.column("source_row").to_numpy()
+    good = frame.filter(pa.array(~np.isin(rows, list(bad_rows))))
+    duplicates = _in_file_duplicates(good)
+    if duplicates:
+        bad_rows.update(duplicates)
+        good = good.filter(pa.array(~np.isin(good.column("source_row").to_numpy(), list(duplicates))))
     quarantine = _quarantine_rows(records, bad_rows, str(path), mapping, now)
-    good = frame[~frame["source_row"].isin(bad_rows)].copy()
-    good["source_file"] = str(path)
-    good["created_date"] = good["created_at"].dt.date
-    good["content_hash"] = _content_hash(good)
-    good["ingested_at"] = now
-    return IngestResult(good[RAW_FEEDBACK.names].reset_index(drop=True), quarantine)
+    count = good.num_rows
+    columns = {name: good.column(name) for name in good.column_names}
+    columns.update(
+        source_file=pa.repeat(pa.scalar(str(path), pa.string()), count),
+        created_date=pc.cast(good.column("created_at"), pa.date32()),
+        content_hash=_content_hash(good, verified_as_bool=frame.column("verified_buyer").null_count == 0),
+        ingested_at=pa.repeat(pa.scalar(now, UTC_TS), count),
+    )
+    return IngestResult(pa.Table.from_arrays([columns[n] for n in RAW_FEEDBACK.names], schema=RAW_FEEDBACK.arrow_schema),
+                        quarantine)
 
 
 def _unreadable_file(path, mapping: Mapping, reason: str, now: datetime) -> IngestResult:
     row = {"source_file": str(path), "source_row": 0, "mapping": mapping.name,
            "reason": f"file not read: {reason}"[:2000], "event_id": None, "raw_record": None, "quarantined_at": now}
-    return IngestResult(RAW_FEEDBACK.empty_frame(), pd.DataFrame([row]), file_error=reason)
+    return IngestResult(RAW_FEEDBACK.arrow_schema.empty_table(), pd.DataFrame([row]), file_error=reason)
 
 
 def _reasons_by_row(reasons: list) -> dict[int, str]:
     by_row: dict[int, list[str]] = {}
     for rows, reason in reasons:
-        for row in (rows.tolist() if isinstance(rows, pd.Series) else [rows]):
+        for row in (rows.tolist() if isinstance(rows, np.ndarray) else [rows]):
             by_row.setdefault(int(row), []).append(reason)
     return {row: "; ".join(dict.fromkeys(rs)) for row, rs in by_row.items()}
 
 
 def _quarantine_rows(
-    records: pd.DataFrame, bad_rows: dict[int, str], path: str, mapping: Mapping, now
+    records: pa.Table, bad_rows: dict[int, str], path: str, mapping: Mapping, now
 ) -> pd.DataFrame:
     if not bad_rows:
         return QUARANTINE.empty_frame()
-    raw = records.set_index("source_row")
     kept = _kept_columns(mapping)
     # A line that never became a record cannot be split into fields, so nobody can tell which of them it
     # holds (a user name, an unknown column): it is withheld; its line number finds it in the landing file.
-    read = raw.loc[raw.index.intersection(list(bad_rows)), [c for c in raw.columns if c in kept]].to_dict("index")
+    bad = records.filter(pc.is_in(records.column("source_row"), pa.array(list(bad_rows), pa.int64())))
+    shown = bad.select([c for c in bad.column_names if c in kept]).to_pylist()
+    read = dict(zip(bad.column("source_row").to_pylist(), shown))
     rows = []
     for row, reason in sorted(bad_rows.items()):
         record = read.get(row)
@@ -105,10 +126,10 @@ def _quarantine_rows(
     return pd.DataFrame(rows)
 
 
-def _in_file_duplicates(good: pd.DataFrame) -> dict[int, str]:
+def _in_file_duplicates(good: pa.Table) -> dict[int, str]:
     """A file that repeats an event id keeps its last row; the earlier ones are quarantined, not lost."""
-    duplicated = good.duplicated("event_id", keep="last")
-    return {int(r): "duplicate event id in file (a later row wins)" for r in good.source_row[duplicated]}
+    duplicated = pd.Series(good.column("event_id").to_numpy(zero_copy_only=False)).duplicated(keep="last").to_numpy()
+    return {int(r): "duplicate event id in file (a later row wins)" for r in good.column("source_row").to_numpy()[duplicated]}
 
 
 def _kept_columns(mapping: Mapping) -> set[str]:
@@ -129,6 +150,14 @@ def _raw_json(record: dict | None) -> str | None:
     return text[:4096]
 
 
-def _content_hash(frame: pd.DataFrame) -> pd.Series:
-    hashed = pd.util.hash_pandas_object(frame[list(FEEDBACK_FIELDS)], index=False)
-    return pd.Series([f"{h:016x}" for h in hashed.to_numpy()], index=frame.index, dtype=object)
+def _content_hash(rows: pa.Table, verified_as_bool: bool) -> pa.Array:
+    """pandas' row hash of the canonical fields, as 16 hex digits. The frame has the dtypes the hash has
+    always been computed on (text as objects, Int64 ratings, nanosecond UTC times; `verified_buyer` as
+    bool where the file had no blank one, else as objects), so a corrected re-delivery of an unchanged
+    row keeps its hash and is not rewritten (nor re-scored)."""
+    frame = rows.select(list(FEEDBACK_FIELDS)).to_pandas(types_mapper={pa.int16(): pd.Int64Dtype()}.get)
+    frame["created_at"] = frame["created_at"].astype("datetime64[ns, UTC]")
+    frame["verified_buyer"] = frame["verified_buyer"].astype(bool if verified_as_bool else object)
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    hex_digits = hashed.astype(">u8").tobytes().hex().encode()
+    return pa.array(np.frombuffer(hex_digits, dtype="S16")).cast(pa.string())

@@ -192,7 +192,7 @@ class Lake:
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         for part in table.partition_by:
             # Pruning: only partitions present in the batch are scanned for matches.
-            values = sorted({str(v) for v in data.column(part).to_pylist()})
+            values = sorted({str(v) for v in pc.unique(data.column(part)).to_pylist()})
             predicate += f" AND t.{part} IN ({', '.join(repr(v) for v in values)})"
 
         def attempt() -> dict:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from .file_records import ARROW_STRING
 from .mapping import Mapping
 from .ratings import SCALES, parse_ratings
-from .schemas import FEEDBACK_FIELDS, SOURCE_KINDS
+from .schemas import FEEDBACK_FIELDS, SOURCE_KINDS, UTC_TS
 
 MAX_TEXT_CHARS = 20_000
 SALT_ENV = "ROLLBACK_AUTHOR_SALT"  # a secret: keys author hashes; from the environment, never from config
@@ -43,70 +43,117 @@ def require_author_salt(mappings, author_salt: str) -> None:
 
 def author_hash(value: str, author_salt: str) -> str:
     """Keyed hash (HMAC-SHA256): the same author gives the same hash under one salt, nothing without it."""
-    return hmac.new(author_salt.encode(), value.encode(), hashlib.sha256).hexdigest()[:16] if value else ""
+    return hmac.digest(author_salt.encode(), value.encode(), hashlib.sha256)[:8].hex() if value else ""
 
 
-def canonical(records: pd.DataFrame, mapping: Mapping, author_salt: str) -> tuple[pd.DataFrame, list]:
-    """The canonical columns of `records`, and (rows, reason) for every check a row fails."""
-    reasons: list[tuple[pd.Series, str]] = []
-    out = pd.DataFrame({"source_row": records["source_row"]})
-    blank = pd.Series("", index=records.index, dtype=ARROW_STRING)
+def canonical(records: pa.Table, mapping: Mapping, author_salt: str) -> tuple[pa.Table, list]:
+    """The canonical columns of `records` (`source_row` and FEEDBACK_FIELDS, typed as raw_feedback stores
+    them), and (source rows, reason) for every check a row fails.
 
-    def source(name):
-        if isinstance(name, list):
-            parts = [records.get(n, blank).str.strip() for n in name]
+    Arrow kernels over whole columns; what only Python can decide (an author's HMAC, a rating, a release
+    rule) is decided once per distinct value, which a day of feedback repeats thousands of times."""
+    count = records.num_rows
+    rows = records.column("source_row").to_numpy()
+    blank = _constant("", count)
+    reasons: list[tuple[np.ndarray, str]] = []
+
+    def column(name: str) -> pa.Array:
+        return records.column(name).combine_chunks() if name in records.column_names else blank
+
+    def source(name) -> pa.Array:
+        if isinstance(name, list):  # title + body: joined with ". ", a blank part left out
+            parts = [pc.utf8_trim_whitespace(column(n)) for n in name]
             joined = parts[0]
             for part in parts[1:]:
-                joined = joined.where(part == "", joined.where(joined == "", joined + ". ") + part)
+                with_part = pc.if_else(pc.equal(joined, ""), part, pc.binary_join_element_wise(joined, part, ". "))
+                joined = pc.if_else(pc.equal(part, ""), joined, with_part)
             return joined
-        return records.get(name, blank)
+        return column(name)
 
+    out: dict[str, pa.Array] = {}
     for field_name in FEEDBACK_FIELDS:
         if field_name in mapping.columns:
-            out[field_name] = source(mapping.columns[field_name]).str.strip()
+            out[field_name] = pc.utf8_trim_whitespace(source(mapping.columns[field_name]))
         elif field_name in mapping.constants:
-            out[field_name] = mapping.constants[field_name]
+            out[field_name] = _constant(str(mapping.constants[field_name]), count)
         else:
-            out[field_name] = ""
+            out[field_name] = blank
     if "source_kind" not in mapping.columns:
-        out["source_kind"] = mapping.source_kind
+        out["source_kind"] = _constant(mapping.source_kind, count)
     if "channel" not in mapping.columns:
-        out["channel"] = mapping.channel or mapping.name
-    for target, column in mapping.hash_columns.items():
-        if column in records:
-            out[target] = records[column].map(lambda v: author_hash(v, author_salt)).astype(ARROW_STRING)
+        out["channel"] = _constant(mapping.channel or mapping.name, count)
+    for target, name in mapping.hash_columns.items():
+        if name in records.column_names:
+            out[target] = _per_distinct(column(name), lambda values: pa.array(
+                [author_hash(v, author_salt) for v in values.to_pylist()], pa.string()))
 
     if mapping.strict:
-        unknown = [c for c in records.columns if c != "source_row" and c not in mapping.source_columns]
+        unknown = [c for c in records.column_names if c != "source_row" and c not in mapping.source_columns]
         if unknown:
-            has_value = records[unknown].ne("").any(axis=1)
+            has_value = np.zeros(count, dtype=bool)
+            for name in unknown:
+                has_value |= _mask(pc.not_equal(column(name), ""))
             reasons.append((has_value, f"unknown columns in strict mode: {', '.join(sorted(unknown))}"))
 
-    reasons.append((out.event_id == "", "missing event id"))
-    reasons.append((out.text == "", "missing text"))
-    reasons.append((out.text.str.len() > MAX_TEXT_CHARS, f"oversized text (over {MAX_TEXT_CHARS} characters)"))
-    created = parse_time(out.created_at, mapping)
-    reasons.append((created.isna(), f"unparsable time (expected {mapping.time_format})"))
-    out["created_at"] = created
+    reasons.append((_mask(pc.equal(out["event_id"], "")), "missing event id"))
+    reasons.append((_mask(pc.equal(out["text"], "")), "missing text"))
+    reasons.append((_mask(pc.greater(pc.utf8_length(out["text"]), MAX_TEXT_CHARS)),
+                    f"oversized text (over {MAX_TEXT_CHARS} characters)"))
+    created = parse_time(out["created_at"].to_pandas(types_mapper={pa.string(): ARROW_STRING}.get), mapping)
+    reasons.append((created.isna().to_numpy(), f"unparsable time (expected {mapping.time_format})"))
+    # Delta keeps microseconds: a value given in nanoseconds is cut to them rather than refused.
+    out["created_at"] = pc.cast(pa.array(created, from_pandas=True), UTC_TS, safe=False)
 
-    rating, bad_rating = parse_ratings(out.rating, mapping.rating_scale)
     scale = SCALES[mapping.rating_scale]
-    reasons.append((bad_rating, f"rating out of range for scale {scale.name} ({scale.low}-{scale.high})"))
-    out["rating"] = rating
-    out["rating_scale"] = mapping.rating_scale
-    out["sentiment_from"] = mapping.sentiment_from
-    version = out.app_version.astype(object).where(out.app_version != "", None)
-    out["app_version"] = mapping.version_rule.release_of(version) if mapping.version_rule else version
-    out["app_build"] = version.where(version.notna() & (version != out.app_version), None)
-    bad_kind = ~out.source_kind.isin(SOURCE_KINDS)
-    reasons.append((bad_kind, f"source_kind must be one of {', '.join(SOURCE_KINDS)}"))
+    ratings = _per_distinct(out["rating"], lambda values: _ratings_and_validity(values, mapping.rating_scale))
+    reasons.append((_mask(pc.struct_field(ratings, "invalid")),
+                    f"rating out of range for scale {scale.name} ({scale.low}-{scale.high})"))
+    out["rating"] = pc.struct_field(ratings, "rating")
+    out["rating_scale"] = _constant(mapping.rating_scale, count)
+    out["sentiment_from"] = _constant(mapping.sentiment_from, count)
+    version = pc.if_else(pc.equal(out["app_version"], ""), pa.scalar(None, pa.string()), out["app_version"])
+    if mapping.version_rule:
+        rule = mapping.version_rule
+        out["app_version"] = _per_distinct(version, lambda values: pa.array(
+            rule.release_of(values.to_pandas()), pa.string(), from_pandas=True))
+    else:
+        out["app_version"] = version
+    out["app_build"] = pc.if_else(pc.fill_null(pc.not_equal(version, out["app_version"]), False), version,
+                                  pa.scalar(None, pa.string()))
+    reasons.append((~_mask(pc.is_in(out["source_kind"], pa.array(SOURCE_KINDS))),
+                    f"source_kind must be one of {', '.join(SOURCE_KINDS)}"))
 
-    verified = out.verified_buyer.str.lower().astype(object)
-    out["verified_buyer"] = verified.map({"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False})
-    for column in FEEDBACK_FIELDS:
-        if column not in ("created_at", "rating", "verified_buyer", "app_version", "app_build"):
-            out[column] = out[column].replace("", None)
-    return out, [(out.source_row[mask.to_numpy()], reason) for mask, reason in reasons]
+    verified = pc.utf8_lower(out["verified_buyer"])
+    out["verified_buyer"] = pc.if_else(pc.is_in(verified, pa.array(["true", "1", "yes"])), True,
+                                       pc.if_else(pc.is_in(verified, pa.array(["false", "0", "no"])), False,
+                                                  pa.scalar(None, pa.bool_())))
+    for name in FEEDBACK_FIELDS:
+        if name not in ("created_at", "rating", "verified_buyer", "app_version", "app_build"):
+            out[name] = pc.if_else(pc.equal(out[name], ""), pa.scalar(None, pa.string()), out[name])
+    table = pa.table({"source_row": records.column("source_row").combine_chunks(), **{n: out[n] for n in FEEDBACK_FIELDS}})
+    return table, [(rows[mask], reason) for mask, reason in reasons]
+
+
+def _constant(value: str, count: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, pa.string()), count)
+
+
+def _mask(condition) -> np.ndarray:
+    """A boolean kernel's result as a numpy mask (null: False)."""
+    return pc.fill_null(condition, False).to_numpy(zero_copy_only=False)
+
+
+def _per_distinct(values: pa.Array, decide) -> pa.Array:
+    """`decide` (an array of distinct values → one result each) applied once per distinct value, then
+    spread back over the rows. Nulls stay null."""
+    encoded = pc.dictionary_encode(values)
+    return decide(encoded.dictionary).take(encoded.indices)
+
+
+def _ratings_and_validity(values: pa.Array, scale_name: str) -> pa.StructArray:
+    rating, invalid = parse_ratings(values.to_pandas(), scale_name)
+    return pa.StructArray.from_arrays([pa.array(rating, pa.int16(), from_pandas=True), pa.array(invalid, pa.bool_())],
+                                      names=["rating", "invalid"])
 
 
 # ------------------------------------------------------------------------------------------------ time

@@ -68,14 +68,14 @@ def ingest(lake: Lake, files: list[tuple[Path, Mapping, str]], author_salt: str 
     batch: list[tuple[str, Mapping, str, object]] = []
     for index, (path, mapping, digest) in enumerate(files):
         batch.append((str(path), mapping, digest, read_file(path, mapping, author_salt=author_salt, now=now)))
-        if sum(len(r.valid) for *_, r in batch) >= CHUNK_ROWS or index == len(files) - 1:
+        if sum(r.rows.num_rows for *_, r in batch) >= CHUNK_ROWS or index == len(files) - 1:
             version = _merge_batch(lake, batch, now, stats)
             batch = []
     return StepResult(version, stats)
 
 
 def _merge_batch(lake: Lake, batch: list, now, stats: dict) -> int | None:
-    valid = pa.concat_tables([RAW_FEEDBACK.to_arrow(r.valid) for *_, r in batch])
+    valid = pa.concat_tables([r.rows for *_, r in batch])
     # The same event in two files of one batch: the later file wins, as it would in two batches.
     later_wins = ~valid.column("event_id").to_pandas().duplicated(keep="last").to_numpy()
     # The commit names the stamp its rows carry, so `enrich` finds them by commit, not by clock.
@@ -87,7 +87,7 @@ def _merge_batch(lake: Lake, batch: list, now, stats: dict) -> int | None:
     # A file that could not be read stays out of the ledger, so the same bytes are read again once the
     # mapping is fixed; its quarantine row (source_row 0) says why.
     lake.merge(LANDING_FILES, pd.DataFrame([
-        {"file_digest": digest, "path": path, "mapping": mapping.name, "rows_valid": len(r.valid),
+        {"file_digest": digest, "path": path, "mapping": mapping.name, "rows_valid": r.rows.num_rows,
          "rows_quarantined": len(r.quarantined), "raw_version": version, "ingested_at": now}
         for path, mapping, digest, r in batch if r.file_error is None
     ], columns=LANDING_FILES.names))
@@ -156,9 +156,8 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
     version, now = lake.version(ENRICHED_FEEDBACK), _now()
     for i, days in enumerate(chunks):
         in_chunk = ds.field("created_date").isin(days)
-        raw = lake.read(RAW_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto)
-        enriched = attribute(raw, releases, cohort_dimensions)
-        enriched["enriched_at"] = now
+        raw = lake.read_arrow(RAW_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto)
+        enriched = _attributed(raw, releases, cohort_dimensions, now)
         # Every commit names the stamp its rows carry (what `score` selects on); the last one also
         # records the raw version now fully processed.
         metadata = {"enriched_at": now}
@@ -170,12 +169,28 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
             # MERGE, not append, after the overwrite too: a concurrent run re-attributing the same
             # days must not add its rows a second time.
             version, _ = lake.merge(ENRICHED_FEEDBACK, enriched, metadata=metadata, moved_rows_checked=True)
-        stats["rows_attributed"] += len(enriched)
-        for method, count in enriched.attribution.value_counts().items():
-            stats["by_method"][method] = stats["by_method"].get(method, 0) + int(count)
+        stats["rows_attributed"] += enriched.num_rows
+        for method in pc.value_counts(enriched.column("attribution")).to_pylist():
+            stats["by_method"][method["values"]] = stats["by_method"].get(method["values"], 0) + method["counts"]
     if stats["rows_attributed"]:
         stats["attribution_rate"] = round(1 - stats["by_method"].get("none", 0) / stats["rows_attributed"], 4)
     return StepResult(version, stats)
+
+
+def _attributed(raw: pa.Table, releases: pd.DataFrame, cohort_dimensions: tuple[str, ...], now: datetime) -> pa.Table:
+    """`attribute` on the columns it reads; every other raw column passes through as Arrow (a pandas round
+    trip of all of them cost more than the attribution itself)."""
+    read = list(dict.fromkeys(["product", "app_version", "created_at", *cohort_dimensions]))
+    decided = attribute(raw.select(read).to_pandas(), releases, cohort_dimensions)
+    columns = {}
+    for column in ENRICHED_FEEDBACK.columns:
+        if column.name == "enriched_at":
+            columns[column.name] = pa.repeat(pa.scalar(now, column.type), raw.num_rows)
+        elif column.name in decided.columns and column.name not in raw.column_names:
+            columns[column.name] = pa.array(decided[column.name], column.type, from_pandas=True)
+        else:  # MERGE-written files may hand strings back as string_view: stored as declared
+            columns[column.name] = raw.column(column.name).cast(column.type)
+    return pa.Table.from_arrays(list(columns.values()), schema=ENRICHED_FEEDBACK.arrow_schema)
 
 
 # ---------------------------------------------------------------- enriched -> scored
