@@ -161,3 +161,37 @@ def test_four_concurrent_runs_on_different_files(tmp_path):
     assert sorted(ledger.path) == sorted(str(f) for f, _ in jobs)
     decisions = lake.read(DECISIONS, columns=["decision_id"]).decision_id
     assert len(decisions) and decisions.is_unique
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_four_first_writers_of_a_table_land_its_rows_once(tmp_path, attempt):
+    """Writers that all find no table would each write a version 0 (delta-rs does not refuse the second
+    creation) and every batch would land: on a local lake they take turns creating it, and the others
+    merge into what the first made."""
+    import pandas as pd
+
+    from rollback_assets.core.schemas import AUTHOR_VOTES
+
+    votes = pd.DataFrame({
+        "flag_key": "f", "release_version": "1", "cohort": "all", "author_hash": [f"a{i}" for i in range(50)],
+        "first_event_id": [f"e{i}" for i in range(50)], "first_at": pd.Timestamp("2026-09-01", tz="UTC"),
+        "first_date": pd.Timestamp("2026-09-01").date(),
+    })
+    start, errors = threading.Barrier(4), []
+
+    def write():
+        try:
+            own = Lake(tmp_path / "lake")
+            start.wait()
+            own.merge(AUTHOR_VOTES, votes)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors
+    stored = Lake(tmp_path / "lake").read(AUTHOR_VOTES)
+    assert len(stored) == 50 and not stored.author_hash.duplicated().any()
