@@ -26,7 +26,9 @@ from .mapping import Mapping
 from .normalise import require_author_salt
 from .lake import Lake
 from .policy import PolicyConfig, known_bad_releases, make_decisions
+from .scoring import calibrated
 from .scoring.base import Scorer, score_frame
+from .scoring.model_store import ModelStore
 from .schemas import (
     AUTHOR_VOTES, BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, LANDING_FILES, QUARANTINE, RAW_FEEDBACK,
     RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT, SENTIMENT_DAILY, UTC_TS,
@@ -176,6 +178,28 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
     if stats["rows_attributed"]:
         stats["attribution_rate"] = round(1 - stats["by_method"].get("none", 0) / stats["rows_attributed"], 4)
     return StepResult(version, stats)
+
+
+# ---------------------------------------------------------------- enriched -> text model
+def train_text_model(lake: Lake, store: ModelStore) -> StepResult:
+    """Fit the text model on `calibrated.training_sample` of the rated rows once rated feedback has
+    grown enough since the last fit (`ModelStore.needs_training`). The sample is chosen from ids and
+    ratings, so only its own texts leave Arrow, whatever the history holds."""
+    rated_filter = ~ds.field("rating").is_null()
+    data = lake.dataset(ENRICHED_FEEDBACK)
+    stats: dict = {"trained": False, "rated_rows": data.count_rows(filter=rated_filter) if data is not None else 0}
+    previous = store.pointer()
+    if not store.needs_training(stats["rated_rows"]):
+        return StepResult(None, {**stats, "model_version": previous["version"],
+                                 "retrain_at_rows": store.retrain_at(previous["rated_rows"])})
+    rated = lake.read_arrow(ENRICHED_FEEDBACK, columns=["event_id", "rating", "rating_scale", "text"], filter=rated_filter)
+    sample = calibrated.training_sample(rated.drop_columns(["text"]).to_pandas())
+    texts = rated.column("text").take(pa.array(sample.index.to_numpy(), type=pa.int64()))
+    model = calibrated.train_on(sample.assign(text=texts.to_numpy(zero_copy_only=False)))
+    if model is None:
+        return StepResult(None, stats)
+    return StepResult(None, {**stats, "trained": True, "model": model,
+                             "model_path": store.save(model, rated_rows=stats["rated_rows"])})
 
 
 # ---------------------------------------------------------------- enriched -> scored
