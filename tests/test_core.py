@@ -15,7 +15,7 @@ from rollback_assets.core.policy import PolicyConfig, choose_baseline, fixed_rul
 from rollback_assets.core.releases import load_releases_yaml, parse_ladder, release_record, releases_frame
 from rollback_assets.core.schemas import BUSINESS_KPIS, COHORT_BASELINES, DECISIONS
 from rollback_assets.core.scoring.base import score_frame
-from rollback_assets.core.scoring.calibrated import CalibratedScorer
+from rollback_assets.core.scoring.calibrated import CalibratedScorer, training_sample
 from rollback_assets.core.scoring.lexicon import LexiconScorer
 from rollback_assets.core.taxonomy import Taxonomy
 
@@ -169,6 +169,24 @@ def test_calibrated_trains_on_any_rating_scale():
     model = CalibratedScorer.train(texts, nps, "nps")
     assert model is not None and model.validation.n_train + model.validation.n_holdout == int(stars.isin([1, 2, 4, 5]).sum())
     assert model.score(["the order button does nothing"]).sentiment_label.tolist() == ["negative"]
+
+
+def test_training_sample_is_bounded_stratified_and_chosen_by_the_rows_themselves():
+    """At most max_rows labelled rows, each label at its share, 3 stars never; the same rows in the same
+    order however the rows were read (assets and replay train the same model), and a sample of the
+    sample is itself (the lake path picks rows before reading their texts)."""
+    _, ratings = _rated(5000, seed=11)
+    rows = pd.DataFrame({"event_id": [f"ev-{i}" for i in range(len(ratings))], "rating": ratings, "rating_scale": "stars"})
+    sample = training_sample(rows, max_rows=1000)
+    labelled = rows[rows.rating != 3]
+    assert len(sample) == 1000 and (sample.rating != 3).all()
+    assert abs((sample.rating <= 2).sum() - 1000 * (labelled.rating <= 2).mean()) <= 1
+    shuffled = training_sample(rows.sample(frac=1, random_state=5).reset_index(drop=True), max_rows=1000)
+    assert shuffled.event_id.tolist() == sample.event_id.tolist()
+    assert training_sample(sample, max_rows=1000).event_id.tolist() == sample.event_id.tolist()
+    grown = pd.concat([rows, rows.assign(event_id=rows.event_id + "-late")], ignore_index=True)
+    assert len(set(training_sample(grown, max_rows=1000).event_id) & set(sample.event_id)) > 300
+    assert len(training_sample(rows.head(300), max_rows=1000)) == int((rows.head(300).rating != 3).sum())
 
 
 def test_calibrated_refuses_too_little_or_one_class_data():

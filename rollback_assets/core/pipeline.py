@@ -26,10 +26,12 @@ from .mapping import Mapping
 from .normalise import require_author_salt
 from .lake import Lake
 from .policy import PolicyConfig, known_bad_releases, make_decisions
+from .scoring import calibrated
 from .scoring.base import Scorer, score_frame
+from .scoring.model_store import ModelStore
 from .schemas import (
     AUTHOR_VOTES, BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, LANDING_FILES, NEGATIVES_DAILY, QUARANTINE,
-    RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT, SENTIMENT_DAILY, UTC_TS,
+    RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_COLUMNS, SCORE_FIELDS, SCORED_SENTIMENT, SENTIMENT_DAILY, UTC_TS, Table,
 )
 from .taxonomy import Taxonomy
 
@@ -193,6 +195,28 @@ def _attributed(raw: pa.Table, releases: pd.DataFrame, cohort_dimensions: tuple[
     return pa.Table.from_arrays(list(columns.values()), schema=ENRICHED_FEEDBACK.arrow_schema)
 
 
+# ---------------------------------------------------------------- enriched -> text model
+def train_text_model(lake: Lake, store: ModelStore) -> StepResult:
+    """Fit the text model on `calibrated.training_sample` of the rated rows once rated feedback has
+    grown enough since the last fit (`ModelStore.needs_training`). The sample is chosen from ids and
+    ratings, so only its own texts leave Arrow, whatever the history holds."""
+    rated_filter = ~ds.field("rating").is_null()
+    data = lake.dataset(ENRICHED_FEEDBACK)
+    stats: dict = {"trained": False, "rated_rows": data.count_rows(filter=rated_filter) if data is not None else 0}
+    previous = store.pointer()
+    if not store.needs_training(stats["rated_rows"]):
+        return StepResult(None, {**stats, "model_version": previous["version"],
+                                 "retrain_at_rows": store.retrain_at(previous["rated_rows"])})
+    rated = lake.read_arrow(ENRICHED_FEEDBACK, columns=["event_id", "rating", "rating_scale", "text"], filter=rated_filter)
+    sample = calibrated.training_sample(rated.drop_columns(["text"]).to_pandas())
+    texts = rated.column("text").take(pa.array(sample.index.to_numpy(), type=pa.int64()))
+    model = calibrated.train_on(sample.assign(text=texts.to_numpy(zero_copy_only=False)))
+    if model is None:
+        return StepResult(None, stats)
+    return StepResult(None, {**stats, "trained": True, "model": model,
+                             "model_path": store.save(model, rated_rows=stats["rated_rows"])})
+
+
 # ---------------------------------------------------------------- enriched -> scored
 def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     """Score rows attributed since the enriched version the last run processed, a chunk of days at
@@ -207,15 +231,18 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     version = lake.version(SCORED_SENTIMENT)
     for i, days in enumerate(chunks):
         in_chunk = ds.field("created_date").isin(days)
-        changed = lake.read(ENRICHED_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto)
-        reuse = _reusable_scores(lake, changed)
-        fresh = changed[~changed.event_id.isin(reuse.event_id)]
-        scored_fresh = score_frame(scorer, taxonomy, fresh) if len(fresh) else None
-        reused = changed.merge(reuse, on=["event_id", "content_hash"], how="inner")
-        combined = pd.concat([f for f in (scored_fresh, reused) if f is not None and len(f)], ignore_index=True)
+        changed = lake.read_arrow(ENRICHED_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto)
+        keys = changed.select(["event_id", "content_hash", "created_date"]).to_pandas()
+        reuse = _reusable_scores(lake, keys)
+        is_fresh = ~keys.event_id.isin(reuse.event_id).to_numpy()
+        fresh = changed.filter(pa.array(is_fresh))
+        scored_fresh = score_frame(scorer, taxonomy, fresh.select(SCORE_INPUT).to_pandas()) if fresh.num_rows else None
+        reused = changed.filter(pa.array(~is_fresh)).to_pandas().merge(reuse, on=["event_id", "content_hash"], how="inner")
+        combined = pa.concat_tables([*([_with_scores(fresh, scored_fresh)] if scored_fresh is not None else []),
+                                     *([SCORED_SENTIMENT.to_arrow(reused)] if len(reused) else [])])
         metadata = {"enriched_version": upto} if i == len(chunks) - 1 else None
         version, _ = lake.merge(SCORED_SENTIMENT, combined, metadata=metadata, moved_rows_checked=True)
-        stats["rows_scored"] += len(fresh)
+        stats["rows_scored"] += fresh.num_rows
         stats["rows_reused"] += len(reused)
         if scored_fresh is not None:
             negatives += int((scored_fresh.sentiment_label == "negative").sum())
@@ -267,6 +294,21 @@ def _changed_since(lake: Lake, upstream, stamp: str, since: int | None, upto: in
         elif commit.get("operation") not in _NO_NEW_ROWS:
             return None
     return ds.field(stamp).isin(pa.array(stamps, type=UTC_TS))
+
+
+SCORE_INPUT = ["text", "rating", "rating_scale", "sentiment_from"]  # what score_frame reads of a row
+_SCORE_FIELDS_ONLY = Table("score_fields", SCORE_COLUMNS, key=())
+
+
+def _with_scores(rows: pa.Table, scores: pd.DataFrame) -> pa.Table:
+    """Enriched rows as read, with their score fields, in scored_sentiment's schema: the enriched columns
+    stay Arrow; only the few a scorer reads ever became Python objects (a full round trip through
+    pandas cost as much as a fifth of the scorer's own time)."""
+    fields = _SCORE_FIELDS_ONLY.to_arrow(scores.reset_index(drop=True))
+    return pa.Table.from_arrays(
+        [fields.column(f.name) if f.name in SCORE_FIELDS else rows.column(f.name).cast(f.type)
+         for f in SCORED_SENTIMENT.arrow_schema],
+        schema=SCORED_SENTIMENT.arrow_schema)
 
 
 def _reusable_scores(lake: Lake, changed: pd.DataFrame) -> pd.DataFrame:

@@ -79,20 +79,19 @@ def parse_ratings(values: pd.Series, scale_name: str) -> tuple[pd.Series, pd.Ser
 
 def rating_labels(ratings: pd.Series, scales: pd.Series) -> pd.DataFrame:
     """sentiment_score, sentiment_label, confidence from ratings on their scales (NaN where unrated)."""
-    out = pd.DataFrame(index=ratings.index, columns=["sentiment_score", "sentiment_label", "confidence"], dtype=object)
-    out["sentiment_score"] = np.nan
-    out["confidence"] = np.nan
+    values = ratings.to_numpy(dtype=float, na_value=np.nan)
+    names = scales.to_numpy(dtype=object)
+    score, confidence = np.full(len(values), np.nan), np.full(len(values), np.nan)
+    label = np.full(len(values), np.nan, dtype=object)
     for name in scales.dropna().unique():
         the_scale = scale(name)
-        rows = ratings.notna() & (scales == name)
-        r = ratings[rows].astype(float).to_numpy()
-        label = np.where(r <= the_scale.negative_max, "negative", np.where(r >= the_scale.positive_min, "positive", "neutral"))
+        rows = ~np.isnan(values) & (names == name)
+        r = values[rows]
+        label[rows] = np.where(r <= the_scale.negative_max, "negative", np.where(r >= the_scale.positive_min, "positive", "neutral"))
         clear = (r <= the_scale.clear_negative_max) | (r >= the_scale.clear_positive_min)
-        confidence = np.where(label == "neutral", NEUTRAL_CONFIDENCE, np.where(clear, CLEAR_CONFIDENCE, MILD_CONFIDENCE))
-        out.loc[rows, "sentiment_score"] = the_scale.score(r)
-        out.loc[rows, "sentiment_label"] = label
-        out.loc[rows, "confidence"] = confidence
-    return out
+        confidence[rows] = np.where(label[rows] == "neutral", NEUTRAL_CONFIDENCE, np.where(clear, CLEAR_CONFIDENCE, MILD_CONFIDENCE))
+        score[rows] = the_scale.score(r)
+    return pd.DataFrame({"sentiment_score": score, "sentiment_label": label, "confidence": confidence}, index=ratings.index)
 
 
 def weak_labels(ratings: pd.Series, scales: pd.Series) -> pd.Series:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pyarrow.dataset as ds
 
 from ..core import (
     aggregates, attribution, baselines as baselines_module, ingest as ingest_module, normalise, pipeline, policy, taxonomy,
@@ -134,39 +133,33 @@ def enriched_feedback(lake: LakeResource, settings: SettingsResource) -> dg.Mate
     group_name="scoring",
     deps=[enriched_feedback],
     kinds={"scikitlearn"},
-    code_version=code_version(calibrated, model_store),
+    code_version=code_version(pipeline, calibrated, model_store),
     description="Text model (word + character n-grams, logistic regression) trained on the customer's own "
                 "ratings; it labels the rows that carry no rating, where it beats the lexicon on held-out rows.",
 )
 def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    the_lake = lake.lake()
-    store = lake.model_store()
-    rated_filter = ~ds.field("rating").is_null()
-    data = the_lake.dataset(ENRICHED_FEEDBACK)
-    rated_count = data.count_rows(filter=rated_filter) if data is not None else 0
-    previous = store.pointer()
-    if not store.needs_training(rated_count):
-        context.log.info(f"{rated_count} rated rows, {previous['rated_rows']} at the last fit: model kept")
+    result = pipeline.train_text_model(lake.lake(), lake.model_store())
+    stats = result.stats
+    if "retrain_at_rows" in stats:
+        context.log.info(f"{stats['rated_rows']} rated rows, fewer than the {stats['retrain_at_rows']} a refit waits for: "
+                         "model kept")
         return dg.MaterializeResult(
-            metadata={"trained": False, "model_version": previous["version"], "rated_rows": rated_count,
-                      "retrain_at_rows": store.retrain_at(previous["rated_rows"])},
-            data_version=dg.DataVersion(previous["version"]),
+            metadata={key: stats[key] for key in ("trained", "model_version", "rated_rows", "retrain_at_rows")},
+            data_version=dg.DataVersion(stats["model_version"]),
         )
-    rated = the_lake.read(ENRICHED_FEEDBACK, columns=["event_id", "text", "rating", "rating_scale", "created_at"],
-                          filter=rated_filter)
-    model = calibrated.train_on(rated)
-    if model is None:
-        context.log.info(f"only {len(rated)} rated rows: keeping the lexicon scorer")
-        return dg.MaterializeResult(metadata={"trained": False, "rated_rows": len(rated)},
+    if not stats["trained"]:
+        context.log.info(f"only {stats['rated_rows']} rated rows: keeping the lexicon scorer")
+        return dg.MaterializeResult(metadata={"trained": False, "rated_rows": stats["rated_rows"]},
                                     data_version=dg.DataVersion("lexicon"))
-    path = store.save(model, rated_rows=rated_count)
+    model = stats["model"]
     v = model.validation
     return dg.MaterializeResult(
         metadata={
             "trained": True,
             "model_version": model.version,
-            "model_path": dg.MetadataValue.path(path),
-            "rated_rows": len(rated),
+            "model_path": dg.MetadataValue.path(stats["model_path"]),
+            "rated_rows": stats["rated_rows"],
+            "training_rows": v.n_train,
             "holdout_rows": v.n_holdout,
             "calibrated_macro_f1": round(v.calibrated_macro_f1, 4),
             "lexicon_macro_f1": round(v.lexicon_macro_f1, 4),
