@@ -7,7 +7,6 @@ local Delta lake, one landing file at a time, so each run is an incremental batc
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow.dataset as ds
 import pytest
 
 from rollback_assets.core import aggregates, daily_store, demo_data, negatives_daily, pipeline
@@ -189,7 +188,7 @@ def test_the_assets_words_equal_the_words_of_the_rows_at_a_look_inside_a_day(lak
 
 def test_a_check_reads_the_newest_days_only(lake_with_a_late_day):
     lake, _, _, _ = lake_with_a_late_day
-    rows = daily_store.newest_rows(lake, SCORED_SENTIMENT, ["created_date"], ds.field("sentiment_label") == "negative",
-                                   limit=50, days_per_read=2)
-    assert len(rows) == 50
+    rows = daily_store.newest_rows(lake, SCORED_SENTIMENT, ["created_date", "sentiment_label"],
+                                   lambda rows: rows.sentiment_label == "negative", limit=50, days_per_read=2)
+    assert len(rows) == 50 and (rows.sentiment_label == "negative").all()
     assert set(rows.created_date.astype(str)) <= {day(DAYS - 1), day(DAYS - 2)}

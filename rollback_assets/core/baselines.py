@@ -336,7 +336,8 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
     `negatives_daily` table holds them, so the words come from the rows the counts count."""
     if frame.empty:
         return frame
-    window = scored[pd.to_datetime(scored.created_at, utc=True) > pd.Timestamp(frame.window_start.min())]
+    window = scored[(pd.to_datetime(scored.created_at, utc=True) > pd.Timestamp(frame.window_start.min()))
+                    & scored.attributed_flag.isin(set(frame.flag_key))]
     return negatives_daily.describe(frame, negatives_daily.WindowText.from_rows(window, scored),
                                     config.evidence_quotes, config.one_vote_per_author)
 

@@ -10,12 +10,15 @@ Split out of pipeline.py, which keeps the steps themselves.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from . import aggregates, negatives_daily
+from .abuse import BOMB_POSTS_PER_AUTHOR
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS
 from .lake import Lake
 from .schemas import AUTHOR_VOTES, NEGATIVES_DAILY, SCORED_SENTIMENT, SENTIMENT_DAILY
@@ -43,15 +46,18 @@ def table_days(lake: Lake, table, version: int | None = None) -> set[str]:
     return {p["created_date"] for p in lake.table(table, version).partitions()}
 
 
-def newest_rows(lake: Lake, table, columns: list[str], condition: ds.Expression, limit: int,
+def newest_rows(lake: Lake, table, columns: list[str], keep: Callable[[pd.DataFrame], pd.Series], limit: int,
                 days_per_read: int = 7) -> pd.DataFrame:
-    """Up to `limit` rows meeting `condition` from the newest days of a created_date-partitioned table,
+    """Up to `limit` rows that `keep` selects from the newest days of a created_date-partitioned table,
     a week of partitions at a time: what a check of the scorer's current behaviour reads, bounded by
-    `limit` whatever the history (a check that read the whole table cost more every day)."""
+    `limit` whatever the history (a check that read the whole table cost more every day). `keep` runs
+    in memory: a string comparison pushed into MERGE-written files makes the read fall back to the
+    whole table (Lake.read_arrow)."""
     days = sorted(table_days(lake, table), reverse=True)
     frames, found = [], 0
     for i in range(0, len(days), days_per_read):
-        part = lake.read(table, columns=columns, filter=condition & ds.field("created_date").isin(_dates(days[i:i + days_per_read])))
+        part = lake.read(table, columns=columns, filter=ds.field("created_date").isin(_dates(days[i:i + days_per_read])))
+        part = part[keep(part)]
         frames.append(part)
         found += len(part)
         if found >= limit:
@@ -195,8 +201,10 @@ def with_text(lake: Lake, rows: pd.DataFrame, condition: ds.Expression, version:
     """The relevant negatives among `rows` (read under `condition`) with their text: the only rows whose
     words a decision quotes or counts, so text is read for the negatives only."""
     rows = rows[negatives_daily.relevant_negatives(rows)]
-    texts = lake.read(SCORED_SENTIMENT, columns=["event_id", "text"], version=version,
-                      filter=condition & (ds.field("sentiment_label") == "negative"))
+    # The days' texts, matched in memory: a string comparison pushed into MERGE-written files would
+    # make the read fall back to the whole table (Lake.read_arrow).
+    texts = lake.read_keys_in(SCORED_SENTIMENT, "event_id", rows.event_id.astype(str), ["event_id", "text"],
+                              filter=condition, version=version).to_pandas()
     return rows.merge(texts, on="event_id", how="left")
 
 
@@ -214,10 +222,15 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     rows = read_narrow(lake, condition, version)
     rows = rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
     rows = with_text(lake, rows, condition, version)
-    repeat_authors = {*days.value[days.kind == "author"], *rows.author_hash[rows.repeat_vote].dropna().astype(str)}
+    # Whether an author's first word was a complaint matters only to one whose repeats could make a burst.
+    repeats = pd.concat([days[days.kind == "author"].groupby("value")["count"].sum(),
+                         rows.author_hash[rows.repeat_vote].dropna().astype(str).value_counts()]).groupby(level=0).sum()
+    repeat_authors = set(repeats.index[repeats >= BOMB_POSTS_PER_AUTHOR - 1])
     if not repeat_authors or not lake.exists(AUTHOR_VOTES):
         return negatives_daily.WindowText(days, rows, AUTHOR_VOTES.empty_frame())
-    votes = lake.read_keys_in(AUTHOR_VOTES, "author_hash", repeat_authors, AUTHOR_VOTES.names).to_pandas()
+    # Only a first word inside a window counts (posts_per_author): the votes of the windows' days.
+    votes = lake.read_keys_in(AUTHOR_VOTES, "author_hash", repeat_authors, AUTHOR_VOTES.names,
+                              filter=ds.field("first_date") >= first).to_pandas()
     firsts = lake.read_keys_in(  # were their first words complaints? (few authors: a few days' rows)
         SCORED_SENTIMENT, "event_id", votes.first_event_id, ["event_id", *negatives_daily.MASK_COLUMNS],
         filter=ds.field("created_date").isin(pa.array(sorted(set(votes.first_date)), type=pa.date32()))).to_pandas()

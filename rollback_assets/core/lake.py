@@ -90,10 +90,11 @@ class Lake:
             table = data.to_table().filter(filter)
             return table.select(columns) if columns else table
 
-    def read_keys_in(self, table: Table, column: str, values, columns: list[str], filter: ds.Expression | None = None) -> pa.Table:
+    def read_keys_in(self, table: Table, column: str, values, columns: list[str], filter: ds.Expression | None = None,
+                     version: int | None = None) -> pa.Table:
         """Rows whose `column` is one of `values`: pushdown only for `filter` (dates, numbers), the
         string match in memory, because MERGE-written files defeat string pushdown."""
-        data = self.read_arrow(table, columns=list(dict.fromkeys([column, *columns])), filter=filter)
+        data = self.read_arrow(table, columns=list(dict.fromkeys([column, *columns])), filter=filter, version=version)
         wanted = pa.array(list(values), type=pa.string())
         return data.filter(pc.is_in(data.column(column).cast(pa.string()), value_set=wanted)).select(columns)
 

@@ -81,17 +81,19 @@ def _totals(codes, keys) -> pd.DataFrame:
 
 
 def _terms(codes, keys, text) -> pd.DataFrame:
-    """Document counts per group and term: one tokenisation of the day, group sums as a matrix product."""
+    """Document counts per group and term: each distinct text of the day tokenised once (complaints
+    repeat: "crashes", "won't load"), group sums as a matrix product."""
     present = pd.notna(text)
     if not present.any():
         return pd.DataFrame()
+    which, distinct = pd.factorize(pd.Series(text[present]).str.slice(0, 2000))
     model = vectorizer()
     try:
-        docs = model.fit_transform(pd.Series(text[present]).str.slice(0, 2000)).tocsr()
+        docs = model.fit_transform(distinct).tocsr()
     except ValueError:  # no words at all (empty or stop words only)
         return pd.DataFrame()
-    membership = sp.csr_matrix((np.ones(present.sum()), (codes[present], np.arange(present.sum()))),
-                               shape=(len(keys), present.sum()))
+    # group x distinct text: how many of the group's negatives say it (duplicates sum)
+    membership = sp.csr_matrix((np.ones(len(which)), (codes[present], which)), shape=(len(keys), len(distinct)))
     counts = (membership @ docs).tocoo()
     terms = model.get_feature_names_out()
     return keys.iloc[counts.row].reset_index(drop=True).assign(
@@ -107,7 +109,8 @@ def _quotes(codes, keys, rows, created_at, text) -> pd.DataFrame:
         "confidence": rows.confidence.astype(float).to_numpy()[present], "created_at": created_at.to_numpy()[present],
         "value": text[present],
     })
-    candidates["fingerprint"] = fingerprints(candidates.value)
+    which, distinct = pd.factorize(candidates.value)
+    candidates["fingerprint"] = fingerprints(pd.Series(distinct)).to_numpy()[which]  # once per distinct text
     candidates = (candidates.sort_values(["confidence", "created_at"], ascending=[False, True], kind="stable")
                   .drop_duplicates(["code", "issue_category", "fingerprint"])
                   .groupby(["code", "issue_category"], sort=False).head(EVIDENCE_CANDIDATES))

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 from sklearn.metrics import f1_score
 
 from ..core.daily_store import newest_rows
@@ -69,7 +68,8 @@ def raw_feedback_quarantine_share(lake: LakeResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=enriched_feedback, description="Most of the newest feedback can be tied to a release cohort.")
 def attribution_rate_check(lake: LakeResource) -> dg.AssetCheckResult:
-    methods = newest_rows(lake.lake(), ENRICHED_FEEDBACK, ["attribution"], ds.scalar(True), AGREEMENT_SAMPLE).attribution
+    methods = newest_rows(lake.lake(), ENRICHED_FEEDBACK, ["attribution"], lambda rows: rows.attribution.notna(),
+                          AGREEMENT_SAMPLE).attribution
     counts = {str(k): int(v) for k, v in methods.value_counts().items()}
     total = sum(counts.values())
     rate = 1 - counts.get("none", 0) / total if total else 1.0
@@ -101,7 +101,7 @@ def calibrated_beats_lexicon(lake: LakeResource) -> dg.AssetCheckResult:
 def scorer_agrees_with_ratings(lake: LakeResource) -> dg.AssetCheckResult:
     # Rows labelled by their own rating agree by construction: only text-labelled rated rows say anything.
     rated = newest_rows(lake.lake(), SCORED_SENTIMENT, ["rating", "sentiment_label", "label_source"],
-                        ~ds.field("rating").is_null() & (ds.field("label_source") != "rating") & (ds.field("rating") != 3),
+                        lambda rows: rows.rating.notna() & (rows.rating != 3) & (rows.label_source != "rating"),
                         AGREEMENT_SAMPLE)
     if rated.empty:
         return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={"rated_rows": 0})
@@ -136,8 +136,8 @@ def llm_budget_respected(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
 @dg.asset_check(asset=scored_sentiment, description="Most of the newest negative feedback falls in a taxonomy topic; otherwise "
                                                     "surfaces and evidence are thin and the taxonomy needs the suggested terms.")
 def negatives_have_topics(lake: LakeResource) -> dg.AssetCheckResult:
-    topics = newest_rows(lake.lake(), SCORED_SENTIMENT, ["issue_category"], ds.field("sentiment_label") == "negative",
-                         AGREEMENT_SAMPLE).issue_category
+    topics = newest_rows(lake.lake(), SCORED_SENTIMENT, ["issue_category", "sentiment_label"],
+                         lambda rows: rows.sentiment_label == "negative", AGREEMENT_SAMPLE).issue_category
     share = float((topics == OTHER).mean()) if len(topics) else 0.0
     return dg.AssetCheckResult(
         passed=share <= MAX_UNTOPICAL_NEGATIVE_SHARE,
