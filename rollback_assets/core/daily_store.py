@@ -30,9 +30,10 @@ AGGREGATE_INPUT_COLUMNS = [*BASELINE_INPUT_COLUMNS, "created_date", "rating"]
 VOTE_INPUT_COLUMNS = ["event_id", "attributed_flag", "release_version", "cohort", "author_hash", "created_at"]
 
 
-def read_narrow(lake: Lake, condition: ds.Expression, version: int) -> pd.DataFrame:
-    """The columns the sums need, low-cardinality ones as categoricals (group-bys 10x cheaper)."""
-    table = lake.read_arrow(SCORED_SENTIMENT, columns=AGGREGATE_INPUT_COLUMNS, filter=condition, version=version)
+def read_narrow(lake: Lake, condition: ds.Expression, version: int, days=None) -> pd.DataFrame:
+    """The columns the sums need, low-cardinality ones as categoricals (group-bys 10x cheaper). `days`:
+    the partitions `condition` selects, so only their files are listed (Lake.dataset)."""
+    table = lake.read_arrow(SCORED_SENTIMENT, columns=AGGREGATE_INPUT_COLUMNS, filter=condition, version=version, days=days)
     for name in CATEGORICAL_COLUMNS:
         index = table.schema.get_field_index(name)
         table = table.set_column(index, name, pc.dictionary_encode(table.column(name).cast(pa.string())))
@@ -56,7 +57,7 @@ def newest_rows(lake: Lake, table, columns: list[str], keep: Callable[[pd.DataFr
     days = sorted(table_days(lake, table), reverse=True)
     frames, found = [], 0
     for i in range(0, len(days), days_per_read):
-        part = lake.read(table, columns=columns, filter=ds.field("created_date").isin(_dates(days[i:i + days_per_read])))
+        part = lake.read(table, columns=columns, days=days[i:i + days_per_read])
         part = part[keep(part)]
         frames.append(part)
         found += len(part)
@@ -71,8 +72,7 @@ def first_ids(lake: Lake, rows: pd.DataFrame) -> pd.Series:
     if not lake.exists(AUTHOR_VOTES) or len(rows) == 0:
         return pd.Series([], dtype=object)
     days = pd.to_datetime(rows.created_at, utc=True).dt.date.unique()
-    return lake.read(AUTHOR_VOTES, columns=["first_event_id"],
-                     filter=ds.field("first_date").isin(pa.array(sorted(days), type=pa.date32()))).first_event_id
+    return lake.read(AUTHOR_VOTES, columns=["first_event_id"], days=days).first_event_id
 
 
 def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
@@ -178,9 +178,8 @@ def read_cube(lake: Lake, spans: list[tuple], as_of: pd.Timestamp, columns: list
     for a, b in spans:
         span = (ds.field("bucket_end") > a) & (ds.field("bucket_end") < b + aggregates.BUCKET)
         overlapping = span if overlapping is None else overlapping | span
-    condition = (ds.field("created_date").isin(pa.array(days, type=pa.date32())) & overlapping
-                 & (ds.field("bucket_end") <= as_of))
-    return lake.read(SENTIMENT_DAILY, columns=columns, filter=condition)
+    condition = overlapping & (ds.field("bucket_end") <= as_of)
+    return lake.read(SENTIMENT_DAILY, columns=columns, filter=condition, days=days)
 
 
 def read_rows(lake: Lake, condition: ds.Expression, spans: list[tuple[pd.Timestamp, pd.Timestamp]],
@@ -193,18 +192,17 @@ def read_rows(lake: Lake, condition: ds.Expression, spans: list[tuple[pd.Timesta
     for a, b in spans:
         span = (ds.field("created_at") > a) & (ds.field("created_at") <= b)
         in_spans = span if in_spans is None else in_spans | span
-    condition = condition & ds.field("created_date").isin(pa.array(days, type=pa.date32())) & in_spans
-    return lake.read(SCORED_SENTIMENT, columns=columns, filter=condition)
+    return lake.read(SCORED_SENTIMENT, columns=columns, filter=condition & in_spans, days=days)
 
 
-def with_text(lake: Lake, rows: pd.DataFrame, condition: ds.Expression, version: int | None = None) -> pd.DataFrame:
-    """The relevant negatives among `rows` (read under `condition`) with their text: the only rows whose
-    words a decision quotes or counts, so text is read for the negatives only."""
+def with_text(lake: Lake, rows: pd.DataFrame, days, version: int | None = None) -> pd.DataFrame:
+    """The relevant negatives among `rows` (those of `days`) with their text: the only rows whose words
+    a decision quotes or counts, so text is read for the negatives only."""
     rows = rows[negatives_daily.relevant_negatives(rows)]
     # The days' texts, matched in memory: a string comparison pushed into MERGE-written files would
     # make the read fall back to the whole table (Lake.read_arrow).
     texts = lake.read_keys_in(SCORED_SENTIMENT, "event_id", rows.event_id.astype(str), ["event_id", "text"],
-                              filter=condition, version=version).to_pandas()
+                              version=version, days=days).to_pandas()
     return rows.merge(texts, on="event_id", how="left")
 
 
@@ -213,15 +211,13 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     them, the rows of their edge days (cut at the edges in WindowText), whatever the history."""
     starts, ends = pd.to_datetime(frame.window_start, utc=True), pd.to_datetime(frame.window_end, utc=True)
     first, last = starts.min().date(), ends.max().date()
-    days = NEGATIVES_DAILY.empty_frame()
-    if lake.exists(NEGATIVES_DAILY):
-        days = lake.read(NEGATIVES_DAILY, filter=(ds.field("created_date") > first) & (ds.field("created_date") < last))
+    inside = list(pd.date_range(first, last, freq="D").date)
+    days = lake.read(NEGATIVES_DAILY, days=inside[1:-1])
     edges = sorted({*starts.dt.date, *ends.dt.date})
-    condition = ds.field("created_date").isin(pa.array(edges, type=pa.date32()))
     version = lake.version(SCORED_SENTIMENT)
-    rows = read_narrow(lake, condition, version)
+    rows = read_narrow(lake, ds.scalar(True), version, days=edges)
     rows = rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
-    rows = with_text(lake, rows, condition, version)
+    rows = with_text(lake, rows, edges, version)
     # Whether an author's first word was a complaint matters only to one whose repeats could make a burst.
     repeats = pd.concat([days[days.kind == "author"].groupby("value")["count"].sum(),
                          rows.author_hash[rows.repeat_vote].dropna().astype(str).value_counts()]).groupby(level=0).sum()
@@ -229,10 +225,9 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     if not repeat_authors or not lake.exists(AUTHOR_VOTES):
         return negatives_daily.WindowText(days, rows, AUTHOR_VOTES.empty_frame())
     # Only a first word inside a window counts (posts_per_author): the votes of the windows' days.
-    votes = lake.read_keys_in(AUTHOR_VOTES, "author_hash", repeat_authors, AUTHOR_VOTES.names,
-                              filter=ds.field("first_date") >= first).to_pandas()
+    votes = lake.read_keys_in(AUTHOR_VOTES, "author_hash", repeat_authors, AUTHOR_VOTES.names, days=inside).to_pandas()
     firsts = lake.read_keys_in(  # were their first words complaints? (few authors: a few days' rows)
         SCORED_SENTIMENT, "event_id", votes.first_event_id, ["event_id", *negatives_daily.MASK_COLUMNS],
-        filter=ds.field("created_date").isin(pa.array(sorted(set(votes.first_date)), type=pa.date32()))).to_pandas()
+        days=set(votes.first_date)).to_pandas()
     complaints = firsts.event_id[negatives_daily.relevant_negatives(firsts)]
     return negatives_daily.WindowText(days, rows, votes[votes.first_event_id.isin(complaints)])

@@ -64,10 +64,16 @@ class Lake:
     def version(self, table: Table) -> int | None:
         return self.table(table).version() if self.exists(table) else None
 
-    def dataset(self, table: Table, version: int | None = None) -> ds.Dataset | None:
+    def dataset(self, table: Table, version: int | None = None, days=None) -> ds.Dataset | None:
+        """`days`: values of the table's partition column; only their files are listed. Listing every
+        file of a table costs more as history grows (~0.2 s at 90 daily partitions), whatever the filter."""
         if not self.exists(table):
             return None
-        return self.table(table, version).to_pyarrow_dataset()
+        if days is None:
+            return self.table(table, version).to_pyarrow_dataset()
+        days = days.to_pylist() if isinstance(days, (pa.Array, pa.ChunkedArray)) else days
+        values = ", ".join(f"'{value}'" for value in sorted({str(d) for d in days}))
+        return self.table(table, version).to_pyarrow_dataset(file_pruning_predicate=f"{table.partition_by[0]} IN ({values})")
 
     def read_arrow(
         self,
@@ -75,8 +81,10 @@ class Lake:
         columns: list[str] | None = None,
         filter: ds.Expression | None = None,
         version: int | None = None,
+        days=None,
     ) -> pa.Table:
-        data = self.dataset(table, version)
+        """`days`: read only these partitions (see `dataset`); `filter` still applies within them."""
+        data = self.dataset(table, version, days) if days is None or len(days) else None
         if data is None:
             schema = table.arrow_schema
             if columns:
@@ -91,15 +99,16 @@ class Lake:
             return table.select(columns) if columns else table
 
     def read_keys_in(self, table: Table, column: str, values, columns: list[str], filter: ds.Expression | None = None,
-                     version: int | None = None) -> pa.Table:
+                     version: int | None = None, days=None) -> pa.Table:
         """Rows whose `column` is one of `values`: pushdown only for `filter` (dates, numbers), the
         string match in memory, because MERGE-written files defeat string pushdown."""
-        data = self.read_arrow(table, columns=list(dict.fromkeys([column, *columns])), filter=filter, version=version)
+        data = self.read_arrow(table, columns=list(dict.fromkeys([column, *columns])), filter=filter, version=version,
+                               days=days)
         wanted = pa.array(list(values), type=pa.string())
         return data.filter(pc.is_in(data.column(column).cast(pa.string()), value_set=wanted)).select(columns)
 
-    def read(self, table: Table, columns=None, filter=None, version=None) -> pd.DataFrame:
-        return self.read_arrow(table, columns, filter, version).to_pandas()
+    def read(self, table: Table, columns=None, filter=None, version=None, days=None) -> pd.DataFrame:
+        return self.read_arrow(table, columns, filter, version, days).to_pandas()
 
     def commit_metadata(self, table: Table, key: str, lookback: int = 20) -> str | None:
         """The newest value of a custom commit-metadata key (e.g. which input version a write used)."""

@@ -158,7 +158,7 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
     version, now = lake.version(ENRICHED_FEEDBACK), _now()
     for i, days in enumerate(chunks):
         in_chunk = ds.field("created_date").isin(days)
-        raw = lake.read_arrow(RAW_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto)
+        raw = lake.read_arrow(RAW_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto, days=days)
         enriched = _attributed(raw, releases, cohort_dimensions, now)
         # Every commit names the stamp its rows carry (what `score` selects on); the last one also
         # records the raw version now fully processed.
@@ -231,7 +231,8 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     version = lake.version(SCORED_SENTIMENT)
     for i, days in enumerate(chunks):
         in_chunk = ds.field("created_date").isin(days)
-        changed = lake.read_arrow(ENRICHED_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto)
+        changed = lake.read_arrow(ENRICHED_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto,
+                                  days=days)
         keys = changed.select(["event_id", "content_hash", "created_date"]).to_pandas()
         reuse = _reusable_scores(lake, keys)
         is_fresh = ~keys.event_id.isin(reuse.event_id).to_numpy()
@@ -359,11 +360,11 @@ def aggregate_daily(lake: Lake) -> StepResult:
     version = lake.version(SENTIMENT_DAILY)
     for i, chunk in enumerate(chunks):
         in_chunk = ds.field("created_date").isin(pa.array(chunk, type=pa.date32()))
-        rows = daily_store.read_narrow(lake, in_chunk, upto)
+        rows = daily_store.read_narrow(lake, in_chunk, upto, days=chunk)
         first_ids = votes if votes is not None else daily_store.first_ids(lake, rows)
         rows["repeat_vote"] = aggregates.repeat_votes(rows, first_ids)
         cube = aggregates.daily(rows, releases, rows.repeat_vote.to_numpy())
-        negatives = daily_store.with_text(lake, rows, in_chunk, upto)
+        negatives = daily_store.with_text(lake, rows, chunk, upto)
         words = negatives_daily.daily(negatives, negatives.repeat_vote.to_numpy(bool))
         last = i == len(chunks) - 1
         metadata = {"scored_version": upto, "release_signature": signature} if last else None
