@@ -64,6 +64,17 @@ def test_attribution_by_version_by_time_and_none():
     assert (cohort_labels(feedback, ()) == "all").all()
 
 
+def test_attribution_by_time_takes_feedback_times_in_microseconds():
+    """Feedback read through Arrow (ingest's read_file, replay's files) carries microsecond times; the
+    releases nanoseconds. The as-of join must not refuse the pair (it did: replay of a Play export failed)."""
+    feedback = pd.DataFrame({
+        "event_id": ["a"], "product": ["shop-app"], "app_version": [None], "device": ["mobile"], "locale": ["de-DE"],
+        "created_at": pd.Series([day(11)]).astype("datetime64[us, UTC]"),
+    })
+    out = attribute(feedback, _releases())
+    assert out[["release_version", "attribution"]].iloc[0].tolist() == ["5.2", "time"]
+
+
 def test_attribution_without_releases_keeps_rows():
     feedback = pd.DataFrame({"product": ["x"], "app_version": [None], "created_at": [day(1)], "device": ["m"], "locale": ["l"]})
     out = attribute(feedback, releases_frame([]))

@@ -49,8 +49,9 @@ def attribute(feedback: pd.DataFrame, releases: pd.DataFrame, dimensions=DEFAULT
         adoption = releases["adoption"] if "adoption" in releases else pd.Series("randomized", index=releases.index)
         right = releases.assign(adoption=adoption.fillna("randomized"))[
             ["released_at", "product", "version", "flag_key", "adoption"]].sort_values("released_at")
-        right = right.astype({"product": object})
-        left = left.astype({"product": object})
+        # One time unit on both sides: Arrow-read feedback comes in microseconds, releases may not.
+        right = right.astype({"product": object, "released_at": "datetime64[ns, UTC]"})
+        left = left.astype({"product": object, "created_at": "datetime64[ns, UTC]"})
         live = pd.merge_asof(left, right, left_on="created_at", right_on="released_at", by="product", direction="backward")
         # Users of a self-selected release (an app version) keep writing long after a newer one ships:
         # a row without a version then says nothing about which release its author runs, so it stays
