@@ -30,10 +30,10 @@ AGGREGATE_INPUT_COLUMNS = [*BASELINE_INPUT_COLUMNS, "created_date", "rating"]
 VOTE_INPUT_COLUMNS = ["event_id", "attributed_flag", "release_version", "cohort", "author_hash", "created_at"]
 
 
-def read_narrow(lake: Lake, condition: ds.Expression, version: int, days=None) -> pd.DataFrame:
-    """The columns the sums need, low-cardinality ones as categoricals (group-bys 10x cheaper). `days`:
-    the partitions `condition` selects, so only their files are listed (Lake.dataset)."""
-    table = lake.read_arrow(SCORED_SENTIMENT, columns=AGGREGATE_INPUT_COLUMNS, filter=condition, version=version, days=days)
+def read_narrow(lake: Lake, version: int, days) -> pd.DataFrame:
+    """The rows of `days` with the columns the sums need, low-cardinality ones as categoricals
+    (group-bys 10x cheaper); only the days' files are listed (Lake.dataset)."""
+    table = lake.read_arrow(SCORED_SENTIMENT, columns=AGGREGATE_INPUT_COLUMNS, version=version, days=days)
     for name in CATEGORICAL_COLUMNS:
         index = table.schema.get_field_index(name)
         table = table.set_column(index, name, pc.dictionary_encode(table.column(name).cast(pa.string())))
@@ -215,7 +215,7 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     days = lake.read(NEGATIVES_DAILY, days=inside[1:-1])
     edges = sorted({*starts.dt.date, *ends.dt.date})
     version = lake.version(SCORED_SENTIMENT)
-    rows = read_narrow(lake, ds.scalar(True), version, days=edges)
+    rows = read_narrow(lake, version, edges)
     rows = rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
     rows = with_text(lake, rows, edges, version)
     # Whether an author's first word was a complaint matters only to one whose repeats could make a burst.

@@ -71,7 +71,6 @@ class Lake:
             return None
         if days is None:
             return self.table(table, version).to_pyarrow_dataset()
-        days = days.to_pylist() if isinstance(days, (pa.Array, pa.ChunkedArray)) else days
         values = ", ".join(f"'{value}'" for value in sorted({str(d) for d in days}))
         return self.table(table, version).to_pyarrow_dataset(file_pruning_predicate=f"{table.partition_by[0]} IN ({values})")
 

@@ -157,8 +157,7 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
     stats = {"rows_attributed": 0, "full_reattribution": full, "by_method": {}}
     version, now = lake.version(ENRICHED_FEEDBACK), _now()
     for i, days in enumerate(chunks):
-        in_chunk = ds.field("created_date").isin(days)
-        raw = lake.read_arrow(RAW_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto, days=days)
+        raw = lake.read_arrow(RAW_FEEDBACK, filter=pending, version=upto, days=days)
         enriched = _attributed(raw, releases, cohort_dimensions, now)
         # Every commit names the stamp its rows carry (what `score` selects on); the last one also
         # records the raw version now fully processed.
@@ -230,9 +229,7 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     negatives, confidence = 0, 0.0
     version = lake.version(SCORED_SENTIMENT)
     for i, days in enumerate(chunks):
-        in_chunk = ds.field("created_date").isin(days)
-        changed = lake.read_arrow(ENRICHED_FEEDBACK, filter=in_chunk if pending is None else pending & in_chunk, version=upto,
-                                  days=days)
+        changed = lake.read_arrow(ENRICHED_FEEDBACK, filter=pending, version=upto, days=days)
         keys = changed.select(["event_id", "content_hash", "created_date"]).to_pandas()
         reuse = _reusable_scores(lake, keys)
         is_fresh = ~keys.event_id.isin(reuse.event_id).to_numpy()
@@ -359,8 +356,7 @@ def aggregate_daily(lake: Lake) -> StepResult:
     stats = {"full_rebuild": full, "days_rewritten": sorted(days), "rows_read": 0, "aggregate_rows": 0}
     version = lake.version(SENTIMENT_DAILY)
     for i, chunk in enumerate(chunks):
-        in_chunk = ds.field("created_date").isin(pa.array(chunk, type=pa.date32()))
-        rows = daily_store.read_narrow(lake, in_chunk, upto, days=chunk)
+        rows = daily_store.read_narrow(lake, upto, chunk)
         first_ids = votes if votes is not None else daily_store.first_ids(lake, rows)
         rows["repeat_vote"] = aggregates.repeat_votes(rows, first_ids)
         cube = aggregates.daily(rows, releases, rows.repeat_vote.to_numpy())
