@@ -106,7 +106,8 @@ def _quotes(codes, keys, rows, created_at, text) -> pd.DataFrame:
     present = pd.notna(text)
     candidates = pd.DataFrame({
         "code": codes[present], "issue_category": rows.issue_category.astype(str).to_numpy()[present],
-        "confidence": rows.confidence.astype(float).to_numpy()[present], "created_at": created_at.to_numpy()[present],
+        "confidence": rows.confidence.astype(float).to_numpy()[present],
+        "created_at": created_at.dt.tz_localize(None).to_numpy()[present],  # datetime64, not a Timestamp per row
         "value": text[present],
     })
     which, distinct = pd.factorize(candidates.value)

@@ -343,7 +343,6 @@ def aggregate_daily(lake: Lake) -> StepResult:
         votes = aggregates.first_votes(lake.read(SCORED_SENTIMENT, columns=daily_store.VOTE_INPUT_COLUMNS,
                                                  filter=~ds.field("author_hash").is_null(), version=upto))
         lake.overwrite(AUTHOR_VOTES, votes)
-        votes = votes.first_event_id
     else:
         days |= daily_store.update_votes(lake, days, upto)
     if not days:  # the scored commits since changed no day (nothing new); the next run looks again from here
@@ -357,7 +356,10 @@ def aggregate_daily(lake: Lake) -> StepResult:
     version = lake.version(SENTIMENT_DAILY)
     for i, chunk in enumerate(chunks):
         rows = daily_store.read_narrow(lake, upto, chunk)
-        first_ids = votes if votes is not None else daily_store.first_ids(lake, rows)
+        # A row is its author's first vote only on its own day: the chunk's days' votes suffice (matching
+        # a chunk against every vote of the history cost ~0.5 s per chunk at 1M rows).
+        first_ids = (votes.first_event_id[votes.first_date.isin(chunk).to_numpy()] if votes is not None
+                     else daily_store.first_ids(lake, rows))
         rows["repeat_vote"] = aggregates.repeat_votes(rows, first_ids)
         cube = aggregates.daily(rows, releases, rows.repeat_vote.to_numpy())
         negatives = daily_store.with_text(lake, rows, chunk, upto)
