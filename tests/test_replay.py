@@ -103,6 +103,20 @@ def test_cli_writes_decisions_and_timeline(feedback, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
+def test_timeline_of_a_small_export_says_why_it_has_no_lines(tmp_path, recwarn):
+    """Too few rows per version and week for a line: the chart says so instead of warning about an
+    empty legend (what a 294-row export of 21 apps printed)."""
+    from rollback_assets.core.replay_cli import plot_timeline
+
+    scored = pd.DataFrame({
+        "topic_excluded": False, "attributed_flag": "app", "release_version": ["1.0", "1.1"],
+        "created_at": pd.to_datetime(["2026-01-01", "2026-01-02"], utc=True), "sentiment_label": "negative",
+    })
+    path = plot_timeline(scored, pd.DataFrame(columns=REPLAY_COLUMNS), tmp_path / "timeline.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [w for w in recwarn if "legend" in str(w.message)]
+
+
 def test_replay_last_look_equals_the_asset_decisions(first_run, demo_env):
     """One decision path: replay's look at the assets' clock reproduces their decisions, ids and all,
     with the scorer the assets chose (`--scorer auto`: the same rows train the same text model)."""

@@ -53,7 +53,11 @@ def plot_timeline(scored: pd.DataFrame, decisions: pd.DataFrame, path: str | Pat
                         textcoords="offset points", xytext=(4, 6), fontsize=7, color=color)
     ax.set_ylabel("negative share (relevant topics)")
     ax.set_title(f"{flag_key}: negative share per version, first act (red) / hold (orange) per version")
-    ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:  # a small export: say why the chart has no lines rather than leave it blank
+        ax.text(0.5, 0.5, f"no version has {min_rows} or more rows in any {freq} period", transform=ax.transAxes,
+                ha="center", va="center", color="gray")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
