@@ -199,7 +199,7 @@ def ingest(lake: SparkLake, candidates: list, author_salt: str, now: datetime) -
             for index in ids.column("id").to_pylist():
                 path, mapping, _ = files[index]
                 result = read_file(path, mapping, author_salt=author_salt, now=now)
-                yield from _to_envelope(RAW_FEEDBACK.to_arrow(result.valid), "valid", index).to_batches()
+                yield from _to_envelope(result.rows, "valid", index).to_batches()
                 yield from _to_envelope(QUARANTINE.to_arrow(result.quarantined), "quarantine", index).to_batches()
 
     staged = lake.spark.range(len(files), numPartitions=len(files)).mapInArrow(read_files, spark_schema(ENVELOPE))
