@@ -48,13 +48,13 @@ def table_days(lake: Lake, table, version: int | None = None) -> set[str]:
 
 
 def newest_rows(lake: Lake, table, columns: list[str], keep: Callable[[pd.DataFrame], pd.Series], limit: int,
-                days_per_read: int = 7) -> pd.DataFrame:
-    """Up to `limit` rows that `keep` selects from the newest days of a created_date-partitioned table,
-    a week of partitions at a time: what a check of the scorer's current behaviour reads, bounded by
-    `limit` whatever the history (a check that read the whole table cost more every day). `keep` runs
-    in memory: a string comparison pushed into MERGE-written files makes the read fall back to the
-    whole table (Lake.read_arrow)."""
-    days = sorted(table_days(lake, table), reverse=True)
+                days_per_read: int = 7, days: set[str] | None = None) -> pd.DataFrame:
+    """Up to `limit` rows that `keep` selects from the newest days of a created_date-partitioned table
+    (of `days` if given: the days a run wrote, Lake.newest_run_partitions), a week of partitions at a
+    time: what a check of the scorer's current behaviour reads, bounded by `limit` whatever the history
+    (a check that read the whole table cost more every day). `keep` runs in memory: a string comparison
+    pushed into MERGE-written files makes the read fall back to the whole table (Lake.read_arrow)."""
+    days = sorted(table_days(lake, table) if days is None else days, reverse=True)
     frames, found = [], 0
     for i in range(0, len(days), days_per_read):
         part = lake.read(table, columns=columns, days=days[i:i + days_per_read])

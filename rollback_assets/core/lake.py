@@ -153,6 +153,27 @@ class Lake:
                         days.add(value)
         return days
 
+    def newest_run_partitions(self, table: Table, marker: str, lookback: int = 50) -> set[str] | None:
+        """Partitions the newest run that wrote `table` touched (Delta log, no data read): the newest commit
+        carrying the custom metadata key `marker` and the commits back to the previous one carrying
+        another value of it (a run stamps all its commits with one value, or only its last), with any
+        unmarked commit in between (a run's earlier chunks, its deletes of moved rows). What a check
+        of "what this materialization wrote" reads, whatever the history. None (read everything) when
+        that run reaches past `lookback` commits or the table's start, or no commit carries `marker`."""
+        if not self.exists(table):
+            return set()
+        newest, value, first = None, None, None
+        for commit in self.table(table).history(lookback):
+            version = int(commit["version"])
+            newest = version if newest is None else newest
+            if marker in commit:
+                if value is None:
+                    value = str(commit[marker])
+                elif str(commit[marker]) != value:
+                    return self.touched_partitions(table, version, newest) if first is not None else None
+            first = version
+        return None
+
     def replace_partitions(self, table: Table, frame: pd.DataFrame | pa.Table, values: list[str],
                            metadata: dict | None = None) -> int:
         """Replace the rows of these partition values with `frame` in one commit (Delta's replaceWhere):
