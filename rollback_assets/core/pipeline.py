@@ -426,8 +426,7 @@ def _newest(lake: Lake, now: pd.Timestamp) -> pd.Timestamp | None:
     days = sorted((d for d in (pd.Timestamp(day).date() for day in daily_store.table_days(lake, SCORED_SENTIMENT)) if d <= now.date()),
                   reverse=True)
     for day in days:
-        newest = _max(lake, SCORED_SENTIMENT, "created_at",
-                      filter=(ds.field("created_date") == day) & (ds.field("created_at") <= now))
+        newest = _max(lake, SCORED_SENTIMENT, "created_at", filter=ds.field("created_at") <= now, days=[day])
         if newest is not None:
             return newest
     return None
@@ -465,14 +464,15 @@ def load_kpis(lake: Lake, path: str | Path | None) -> StepResult:
 def _scorer_versions(lake: Lake, frame: pd.DataFrame) -> str | None:
     if frame.empty or not lake.exists(SCORED_SENTIMENT):
         return None
-    start = pd.Timestamp(frame.window_start.min())
-    table = lake.read_arrow(SCORED_SENTIMENT, columns=["scorer_version"],
-                            filter=ds.field("created_date") >= start.date())
+    start = pd.Timestamp(frame.window_start.min()).date()
+    # The window's days by name: a filter on created_date alone would list every file of the table.
+    days = [d for d in daily_store.table_days(lake, SCORED_SENTIMENT) if pd.Timestamp(d).date() >= start]
+    table = lake.read_arrow(SCORED_SENTIMENT, columns=["scorer_version"], days=days)
     return ",".join(sorted(set(table.column("scorer_version").to_pylist()) - {None})) or None
 
 
-def _max(lake: Lake, table, column: str, filter: ds.Expression | None = None):
-    data = lake.read_arrow(table, columns=[column], filter=filter)
+def _max(lake: Lake, table, column: str, filter: ds.Expression | None = None, days=None):
+    data = lake.read_arrow(table, columns=[column], filter=filter, days=days)
     if data.num_rows == 0:
         return None
     value = pc.max(data.column(column)).as_py()
