@@ -86,14 +86,14 @@ def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
     author column of `author_votes` (see ARCHITECTURE, known limits)."""
     in_days = ds.field("created_date").isin(_dates(days))
     authored = lake.read(SCORED_SENTIMENT, columns=VOTE_INPUT_COLUMNS, version=upto,
-                         filter=in_days & ~ds.field("author_hash").is_null())
+                         filter=in_days & ~ds.field("author_hash").is_null(), days=days)
     batch = aggregates.first_votes(authored)
     existing = AUTHOR_VOTES.empty_frame()
     if lake.exists(AUTHOR_VOTES):  # the days' authors' votes, and votes on these days whose author left them
         authors = authored.author_hash.astype(str).unique()
         existing = pd.concat([
             lake.read_keys_in(AUTHOR_VOTES, "author_hash", authors, AUTHOR_VOTES.names).to_pandas(),
-            lake.read(AUTHOR_VOTES, filter=ds.field("first_date").isin(_dates(days))),
+            lake.read(AUTHOR_VOTES, filter=ds.field("first_date").isin(_dates(days)), days=days),
         ]).drop_duplicates(list(AUTHOR_VOTES.key))
     old = {tuple(r[:4]): r for r in existing[AUTHOR_VOTES.names].itertuples(index=False)}
     new = {tuple(r[:4]): r for r in batch[AUTHOR_VOTES.names].itertuples(index=False)}
