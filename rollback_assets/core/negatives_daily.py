@@ -155,8 +155,10 @@ class WindowText:
         # its own flag's rows, not every flag's rows as dates (7 windows x 28 days of cells cost 0.3 s so).
         self._days = {}
         if len(days):
-            dates = pd.to_datetime(days.created_date)
-            day, days = dates.to_numpy().astype("datetime64[D]"), days.assign(created_date=dates.dt.date)
+            codes, distinct = pd.factorize(days.created_date)  # a window's few dozen days, converted once each
+            distinct = pd.to_datetime(pd.Series(distinct, dtype=object))
+            day = distinct.to_numpy().astype("datetime64[D]")[codes]
+            days = days.assign(created_date=distinct.dt.date.to_numpy()[codes])
             self._days = {flag: (days.iloc[rows], day[rows]) for (flag,), rows in _rows_by(days.flag_key.to_numpy()).items()}
         self._edge_rows = edge_rows
         at = pd.to_datetime(edge_rows.created_at, utc=True)
