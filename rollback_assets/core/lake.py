@@ -268,16 +268,17 @@ class Lake:
         retry_commit(lambda: self.table(table).delete(predicate), table.name)
         return self.version(table)
 
-    def drop_moved_rows(self, table: Table, data: pa.Table) -> None:
+    def drop_moved_rows(self, table: Table, data: pa.Table, days=None) -> None:
         """A key that comes back in another partition (a corrected day) would escape the pruned MERGE
-        and be inserted twice: delete its old row first."""
+        and be inserted twice: delete its old row first. `days`: the partitions an old row can be in,
+        when the caller knows them (None: every partition, a read of the whole key column)."""
         moving = [p for p in table.partition_by if p not in table.key]
         if not moving or len(table.key) != 1:
             return
         key = table.key[0]
         if not self.exists(table) or data.num_rows == 0:
             return
-        existing = self.read_keys_in(table, key, data.column(key).to_pylist(), [key, *moving])
+        existing = self.read_keys_in(table, key, data.column(key).to_pylist(), [key, *moving], days=days)
         if existing.num_rows == 0:
             return
         incoming = data.select([key, *moving]).to_pandas()
