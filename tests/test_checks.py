@@ -12,7 +12,7 @@ from rollback_assets.core import demo_data, pipeline
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.mapping import load_mapping
 from rollback_assets.core.releases import load_releases_yaml
-from rollback_assets.core.schemas import ENRICHED_FEEDBACK, RAW_FEEDBACK, SCORED_SENTIMENT
+from rollback_assets.core.schemas import ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT
 from rollback_assets.core.scoring.lexicon import LexiconScorer
 from rollback_assets.core.taxonomy import Taxonomy
 from rollback_assets.defs import checks
@@ -94,3 +94,17 @@ def test_sampling_checks_read_the_days_the_newest_run_wrote(four_days):
     rate = checks.attribution_rate_check(lake=resource)
     newest_enriched = enriched[enriched.created_date.astype(str) == day(2)]
     assert sum(rate.metadata["by_method"].value.values()) == int(newest_enriched.attribution.notna().sum())
+
+
+def test_row_counts_come_from_the_delta_log_and_follow_deletes(four_days, tmp_path):
+    """The quarantine share counts rows from the log's per-file record counts (no file opened)."""
+    import shutil
+    shutil.copytree(four_days.root, tmp_path / "lake")
+    lake = Lake(tmp_path / "lake")
+    rows = len(lake.read(RAW_FEEDBACK, columns=["event_id"]))
+    assert lake.count_rows(RAW_FEEDBACK) == rows
+    lake.delete(RAW_FEEDBACK, f"created_date = '{day(1)}'")
+    assert lake.count_rows(RAW_FEEDBACK) == len(lake.read(RAW_FEEDBACK, columns=["event_id"])) < rows
+    result = checks.raw_feedback_quarantine_share(lake=LakeResource(root=str(lake.root)))
+    assert result.metadata["quarantined_rows"].value == lake.count_rows(QUARANTINE) == (
+        len(lake.read(QUARANTINE, columns=["reason"])) if lake.exists(QUARANTINE) else 0)

@@ -106,6 +106,17 @@ class Lake:
         wanted = pa.array(list(values), type=pa.string())
         return data.filter(pc.is_in(data.column(column).cast(pa.string()), value_set=wanted)).select(columns)
 
+    def count_rows(self, table: Table) -> int:
+        """Rows of the table from the Delta log's per-file record counts: no data file is opened (opening
+        every file's footer cost ~0.5 s at 90 daily partitions). A file written without statistics
+        makes it count from the files, as before."""
+        if not self.exists(table):
+            return 0
+        records = pa.table(self.table(table).get_add_actions(flatten=True)).column("num_records")
+        if records.null_count:
+            return self.dataset(table).count_rows()
+        return int(pc.sum(records).as_py() or 0)
+
     def read(self, table: Table, columns=None, filter=None, version=None, days=None) -> pd.DataFrame:
         return self.read_arrow(table, columns, filter, version, days).to_pandas()
 

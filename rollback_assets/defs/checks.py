@@ -67,8 +67,8 @@ def raw_feedback_unique_event_id(lake: LakeResource) -> dg.AssetCheckResult:
 @dg.asset_check(asset=raw_feedback, description="Share of landed rows sent to quarantine stays small.")
 def raw_feedback_quarantine_share(lake: LakeResource) -> dg.AssetCheckResult:
     the_lake = lake.lake()
-    valid = _count_rows(the_lake, RAW_FEEDBACK)
-    quarantined = _count_rows(the_lake, QUARANTINE)
+    valid = the_lake.count_rows(RAW_FEEDBACK)
+    quarantined = the_lake.count_rows(QUARANTINE)
     share = quarantined / (valid + quarantined) if valid + quarantined else 0.0
     return dg.AssetCheckResult(
         passed=share <= MAX_QUARANTINE_SHARE,
@@ -191,11 +191,6 @@ def minimum_sample(lake: LakeResource, settings: SettingsResource) -> dg.AssetCh
 def scored_days(the_lake) -> set[str] | None:
     """Days the newest score run wrote: `pipeline.score` marks only a run's last commit (`enriched_version`)."""
     return the_lake.newest_run_partitions(SCORED_SENTIMENT, "enriched_version")
-
-
-def _count_rows(the_lake, table) -> int:
-    data = the_lake.dataset(table)
-    return data.count_rows() if data is not None else 0
 
 
 GUARDRAIL_CHECK = "sentiment_guardrail"
