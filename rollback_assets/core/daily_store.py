@@ -48,13 +48,13 @@ def table_days(lake: Lake, table, version: int | None = None) -> set[str]:
 
 
 def newest_rows(lake: Lake, table, columns: list[str], keep: Callable[[pd.DataFrame], pd.Series], limit: int,
-                days_per_read: int = 7) -> pd.DataFrame:
-    """Up to `limit` rows that `keep` selects from the newest days of a created_date-partitioned table,
-    a week of partitions at a time: what a check of the scorer's current behaviour reads, bounded by
-    `limit` whatever the history (a check that read the whole table cost more every day). `keep` runs
-    in memory: a string comparison pushed into MERGE-written files makes the read fall back to the
-    whole table (Lake.read_arrow)."""
-    days = sorted(table_days(lake, table), reverse=True)
+                days_per_read: int = 7, days: set[str] | None = None) -> pd.DataFrame:
+    """Up to `limit` rows that `keep` selects from the newest days of a created_date-partitioned table
+    (of `days` if given: the days a run wrote, Lake.newest_run_partitions), a week of partitions at a
+    time: what a check of the scorer's current behaviour reads, bounded by `limit` whatever the history
+    (a check that read the whole table cost more every day). `keep` runs in memory: a string comparison
+    pushed into MERGE-written files makes the read fall back to the whole table (Lake.read_arrow)."""
+    days = sorted(table_days(lake, table) if days is None else days, reverse=True)
     frames, found = [], 0
     for i in range(0, len(days), days_per_read):
         part = lake.read(table, columns=columns, days=days[i:i + days_per_read])
@@ -86,14 +86,14 @@ def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
     author column of `author_votes` (see ARCHITECTURE, known limits)."""
     in_days = ds.field("created_date").isin(_dates(days))
     authored = lake.read(SCORED_SENTIMENT, columns=VOTE_INPUT_COLUMNS, version=upto,
-                         filter=in_days & ~ds.field("author_hash").is_null())
+                         filter=in_days & ~ds.field("author_hash").is_null(), days=days)
     batch = aggregates.first_votes(authored)
     existing = AUTHOR_VOTES.empty_frame()
     if lake.exists(AUTHOR_VOTES):  # the days' authors' votes, and votes on these days whose author left them
         authors = authored.author_hash.astype(str).unique()
         existing = pd.concat([
             lake.read_keys_in(AUTHOR_VOTES, "author_hash", authors, AUTHOR_VOTES.names).to_pandas(),
-            lake.read(AUTHOR_VOTES, filter=ds.field("first_date").isin(_dates(days))),
+            lake.read(AUTHOR_VOTES, filter=ds.field("first_date").isin(_dates(days)), days=days),
         ]).drop_duplicates(list(AUTHOR_VOTES.key))
     old = {tuple(r[:4]): r for r in existing[AUTHOR_VOTES.names].itertuples(index=False)}
     new = {tuple(r[:4]): r for r in batch[AUTHOR_VOTES.names].itertuples(index=False)}

@@ -112,7 +112,7 @@ def _quotes(codes, keys, rows, created_at, text) -> pd.DataFrame:
     })
     which, distinct = pd.factorize(candidates.value)
     candidates["fingerprint"] = fingerprints(pd.Series(distinct)).to_numpy()[which]  # once per distinct text
-    candidates = (candidates.sort_values(["confidence", "created_at"], ascending=[False, True], kind="stable")
+    candidates = (most_confident_first(candidates)
                   .drop_duplicates(["code", "issue_category", "fingerprint"])
                   .groupby(["code", "issue_category"], sort=False).head(EVIDENCE_CANDIDATES))
     out = keys.iloc[candidates.code.to_numpy()].reset_index(drop=True)
@@ -131,6 +131,15 @@ def _authors(codes, keys, rows) -> pd.DataFrame:
         kind="author", value=counted.value.to_numpy(), count=counted["count"].to_numpy())
 
 
+def most_confident_first(quotes: pd.DataFrame) -> pd.DataFrame:
+    """Quotes by confidence, highest first, then earliest first; ties keep their order (a stable sort;
+    no confidence or time goes last, as pandas places them). numpy's lexsort on the two columns: pandas'
+    two-key sort_values encodes each key first, most of a window's cost at tens of thousands of quotes."""
+    at = pd.to_datetime(quotes.created_at, utc=True).dt.tz_localize(None).to_numpy().view(np.int64).copy()
+    at[at == np.iinfo(np.int64).min] = np.iinfo(np.int64).max  # NaT last
+    return quotes.iloc[np.lexsort((at, -quotes.confidence.to_numpy(float)))]
+
+
 def fingerprints(texts: pd.Series) -> pd.Series:
     """A quote's words, lower case, first 80 characters: near-duplicates share it."""
     return texts.astype(str).str.lower().str.findall(r"\w+").str.join(" ").str.slice(0, 80)
@@ -143,7 +152,15 @@ class WindowText:
     def __init__(self, days: pd.DataFrame, edge_rows: pd.DataFrame, first_complaints: pd.DataFrame):
         """`first_complaints`: AUTHOR_VOTES rows whose first word was a relevant negative, for (at least) the
         authors with repeat posts in `days` and `edge_rows`."""
-        self._days = days.assign(created_date=pd.to_datetime(days.created_date).dt.date) if len(days) else days
+        # Per flag, with each row's day as datetime64[D]: a window picks its days by comparing numbers in
+        # its own flag's rows, not every flag's rows as dates (7 windows x 28 days of cells cost 0.3 s so).
+        self._days = {}
+        if len(days):
+            codes, distinct = pd.factorize(days.created_date)  # a window's few dozen days, converted once each
+            distinct = pd.to_datetime(pd.Series(distinct, dtype=object))
+            day = distinct.to_numpy().astype("datetime64[D]")[codes]
+            days = days.assign(created_date=distinct.dt.date.to_numpy()[codes])
+            self._days = {flag: (days.iloc[rows], day[rows]) for (flag,), rows in _rows_by(days.flag_key.to_numpy()).items()}
         self._edge_rows = edge_rows
         at = pd.to_datetime(edge_rows.created_at, utc=True)
         self._edge_days = {key: rows for key, rows in edge_rows.assign(_at=at, _day=at.dt.date).groupby(
@@ -175,8 +192,10 @@ class WindowText:
 
     def cells(self, flag: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         first, last = start.date(), end.date()
-        days = self._days
-        parts = [days[(days.flag_key == flag) & (days.created_date > first) & (days.created_date < last)]] if len(days) else []
+        parts = []
+        if flag in self._days:
+            days, day = self._days[flag]
+            parts.append(days[(day > np.datetime64(first, "D")) & (day < np.datetime64(last, "D"))])
         for day in sorted({first, last}):
             cut = (flag, day, start if day == first else None, end if day == last else None)
             if cut not in self._edge_cells:
@@ -235,13 +254,13 @@ class _Window:
         terms = counted[kind == "term"]
         codes, self.vocabulary = pd.factorize(terms.value, sort=True)  # sorted: ties rank as a fit's vocabulary does
         self._codes, self._term_counts = codes, terms["count"].to_numpy(float)
-        self._term_rows = {**terms.groupby(["release_version", "cohort"]).indices,
-                           **{(v, None): rows for v, rows in terms.groupby("release_version").indices.items()}}
+        version, cohort = terms.release_version.to_numpy(), terms.cohort.to_numpy()
+        self._term_rows = {**_rows_by(version, cohort), **_rows_by(version, None)}
         self._totals = self._by_key(counted[kind == "total"])
         self._posts = self._by_key(cells[cells.kind == "total"])
-        quotes = counted[kind == "quote"].sort_values(["confidence", "created_at"], ascending=[False, True], kind="stable")
-        self._quotes = {**{k: part for k, part in quotes.groupby(["release_version", "cohort", "issue_category"], sort=False)},
-                        **{(v, None, t): part for (v, t), part in quotes.groupby(["release_version", "issue_category"], sort=False)}}
+        self._sorted_quotes = quotes = most_confident_first(counted[kind == "quote"])
+        version, cohort, topic = (quotes[c].to_numpy() for c in ("release_version", "cohort", "issue_category"))
+        self._quote_rows = {**_rows_by(version, cohort, topic), **_rows_by(version, None, topic)}
         self.authors = cells[cells.kind == "author"]
 
     @staticmethod
@@ -264,7 +283,23 @@ class _Window:
 
     def quotes(self, version: str, cohort: str | None, topic: str | None) -> pd.DataFrame:
         """The candidates on `topic`, most confident first."""
-        return self._quotes.get((version, cohort, topic), NEGATIVES_DAILY.empty_frame())
+        rows = self._quote_rows.get((version, cohort, topic))
+        return NEGATIVES_DAILY.empty_frame() if rows is None else self._sorted_quotes.iloc[rows]
+
+
+def _rows_by(*columns: np.ndarray | None) -> dict[tuple, np.ndarray]:
+    """Row positions (ascending) per distinct tuple of the columns' values; a None column is None in every
+    key (every cohort). Built from integer codes: grouping string columns with pandas and cutting a
+    frame per group cost more than the rest of a window (thousands of release x cohort x topic groups,
+    of which a decision reads a few)."""
+    present = [c for c in columns if c is not None]
+    if not present or len(present[0]) == 0:
+        return {}
+    codes, first = aggregates.factorize_rows(*present)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    keys = [tuple(c[i] if c is not None else None for c in columns) for i in first]
+    return dict(zip(keys, np.split(order, bounds)))
 
 
 def evidence(quotes: pd.DataFrame, topic: str | None, wanted: int, redacted: dict | None = None) -> list[str]:
@@ -274,8 +309,7 @@ def evidence(quotes: pd.DataFrame, topic: str | None, wanted: int, redacted: dic
     same complaint heads a release's 'all' cohort and its own), by text."""
     if topic is None or wanted == 0 or quotes.empty:
         return []
-    on_topic = quotes[quotes.issue_category == topic].sort_values(["confidence", "created_at"], ascending=[False, True],
-                                                                  kind="stable")
+    on_topic = most_confident_first(quotes[quotes.issue_category == topic])
     picked: dict[str, str] = {}
     redacted = {} if redacted is None else redacted
     for text in on_topic.value:
