@@ -348,3 +348,12 @@ def relative_rise(current: float | None, baseline: float | None) -> float | None
     if baseline == 0:
         return float("inf") if current > 0 else 0.0
     return current / baseline - 1.0
+
+
+def relative_rises(current, baseline) -> np.ndarray:
+    """`relative_rise` of each pair, as floats (NaN where it gives None): a decision batch has a row per
+    release, cohort and look."""
+    current, baseline = np.asarray(current, dtype=float), np.asarray(baseline, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rise = np.where(baseline == 0, np.where(current > 0, np.inf, 0.0), current / baseline - 1.0)
+    return np.where(np.isnan(current) | np.isnan(baseline), np.nan, rise)

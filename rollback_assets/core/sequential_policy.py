@@ -19,6 +19,7 @@ min_relative_rise), insufficient_data (too few rows, or the evidence is not conc
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 
 import numpy as np
 import pandas as pd
@@ -107,15 +108,14 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     out = combine_verdicts(out)
     # The sentence people read, for the verdict kept per key only.
     kept = out.pop("_row").to_numpy()
-    facts = chosen[["cohort", "baseline_kind", "baseline_versions", "negative_share", "baseline_negative_share", "n",
-                    "baseline_n", "n_excluded", "top_topics"]].iloc[kept].assign(**{
-                        name: array[kept] for name, array in {
-                            "evalue": result["evalue"], "p_anytime": result["p_anytime"], "rise": result["rise"],
-                            "lower": result["lower"], "upper": result["upper"], "enough": enough, "min_n": min_n,
-                            "alpha": alpha_row, "alpha_total": alpha_total, "weight": weight, "min_rise": min_rise,
-                            "margin": margin}.items()},
-                        kpis=[corroboration[k] for k in kept.tolist()])
-    out["reason"] = [_reason(state, row) for state, row in zip(out.state.tolist(), facts.itertuples(index=False))]
+    # Each fact a list of Python values (what a frame's itertuples gives), zipped into rows: no frame.
+    facts = {name: chosen[name].iloc[kept].tolist() for name in _REASON_COLUMNS}
+    facts.update({name: array[kept].tolist() for name, array in {
+        "evalue": result["evalue"], "p_anytime": result["p_anytime"], "rise": result["rise"], "lower": result["lower"],
+        "upper": result["upper"], "enough": enough, "min_n": min_n, "alpha": alpha_row, "alpha_total": alpha_total,
+        "weight": weight, "min_rise": min_rise, "margin": margin}.items()})
+    facts["kpis"] = [corroboration[k] for k in kept.tolist()]
+    out["reason"] = [_reason(state, row) for state, row in zip(out.state.tolist(), map(_Facts._make, zip(*facts.values())))]
     return out.set_index(index_names)[VERDICT_COLUMNS]
 
 
@@ -138,6 +138,12 @@ def _states(result: dict, enough, on_surface, min_rise, severe_rise, urgency, co
     severity[bump] = [raise_severity(s) for s in severity[bump].tolist()]
     action = np.select([act & (severity == "severe"), act, hold], ["disable", "step_down", "hold_promotion"], "none")
     return state, action, severity
+
+
+_REASON_COLUMNS = ("cohort", "baseline_kind", "baseline_versions", "negative_share", "baseline_negative_share", "n",
+                   "baseline_n", "n_excluded", "top_topics")
+_Facts = namedtuple("_Facts", [*_REASON_COLUMNS, "evalue", "p_anytime", "rise", "lower", "upper", "enough", "min_n",
+                               "alpha", "alpha_total", "weight", "min_rise", "margin", "kpis"])
 
 
 def _reason(state: str, row) -> str:
