@@ -19,7 +19,7 @@ word over the whole history, so the assets and replay agree whatever window they
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,8 @@ class Aggregates:
     topics: np.ndarray  # topic names for topic_cum's last axis
     topic_cum: np.ndarray  # keys × (segments + 1) × topics: relevant negatives per topic
     age_cum: np.ndarray  # keys × (age steps + 1) × METRICS: rows with age since release <= j * AGE_STEP
+    # time -> its index into edges: replay asks for the same few hundred looks' edges tens of thousands of times
+    _edges_at: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def at_age(self, start: pd.Timedelta, end: pd.Timedelta, rows: np.ndarray) -> np.ndarray:
         """Metrics summed over ages (start, end] since each key's release, to AGE_STEP resolution."""
@@ -67,6 +69,12 @@ class Aggregates:
         return self.topic_cum[rows, b] - self.topic_cum[rows, a]
 
     def _edge(self, at: pd.Timestamp) -> int:
+        index = self._edges_at.get(at)
+        if index is None:
+            index = self._edges_at[at] = self._find_edge(at)
+        return index
+
+    def _find_edge(self, at: pd.Timestamp) -> int:
         value = pd.Timestamp(at).value
         index = int(np.searchsorted(self.edges, value, side="left"))
         if index >= len(self.edges) or self.edges[index] != value:  # before the first row or after the last
@@ -82,8 +90,8 @@ def first_votes(rows: pd.DataFrame) -> pd.DataFrame:
     strings (a multi-key frame sort of a string column costs several times more)."""
     if "author_hash" not in rows:
         return AUTHOR_VOTES.empty_frame()
-    known = rows[rows.author_hash.notna() & rows.attributed_flag.notna() & rows.release_version.notna()]
-    known = known[[*VOTE_KEY, "event_id", "created_at"]].astype({c: str for c in VOTE_KEY})
+    known = rows.author_hash.notna() & rows.attributed_flag.notna() & rows.release_version.notna()
+    known = rows[[*VOTE_KEY, "event_id", "created_at"]][known].astype({c: str for c in VOTE_KEY})  # narrow, then filter
     event_ids = known.event_id.astype(str).tolist()
     by_event = np.empty(len(event_ids), np.int64)
     by_event[sorted(range(len(event_ids)), key=event_ids.__getitem__)] = np.arange(len(event_ids))
@@ -124,7 +132,9 @@ def row_cells(rows: pd.DataFrame, releases: pd.DataFrame, repeat: np.ndarray) ->
     """One cell per attributed row: SENTIMENT_DAILY's dimensions and sums, with the row's own time
     (`at`, int64 ns) where the table has its bucket."""
     attributed = (rows.attributed_flag.notna() & rows.release_version.notna()).to_numpy()
-    rows, repeat = rows[attributed], np.asarray(repeat, bool)[attributed]
+    repeat = np.asarray(repeat, bool)
+    if not attributed.all():  # a filter copies every column, text included: only when it drops rows
+        rows, repeat = rows[attributed], repeat[attributed]
     times = nanoseconds(rows.created_at)
     flag = rows.attributed_flag.astype(str).to_numpy()
     release = rows.release_version.astype(str).to_numpy()
@@ -224,7 +234,8 @@ def aggregate(cells: pd.DataFrame, edges, one_vote_per_author: bool = True) -> A
         col("n_urgency_known") * negative, col("n_authors") * first,
     ]) if len(cells) else np.zeros((0, len(METRICS)))
     topic = cells.issue_category.astype(str).to_numpy()
-    topics, topic_index = np.unique(topic, return_inverse=True) if len(cells) else (np.array([], dtype=object), np.array([], int))
+    # np.unique's order (sorted) by hashing, not by sorting every row's topic name
+    topic_index, topics = pd.factorize(topic, sort=True) if len(cells) else (np.array([], int), np.array([], dtype=object))
     topic_weight = values[:, M["n_negative"]] if len(cells) else np.zeros(0)
 
     keys = pd.DataFrame({c: cells[c].astype(str).to_numpy() for c in KEY})

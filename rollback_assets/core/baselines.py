@@ -220,8 +220,10 @@ def _judge_release(agg, flag, earlier, release, live, start, as_of, config, know
 
 def _by_cohort(base_sums: np.ndarray, base_cohorts: np.ndarray, n_cohorts: int, wanted: np.ndarray) -> np.ndarray:
     """(n, negatives, sentiment sum) of a baseline for each wanted cohort (codes); zeros where it has none."""
-    summed = np.zeros((n_cohorts, 3))
-    np.add.at(summed, base_cohorts, base_sums[:, [_M["n"], _M["n_negative"], _M["sentiment_sum"]]])
+    picked = base_sums[:, [_M["n"], _M["n_negative"], _M["sentiment_sum"]]]
+    # bincount adds in row order as np.add.at does (the same float sums), at a fraction of its cost
+    cells = (np.asarray(base_cohorts, dtype=np.int64)[:, None] * 3 + np.arange(3)).ravel()
+    summed = np.bincount(cells, weights=picked.ravel(), minlength=n_cohorts * 3).reshape(n_cohorts, 3)
     return summed[wanted]
 
 
@@ -268,11 +270,18 @@ def _top_topics(topic_sums: np.ndarray, topics: np.ndarray) -> list[str]:
     """Per cohort: JSON [[topic, negatives], ...] of its three most complained-about topics."""
     if not len(topics):
         return ["[]"] * len(topic_sums)
-    names = [json.dumps(str(t)) for t in topics]
+    names = np.array([json.dumps(str(t)) for t in topics], dtype=object)
     tops = np.argsort(-topic_sums, axis=1, kind="stable")[:, :3]
     counts = np.take_along_axis(topic_sums, tops, axis=1)
-    return ["[" + ", ".join(f"[{names[i]}, {int(count)}]" for i, count in zip(top, top_counts) if count > 0) + "]"
-            for top, top_counts in zip(tops.tolist(), counts.tolist())]
+    # Column by column over all cohorts (object arrays add as Python strings): a row per cohort and look.
+    text, started = np.full(len(topic_sums), "[", dtype=object), np.zeros(len(topic_sums), bool)
+    for k in range(tops.shape[1]):
+        shown = counts[:, k] > 0
+        number = np.where(shown, counts[:, k], 0).astype(np.int64).astype(str).astype(object)
+        piece = np.where(started, ", ", "").astype(object) + "[" + names[tops[:, k]] + ", " + number + "]"
+        text = np.where(shown, text + piece, text)
+        started |= shown
+    return (text + "]").tolist()
 
 
 def _stats(metrics: np.ndarray, top_topics: np.ndarray) -> dict:
