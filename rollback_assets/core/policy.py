@@ -231,7 +231,9 @@ def make_decisions(
     merged["run_id"] = lineage.get("run_id")
     merged["decided_at"] = decided_at if decided_at is not None else merged.window_end
     merged["decision_id"] = decision_ids(merged, config.version)
-    return merged.sort_values(["flag_key", "cohort"]).reset_index(drop=True)[DECISIONS.names]
+    out = merged[DECISIONS.names].sort_values(["flag_key", "cohort"])  # the columns kept first: one copy of them, not three
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 def _final_action(state: str, action: str, fallback_variant, release_live) -> str:
