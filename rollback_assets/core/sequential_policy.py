@@ -47,15 +47,13 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     if baselines.empty:
         return pd.DataFrame(columns=index_names + VERDICT_COLUMNS).set_index(index_names)
     chosen = eligible_baselines(baselines, config)
-    flags = chosen.flag_key.to_numpy()
+    flag_codes, flag_names = pd.factorize(chosen.flag_key.to_numpy())  # a setting per flag, spread by code
 
     def per_flag(key):
-        values = {f: _setting(config, f, key) for f in set(flags)}
-        return np.array([values[f] for f in flags], dtype=float)
+        return np.array([_setting(config, f, key) for f in flag_names], dtype=float)[flag_codes]
 
     def per_flag_threshold(attr):
-        values = {f: getattr(config.for_flag(f), attr) for f in set(flags)}
-        return np.array([values[f] for f in flags])
+        return np.array([getattr(config.for_flag(f), attr) for f in flag_names])[flag_codes]
 
     alpha_total = per_flag("alpha")
     is_flag = (chosen.cohort == ALL_COHORTS).to_numpy()
@@ -79,7 +77,7 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     result = {k: np.empty(len(chosen)) for k in ("evalue", "p_anytime", "rise", "lower", "upper")}
     result["reject"] = np.zeros(len(chosen), bool)
     result["futile"] = np.zeros(len(chosen), bool)
-    for m, t_rel, fut in {(a, b, c) for a, b, c in zip(margin, tau, min_rise)}:
+    for m, t_rel, fut in np.unique(np.column_stack([margin, tau, min_rise]), axis=0):
         sel = (margin == m) & (tau == t_rel) & (min_rise == fut)
         part = sequential_rise_test(n_eff[sel], x_eff[sel], base_n[sel], base_x[sel], alpha=alpha_row[sel],
                                     margin=m, tau_rel=t_rel, futility_rise=fut)
@@ -153,9 +151,8 @@ def _reason(state: str, row) -> str:
     alpha, alpha_total, weight, margin, kpis = row.alpha, row.alpha_total, row.weight, row.margin, row.kpis
     where = "the flag as a whole" if row.cohort == ALL_COHORTS else f"cohort {row.cohort}"
     base = f"{row.baseline_kind} baseline ({row.baseline_versions or 'none'})"
-    share = f"{row.negative_share:.0%}" if row.negative_share is not None and not pd.isna(row.negative_share) else "n/a"
-    base_share = (f"{row.baseline_negative_share:.0%}" if row.baseline_negative_share is not None
-                  and not pd.isna(row.baseline_negative_share) else "n/a")
+    share = f"{row.negative_share:.0%}" if not _missing(row.negative_share) else "n/a"
+    base_share = f"{row.baseline_negative_share:.0%}" if not _missing(row.baseline_negative_share) else "n/a"
     weighted = f", confidence-weighted n={row.n * weight:.0f}" if weight < 0.999 else ""
     excluded = f"; {row.n_excluded} rows on excluded topics not counted" if row.n_excluded else ""
     counts = f"negative share {share} vs {base_share} on the {base}, n={row.n} vs {row.baseline_n}{weighted}{excluded}"
@@ -177,6 +174,11 @@ def _reason(state: str, row) -> str:
                 f"(always-valid upper bound {upper:+.0%}; {evidence}).")
     return (f"Not conclusive yet for {where}: {counts}; rise {rise:+.0%} with always-valid bounds "
             f"[{lower:+.0%}, {upper:+.0%}]; {evidence}; still watching.")
+
+
+def _missing(value) -> bool:
+    """pd.isna for one value, without its dispatch for the common float (a reason per verdict row)."""
+    return value != value if type(value) is float else value is None or bool(pd.isna(value))
 
 
 def _corroborating_kpis(chosen: pd.DataFrame, kpis: pd.DataFrame | None, min_change: np.ndarray) -> list[str]:
