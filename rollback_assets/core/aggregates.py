@@ -102,7 +102,7 @@ def first_votes(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "flag_key": first.attributed_flag, "release_version": first.release_version, "cohort": first.cohort,
         "author_hash": first.author_hash, "first_event_id": first.event_id, "first_at": first.created_at,
-        "first_date": _dates(first.created_at),
+        "first_date": utc_dates(first.created_at),
     }).reset_index(drop=True)
 
 
@@ -162,7 +162,7 @@ def row_cells(rows: pd.DataFrame, releases: pd.DataFrame, repeat: np.ndarray) ->
     urgency_known = pd.notna(urgency)
     author = rows.author_hash.notna().to_numpy() if "author_hash" in rows else np.zeros(len(rows), bool)
     rated = rows.rating.notna().to_numpy() if "rating" in rows else np.zeros(len(rows), bool)
-    created_date = rows.created_date if "created_date" in rows else _dates(rows.created_at)
+    created_date = rows.created_date if "created_date" in rows else utc_dates(rows.created_at)
     return pd.DataFrame({
         "flag_key": flag, "release_version": release, "cohort": rows.cohort.astype(str).to_numpy(),
         "created_date": np.asarray(created_date, dtype=object), "at": times,
@@ -275,7 +275,7 @@ def from_rows(rows: pd.DataFrame, releases: pd.DataFrame, edges, one_vote_per_au
     return aggregate(cells, edges, one_vote_per_author), repeat
 
 
-def _dates(times: pd.Series) -> np.ndarray:
+def utc_dates(times: pd.Series) -> np.ndarray:
     """UTC days as datetime.date (numpy's day unit: no per-row Python call)."""
     days = pd.to_datetime(times, utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[D]")
     return days.astype(object)
