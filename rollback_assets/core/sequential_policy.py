@@ -73,6 +73,8 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     min_rise = per_flag_threshold("min_relative_rise").astype(float)
     margin = per_flag("margin")
     tau = per_flag("tau_rel")
+    min_n = per_flag_threshold("min_sample").astype(float)
+    enough = (n >= min_n) & (base_n >= min_n)  # bounds are read (state, bound, reason) only where the test started
     # Margin and tau are per flag; the test is vectorised, so run it once per distinct setting.
     result = {k: np.empty(len(chosen)) for k in ("evalue", "p_anytime", "rise", "lower", "upper")}
     result["reject"] = np.zeros(len(chosen), bool)
@@ -80,12 +82,10 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     for m, t_rel, fut in np.unique(np.column_stack([margin, tau, min_rise]), axis=0):
         sel = (margin == m) & (tau == t_rel) & (min_rise == fut)
         part = sequential_rise_test(n_eff[sel], x_eff[sel], base_n[sel], base_x[sel], alpha=alpha_row[sel],
-                                    margin=m, tau_rel=t_rel, futility_rise=fut)
+                                    margin=m, tau_rel=t_rel, futility_rise=fut, bounded=enough[sel])
         for key in result:
             result[key][sel] = part[key]
 
-    min_n = per_flag_threshold("min_sample").astype(float)
-    enough = (n >= min_n) & (base_n >= min_n)
     on_surface = chosen.n_negative_high_risk.to_numpy(dtype=float) >= 0.5 * np.maximum(chosen.n_negative.to_numpy(dtype=float), 1)
     on_surface |= ~per_flag_threshold("require_high_risk_topic").astype(bool)
     severe_rise = per_flag_threshold("severe_relative_rise").astype(float)
