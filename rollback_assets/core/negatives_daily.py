@@ -116,9 +116,10 @@ def _quotes(codes, keys, rows, created_at, text) -> pd.DataFrame:
                   .drop_duplicates(["code", "issue_category", "fingerprint"])
                   .groupby(["code", "issue_category"], sort=False).head(EVIDENCE_CANDIDATES))
     out = keys.iloc[candidates.code.to_numpy()].reset_index(drop=True)
+    # In nanoseconds whatever the rows' unit (Delta reads microseconds), as when the times were Timestamp objects.
     return out.assign(kind="quote", value=candidates.value.to_numpy(), count=1,
                       issue_category=candidates.issue_category.to_numpy(), confidence=candidates.confidence.to_numpy(),
-                      created_at=pd.to_datetime(candidates.created_at.array, utc=True))
+                      created_at=pd.to_datetime(candidates.created_at.array, utc=True).as_unit("ns"))
 
 
 def _authors(codes, keys, rows) -> pd.DataFrame:
