@@ -56,6 +56,21 @@ def test_power_on_a_clear_effect_and_bounds_cover_it():
     assert (lower[rejected] > 0).all()  # a rejection at margin 0 means the lower bound is above 0
 
 
+def test_bounds_asked_for_some_rows_equal_the_full_test_there_and_are_uninformative_elsewhere():
+    rng = np.random.default_rng(3)
+    n, xc, xb = count_paths(rng, 50, 20, 50, 0.30, 0.30)  # no rise: the upper bound rules out 30 % on some looks
+    args = (n.ravel(), xc.ravel(), n.ravel(), xb.ravel())
+    wanted = rng.random(n.size) < 0.4
+    full = sequential_rise_test(*args, alpha=0.05, futility_rise=0.3)
+    some = sequential_rise_test(*args, alpha=0.05, futility_rise=0.3, bounded=wanted)
+    for key in ("lower", "upper", "futile"):
+        np.testing.assert_array_equal(some[key][wanted], full[key][wanted])
+    assert (some["lower"][~wanted] == -1.0).all() and np.isinf(some["upper"][~wanted]).all()
+    assert not some["futile"][~wanted].any() and full["futile"][~wanted].any()
+    for key in ("evalue", "reject", "rise"):
+        np.testing.assert_array_equal(some[key], full[key])
+
+
 def test_smaller_alpha_and_lower_confidence_need_more_evidence():
     base = sequential_rise_test([400], [160], [400], [120], alpha=0.05)
     strict = sequential_rise_test([400], [160], [400], [120], alpha=0.005)

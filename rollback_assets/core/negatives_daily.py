@@ -106,8 +106,8 @@ def _quotes(codes, keys, rows, created_at, text) -> pd.DataFrame:
     present = pd.notna(text)
     candidates = pd.DataFrame({
         "code": codes[present], "issue_category": rows.issue_category.astype(str).to_numpy()[present],
-        "confidence": rows.confidence.astype(float).to_numpy()[present],
-        "created_at": created_at.dt.tz_localize(None).to_numpy()[present],  # datetime64, not a Timestamp per row
+        # times as a datetime array (sorted as numbers), not as Timestamp objects
+        "confidence": rows.confidence.astype(float).to_numpy()[present], "created_at": created_at.array[present],
         "value": text[present],
     })
     which, distinct = pd.factorize(candidates.value)
@@ -116,9 +116,10 @@ def _quotes(codes, keys, rows, created_at, text) -> pd.DataFrame:
                   .drop_duplicates(["code", "issue_category", "fingerprint"])
                   .groupby(["code", "issue_category"], sort=False).head(EVIDENCE_CANDIDATES))
     out = keys.iloc[candidates.code.to_numpy()].reset_index(drop=True)
+    # In nanoseconds whatever the rows' unit (Delta reads microseconds), as when the times were Timestamp objects.
     return out.assign(kind="quote", value=candidates.value.to_numpy(), count=1,
                       issue_category=candidates.issue_category.to_numpy(), confidence=candidates.confidence.to_numpy(),
-                      created_at=pd.to_datetime(candidates.created_at.to_numpy(), utc=True))
+                      created_at=pd.to_datetime(candidates.created_at.array, utc=True).as_unit("ns"))
 
 
 def _authors(codes, keys, rows) -> pd.DataFrame:
@@ -162,9 +163,11 @@ class WindowText:
             days = days.assign(created_date=distinct.dt.date.to_numpy()[codes])
             self._days = {flag: (days.iloc[rows], day[rows]) for (flag,), rows in _rows_by(days.flag_key.to_numpy()).items()}
         self._edge_rows = edge_rows
-        at = pd.to_datetime(edge_rows.created_at, utc=True)
-        self._edge_days = {key: rows for key, rows in edge_rows.assign(_at=at, _day=at.dt.date).groupby(
-            [edge_rows.attributed_flag.astype(str), at.dt.date], sort=False)} if len(edge_rows) else {}
+        # Each (flag, day)'s row positions only: a window reads two days of each flag, so a day's rows
+        # are taken when a window cuts it, not split off for every day up front.
+        self._edge_at = aggregates.nanoseconds(edge_rows.created_at) if len(edge_rows) else np.zeros(0, np.int64)
+        self._edge_days = edge_rows.groupby([edge_rows.attributed_flag.astype(str).to_numpy(), aggregates.utc_dates(
+            edge_rows.created_at)], sort=False).indices if len(edge_rows) else {}
         self._edge_cells: dict[tuple, pd.DataFrame] = {}  # an edge day cut one way, for every window cut so
         self._first_at = {tuple(k): pd.Timestamp(t) for *k, t in first_complaints[
             ["flag_key", "release_version", "cohort", "author_hash", "first_at"]].itertuples(index=False)}
@@ -199,14 +202,17 @@ class WindowText:
         for day in sorted({first, last}):
             cut = (flag, day, start if day == first else None, end if day == last else None)
             if cut not in self._edge_cells:
-                rows = self._edge_days.get((flag, day))
-                if rows is None:
+                positions = self._edge_days.get((flag, day))
+                if positions is None:
                     self._edge_cells[cut] = NEGATIVES_DAILY.empty_frame()
                     continue
+                at = self._edge_at[positions]
                 if cut[2] is not None:
-                    rows = rows[rows["_at"] > start]
+                    positions = positions[at > start.value]
+                    at = self._edge_at[positions]
                 if cut[3] is not None:
-                    rows = rows[rows["_at"] <= end]
+                    positions = positions[at <= end.value]
+                rows = self._edge_rows.iloc[positions]
                 self._edge_cells[cut] = daily(rows, rows.repeat_vote.to_numpy(bool))
             parts.append(self._edge_cells[cut])
         return pd.concat([p for p in parts if len(p)] or [NEGATIVES_DAILY.empty_frame()], ignore_index=True)
@@ -295,10 +301,11 @@ def _rows_by(*columns: np.ndarray | None) -> dict[tuple, np.ndarray]:
     present = [c for c in columns if c is not None]
     if not present or len(present[0]) == 0:
         return {}
-    codes, first = aggregates.factorize_rows(*present)
+    codes, values = aggregates.factorize_keys(present)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    keys = [tuple(c[i] if c is not None else None for c in columns) for i in first]
+    per_code = iter(values)
+    keys = list(zip(*[[None] * len(values[0]) if c is None else next(per_code) for c in columns]))
     return dict(zip(keys, np.split(order, bounds)))
 
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from .baselines import BASELINE_KINDS, SAME_PERIOD_KINDS, relative_rise
+from .baselines import BASELINE_KINDS, SAME_PERIOD_KINDS, relative_rise, relative_rises
 from .policy_config import PolicyConfig, Thresholds
 from .releases import DEFAULT_LADDER
 from .schemas import DECISIONS
@@ -84,7 +84,11 @@ def eligible_baselines(baselines: pd.DataFrame, config: PolicyConfig) -> pd.Data
         return baselines.assign(n_baselines=pd.Series(dtype=int))
     _, usable = _baseline_rank(baselines, config)
     key_tested = pd.Series(usable, index=baselines.index).groupby([baselines[k] for k in KEY], observed=True).transform("any")
-    out = pd.concat([baselines[usable], choose_baseline(baselines[~key_tested.to_numpy()], config)], ignore_index=True)
+    # Row positions, then one take: concatenating the two parts instead checks every value of an
+    # all-None column (a tenth of a second per 100k rows).
+    untested = np.flatnonzero(~key_tested.to_numpy())
+    chosen = choose_baseline(baselines.iloc[untested].set_axis(untested), config).index.to_numpy(dtype=np.int64)
+    out = baselines.iloc[np.concatenate([np.flatnonzero(usable), chosen])].reset_index(drop=True)
     out["n_baselines"] = out.groupby(KEY, observed=True).baseline_kind.transform("size")
     return out.sort_values(KEY + ["baseline_kind"], kind="stable").reset_index(drop=True)
 
@@ -207,12 +211,19 @@ def make_decisions(
     merged = merged.merge(
         releases[release_cols].rename(columns={"version": "release_version"}), on=["flag_key", "release_version"], how="left"
     )
-    merged["relative_rise"] = [relative_rise(a, b) for a, b in zip(merged.negative_share, merged.baseline_negative_share)]
-    merged["action"] = [
-        _final_action(state, a, fallback, live)
-        for state, a, fallback, live in zip(merged.state, merged.action, merged.fallback_variant, merged.release_live)
-    ]
-    merged["target_rollout"] = [_target(a, ladder) for a, ladder in zip(merged.action, merged.ladder)]
+    rise = relative_rises(merged.negative_share, merged.baseline_negative_share)
+    merged["relative_rise"] = rise if not np.isnan(rise).all() else np.full(len(rise), None, dtype=object)
+    # Only an act or a disable can change (the rest keep their action and have no target): a batch of
+    # looks is mostly neither.
+    states, actions = merged.state.to_numpy(dtype=object), merged.action.to_numpy(dtype=object).copy()
+    fallbacks, live, ladders = (merged[c].to_numpy(dtype=object) for c in ("fallback_variant", "release_live", "ladder"))
+    for i in np.flatnonzero((states == "act") | (actions == "disable")).tolist():
+        actions[i] = _final_action(states[i], actions[i], fallbacks[i], live[i])
+    merged["action"] = actions
+    targets = [None] * len(merged)
+    for i in np.flatnonzero(np.isin(actions, list(_TARGET_ACTIONS))).tolist():
+        targets[i] = _target(actions[i], ladders[i])
+    merged["target_rollout"] = targets
     merged["policy_name"] = config.name
     merged["policy_version"] = config.version
     merged["scorer_version"] = lineage.get("scorer_version")
@@ -220,7 +231,9 @@ def make_decisions(
     merged["run_id"] = lineage.get("run_id")
     merged["decided_at"] = decided_at if decided_at is not None else merged.window_end
     merged["decision_id"] = decision_ids(merged, config.version)
-    return merged.sort_values(["flag_key", "cohort"]).reset_index(drop=True)[DECISIONS.names]
+    out = merged[DECISIONS.names].sort_values(["flag_key", "cohort"])  # the columns kept first: one copy of them, not three
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 def _final_action(state: str, action: str, fallback_variant, release_live) -> str:
@@ -232,6 +245,9 @@ def _final_action(state: str, action: str, fallback_variant, release_live) -> st
     if action == "disable" and isinstance(fallback_variant, str) and fallback_variant:
         return "switch_variant"
     return action
+
+
+_TARGET_ACTIONS = ("step_down", "disable", "switch_variant")  # the actions `_target` gives a rollout for
 
 
 def _target(action: str, ladder) -> int | None:

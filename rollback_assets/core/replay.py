@@ -138,10 +138,10 @@ def decide_looks(scored: pd.DataFrame, releases: pd.DataFrame, config: PolicyCon
         warnings.simplefilter("ignore", FutureWarning)
         decisions = pd.concat([k for k in kept if len(k)] or kept[:1] or [DECISIONS.empty_frame()], ignore_index=True)
     decisions = decisions.sort_values(["window_end", "flag_key", "release_version", "cohort"], kind="stable")
-    return _describe_first_alerts(decisions.reset_index(drop=True), scored.assign(repeat_vote=repeat), releases, config, agg)
+    return _describe_first_alerts(decisions.reset_index(drop=True), scored, repeat, releases, config, agg)
 
 
-def _describe_first_alerts(decisions, scored, releases, config, agg) -> pd.DataFrame:
+def _describe_first_alerts(decisions, scored, repeat, releases, config, agg) -> pd.DataFrame:
     alerts = decisions[decisions.state.isin(["act", "hold"])]
     first = alerts.sort_values("window_end").drop_duplicates(["flag_key", "release_version", "cohort", "state"])
     for as_of in sorted(set(first.window_end)):
@@ -151,7 +151,9 @@ def _describe_first_alerts(decisions, scored, releases, config, agg) -> pd.DataF
         # The windows' rows only (describe_baselines reads no others): its term index is fitted on what it is given.
         in_windows = ((scored.created_at > baselines.window_start.min()) & (scored.created_at <= as_of)
                       & scored.attributed_flag.isin(wanted.flag_key.unique()))
-        described = describe_baselines(baselines, scored[in_windows], config.windows)
+        # Marked on the window's rows only: a copy of every row with its text costs more than the look.
+        described = describe_baselines(baselines, scored[in_windows].assign(repeat_vote=repeat[in_windows.to_numpy()]),
+                                       config.windows)
         for row in described.drop_duplicates(["flag_key", "release_version", "cohort"]).itertuples(index=False):
             at = ((decisions.flag_key == row.flag_key) & (decisions.release_version == row.release_version)
                   & (decisions.cohort == row.cohort) & (decisions.window_end == as_of))

@@ -19,6 +19,7 @@ min_relative_rise), insufficient_data (too few rows, or the evidence is not conc
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 
 import numpy as np
 import pandas as pd
@@ -46,15 +47,13 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     if baselines.empty:
         return pd.DataFrame(columns=index_names + VERDICT_COLUMNS).set_index(index_names)
     chosen = eligible_baselines(baselines, config)
-    flags = chosen.flag_key.to_numpy()
+    flag_codes, flag_names = pd.factorize(chosen.flag_key.to_numpy())  # a setting per flag, spread by code
 
     def per_flag(key):
-        values = {f: _setting(config, f, key) for f in set(flags)}
-        return np.array([values[f] for f in flags], dtype=float)
+        return np.array([_setting(config, f, key) for f in flag_names], dtype=float)[flag_codes]
 
     def per_flag_threshold(attr):
-        values = {f: getattr(config.for_flag(f), attr) for f in set(flags)}
-        return np.array([values[f] for f in flags])
+        return np.array([getattr(config.for_flag(f), attr) for f in flag_names])[flag_codes]
 
     alpha_total = per_flag("alpha")
     is_flag = (chosen.cohort == ALL_COHORTS).to_numpy()
@@ -74,19 +73,19 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     min_rise = per_flag_threshold("min_relative_rise").astype(float)
     margin = per_flag("margin")
     tau = per_flag("tau_rel")
+    min_n = per_flag_threshold("min_sample").astype(float)
+    enough = (n >= min_n) & (base_n >= min_n)  # bounds are read (state, bound, reason) only where the test started
     # Margin and tau are per flag; the test is vectorised, so run it once per distinct setting.
     result = {k: np.empty(len(chosen)) for k in ("evalue", "p_anytime", "rise", "lower", "upper")}
     result["reject"] = np.zeros(len(chosen), bool)
     result["futile"] = np.zeros(len(chosen), bool)
-    for m, t_rel, fut in {(a, b, c) for a, b, c in zip(margin, tau, min_rise)}:
+    for m, t_rel, fut in np.unique(np.column_stack([margin, tau, min_rise]), axis=0):
         sel = (margin == m) & (tau == t_rel) & (min_rise == fut)
         part = sequential_rise_test(n_eff[sel], x_eff[sel], base_n[sel], base_x[sel], alpha=alpha_row[sel],
-                                    margin=m, tau_rel=t_rel, futility_rise=fut)
+                                    margin=m, tau_rel=t_rel, futility_rise=fut, bounded=enough[sel])
         for key in result:
             result[key][sel] = part[key]
 
-    min_n = per_flag_threshold("min_sample").astype(float)
-    enough = (n >= min_n) & (base_n >= min_n)
     on_surface = chosen.n_negative_high_risk.to_numpy(dtype=float) >= 0.5 * np.maximum(chosen.n_negative.to_numpy(dtype=float), 1)
     on_surface |= ~per_flag_threshold("require_high_risk_topic").astype(bool)
     severe_rise = per_flag_threshold("severe_relative_rise").astype(float)
@@ -107,15 +106,14 @@ def sequential_rule(baselines: pd.DataFrame, config: PolicyConfig, business_kpis
     out = combine_verdicts(out)
     # The sentence people read, for the verdict kept per key only.
     kept = out.pop("_row").to_numpy()
-    facts = chosen[["cohort", "baseline_kind", "baseline_versions", "negative_share", "baseline_negative_share", "n",
-                    "baseline_n", "n_excluded", "top_topics"]].iloc[kept].assign(**{
-                        name: array[kept] for name, array in {
-                            "evalue": result["evalue"], "p_anytime": result["p_anytime"], "rise": result["rise"],
-                            "lower": result["lower"], "upper": result["upper"], "enough": enough, "min_n": min_n,
-                            "alpha": alpha_row, "alpha_total": alpha_total, "weight": weight, "min_rise": min_rise,
-                            "margin": margin}.items()},
-                        kpis=[corroboration[k] for k in kept.tolist()])
-    out["reason"] = [_reason(state, row) for state, row in zip(out.state.tolist(), facts.itertuples(index=False))]
+    # Each fact a list of Python values (what a frame's itertuples gives), zipped into rows: no frame.
+    facts = {name: chosen[name].iloc[kept].tolist() for name in _REASON_COLUMNS}
+    facts.update({name: array[kept].tolist() for name, array in {
+        "evalue": result["evalue"], "p_anytime": result["p_anytime"], "rise": result["rise"], "lower": result["lower"],
+        "upper": result["upper"], "enough": enough, "min_n": min_n, "alpha": alpha_row, "alpha_total": alpha_total,
+        "weight": weight, "min_rise": min_rise, "margin": margin}.items()})
+    facts["kpis"] = [corroboration[k] for k in kept.tolist()]
+    out["reason"] = [_reason(state, row) for state, row in zip(out.state.tolist(), map(_Facts._make, zip(*facts.values())))]
     return out.set_index(index_names)[VERDICT_COLUMNS]
 
 
@@ -140,6 +138,12 @@ def _states(result: dict, enough, on_surface, min_rise, severe_rise, urgency, co
     return state, action, severity
 
 
+_REASON_COLUMNS = ("cohort", "baseline_kind", "baseline_versions", "negative_share", "baseline_negative_share", "n",
+                   "baseline_n", "n_excluded", "top_topics")
+_Facts = namedtuple("_Facts", [*_REASON_COLUMNS, "evalue", "p_anytime", "rise", "lower", "upper", "enough", "min_n",
+                               "alpha", "alpha_total", "weight", "min_rise", "margin", "kpis"])
+
+
 def _reason(state: str, row) -> str:
     """The sentence people read for a verdict `_states` reached. `row`: the comparison's baseline row
     with its test results and the settings that judged it (evalue ... margin, kpis)."""
@@ -147,9 +151,8 @@ def _reason(state: str, row) -> str:
     alpha, alpha_total, weight, margin, kpis = row.alpha, row.alpha_total, row.weight, row.margin, row.kpis
     where = "the flag as a whole" if row.cohort == ALL_COHORTS else f"cohort {row.cohort}"
     base = f"{row.baseline_kind} baseline ({row.baseline_versions or 'none'})"
-    share = f"{row.negative_share:.0%}" if row.negative_share is not None and not pd.isna(row.negative_share) else "n/a"
-    base_share = (f"{row.baseline_negative_share:.0%}" if row.baseline_negative_share is not None
-                  and not pd.isna(row.baseline_negative_share) else "n/a")
+    share = f"{row.negative_share:.0%}" if not _missing(row.negative_share) else "n/a"
+    base_share = f"{row.baseline_negative_share:.0%}" if not _missing(row.baseline_negative_share) else "n/a"
     weighted = f", confidence-weighted n={row.n * weight:.0f}" if weight < 0.999 else ""
     excluded = f"; {row.n_excluded} rows on excluded topics not counted" if row.n_excluded else ""
     counts = f"negative share {share} vs {base_share} on the {base}, n={row.n} vs {row.baseline_n}{weighted}{excluded}"
@@ -171,6 +174,11 @@ def _reason(state: str, row) -> str:
                 f"(always-valid upper bound {upper:+.0%}; {evidence}).")
     return (f"Not conclusive yet for {where}: {counts}; rise {rise:+.0%} with always-valid bounds "
             f"[{lower:+.0%}, {upper:+.0%}]; {evidence}; still watching.")
+
+
+def _missing(value) -> bool:
+    """pd.isna for one value, without its dispatch for the common float (a reason per verdict row)."""
+    return value != value if type(value) is float else value is None or bool(pd.isna(value))
 
 
 def _corroborating_kpis(chosen: pd.DataFrame, kpis: pd.DataFrame | None, min_change: np.ndarray) -> list[str]:

@@ -89,6 +89,7 @@ def _log_evalue_for_margin(n_c, p_c, pv_c, n_b, p_b, pv_b, margin, tau_rel, sign
 def sequential_rise_test(
     n, n_negative, baseline_n, baseline_n_negative, *,
     alpha=DEFAULT_ALPHA, margin: float = 0.0, tau_rel: float = 0.3, futility_rise: float | None = None,
+    bounded: np.ndarray | None = None,
 ) -> dict:
     """Always-valid one-sided test of "current negative share > baseline share x (1 + margin)".
 
@@ -103,6 +104,9 @@ def sequential_rise_test(
       lower        always-valid (1-alpha) lower bound on the relative rise (-1 when uninformative)
       upper        always-valid (1-alpha) upper bound on the relative rise (inf when uninformative)
       futile       upper < futility_rise: a rise of that size is ruled out (a real "pass")
+    `bounded`: mask of the rows whose bounds are wanted (None: every row); the bisection is most of the
+    cost, and a caller that reads bounds only above its minimum sample skips the rest (they get the
+    uninformative -1 / inf, so never futile).
     """
     n_c, p_c, pv_c = negative_shares(n, n_negative)
     n_b, p_b, pv_b = negative_shares(baseline_n, baseline_n_negative)
@@ -112,8 +116,11 @@ def sequential_rise_test(
     safe_nc, safe_nb = np.where(ok, n_c, 1.0), np.where(ok, n_b, 1.0)
     pc0, pb0 = np.nan_to_num(p_c), np.nan_to_num(p_b)
     log_e = np.where(ok, _log_evalue_for_margin(safe_nc, pc0, pv_c, safe_nb, pb0, pv_b, margin, tau_rel), 0.0)
-    lower = _invert(safe_nc, pc0, pv_c, safe_nb, pb0, pv_b, tau_rel, log_threshold, +1.0)
-    upper = _invert(safe_nc, pc0, pv_c, safe_nb, pb0, pv_b, tau_rel, log_threshold, -1.0)
+    lower, upper = np.full(n_c.shape, -1.0), np.full(n_c.shape, np.inf)
+    rows = slice(None) if bounded is None else np.asarray(bounded, bool)
+    inputs = [np.broadcast_to(v, n_c.shape)[rows] for v in (safe_nc, pc0, pv_c, safe_nb, pb0, pv_b)]
+    lower[rows] = _invert(*inputs, tau_rel, log_threshold[rows], +1.0)
+    upper[rows] = _invert(*inputs, tau_rel, log_threshold[rows], -1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         rise = np.where(ok & (pb0 > 0), pc0 / np.where(pb0 > 0, pb0, 1.0) - 1.0, np.nan)
     evalue = np.exp(np.minimum(log_e, 700.0))
