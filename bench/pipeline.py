@@ -124,9 +124,10 @@ def main() -> int:
     history = frame[frame.created_at < demo_data.START + pd.Timedelta(days=args.days)]
     new_day = frame[frame.created_at >= demo_data.START + pd.Timedelta(days=args.days)]
 
-    def landing_for(root: Path, rows: pd.DataFrame) -> list[Path]:
+    def landing_for(root: Path, rows: pd.DataFrame, start: pd.Timestamp = demo_data.START) -> list[Path]:
         point_at(root)
-        files = demo_data.write_landing_zone(rows, root / "landing", root / "releases.yaml", period_days=1, malformed=False)
+        files = demo_data.write_landing_zone(rows, root / "landing", root / "releases.yaml", period_days=1, malformed=False,
+                                             start=start)
         pipeline.register_releases(Lake(root / "lake"), load_releases_yaml(root / "releases.yaml"))
         return files
 
@@ -162,13 +163,17 @@ def main() -> int:
     # 5. One new day at --long-days of history, same rows per day (the history is built first, untimed).
     long_wall = long_steps = None
     if args.long_days:
-        long_frame = demo_data.generate(demo_data.DemoSpec(rows_per_day=rows_per_day, days=args.long_days + 1, seed=12))
-        cut = demo_data.START + pd.Timedelta(days=args.long_days)
+        # Ends where the short history's new day ends: from the default start, 90 days would reach past
+        # today, and ingest quarantines feedback from the future.
+        long_start = demo_data.START - pd.Timedelta(days=args.long_days - args.days)
+        long_frame = demo_data.generate(demo_data.DemoSpec(rows_per_day=rows_per_day, days=args.long_days + 1, seed=12),
+                                        start=long_start)
+        cut = long_start + pd.Timedelta(days=args.long_days)
         long_root = work / "long"
-        landing_for(long_root, long_frame[long_frame.created_at < cut])
+        landing_for(long_root, long_frame[long_frame.created_at < cut], long_start)
         run_job(None)
         long_new = demo_data.write_landing_zone(long_frame[long_frame.created_at >= cut], long_root / "landing",
-                                                period_days=1, malformed=False)
+                                                period_days=1, malformed=False, start=long_start)
         del long_frame
         gc.collect()
         long_wall, long_steps = run_job(long_new)

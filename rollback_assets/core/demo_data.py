@@ -195,11 +195,13 @@ def _texts(topics: np.ndarray, negative: np.ndarray, rng) -> np.ndarray:
 
 
 def write_landing_zone(
-    frame: pd.DataFrame, landing: Path, releases_path: Path | None = None, period_days: int = 7, malformed: bool = True
+    frame: pd.DataFrame, landing: Path, releases_path: Path | None = None, period_days: int = 7, malformed: bool = True,
+    start: pd.Timestamp = START,
 ) -> list[Path]:
     """Files as real sources would deliver them (one per period): JSONL feedback and a helpdesk ticket CSV.
 
-    One extra file carries malformed rows so the quarantine has something to show.
+    One extra file carries malformed rows so the quarantine has something to show. `start`: the one
+    `generate` was given (periods count from it; the releases file is written for it).
     """
     landing = Path(landing)
     (landing / "feedback_jsonl").mkdir(parents=True, exist_ok=True)
@@ -207,7 +209,7 @@ def write_landing_zone(
     written: list[Path] = []
     frame = frame.drop(columns="_truth")
     unit = "week" if period_days == 7 else "day" if period_days == 1 else f"{period_days}d"
-    period = ((frame.created_at - START).dt.days // period_days).astype(int)
+    period = ((frame.created_at - start).dt.days // period_days).astype(int)
     for w, rows in frame.groupby(period):
         tickets = rows[rows.source_kind == "ticket"]
         others = rows[rows.source_kind != "ticket"]
@@ -226,7 +228,7 @@ def write_landing_zone(
         path.write_bytes(_malformed_lines())
         written.append(path)
     if releases_path:
-        Path(releases_path).write_text(yaml.safe_dump({"releases": releases()}, sort_keys=False))
+        Path(releases_path).write_text(yaml.safe_dump({"releases": releases(start)}, sort_keys=False))
     return written
 
 
