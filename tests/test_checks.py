@@ -97,7 +97,8 @@ def test_sampling_checks_read_the_days_the_newest_run_wrote(four_days):
 
 
 def test_row_counts_come_from_the_delta_log_and_follow_deletes(four_days, tmp_path):
-    """The quarantine share counts rows from the log's per-file record counts (no file opened)."""
+    """The quarantine share and the text model's rated rows count from the log's per-file record and null
+    counts (no file opened)."""
     import shutil
     shutil.copytree(four_days.root, tmp_path / "lake")
     lake = Lake(tmp_path / "lake")
@@ -105,6 +106,8 @@ def test_row_counts_come_from_the_delta_log_and_follow_deletes(four_days, tmp_pa
     assert lake.count_rows(RAW_FEEDBACK) == rows
     lake.delete(RAW_FEEDBACK, f"created_date = '{day(1)}'")
     assert lake.count_rows(RAW_FEEDBACK) == len(lake.read(RAW_FEEDBACK, columns=["event_id"])) < rows
+    ratings = lake.read(RAW_FEEDBACK, columns=["rating"]).rating
+    assert 0 < lake.count_rows(RAW_FEEDBACK, non_null="rating") == int(ratings.notna().sum()) < len(ratings)
     result = checks.raw_feedback_quarantine_share(lake=LakeResource(root=str(lake.root)))
     assert result.metadata["quarantined_rows"].value == lake.count_rows(QUARANTINE) == (
         len(lake.read(QUARANTINE, columns=["reason"])) if lake.exists(QUARANTINE) else 0)

@@ -106,16 +106,21 @@ class Lake:
         wanted = pa.array(list(values), type=pa.string())
         return data.filter(pc.is_in(data.column(column).cast(pa.string()), value_set=wanted)).select(columns)
 
-    def count_rows(self, table: Table) -> int:
-        """Rows of the table from the Delta log's per-file record counts: no data file is opened (opening
-        every file's footer cost ~0.5 s at 90 daily partitions). A file written without statistics
-        makes it count from the files, as before."""
+    def count_rows(self, table: Table, non_null: str | None = None) -> int:
+        """Rows of the table (with a value in column `non_null`, if given) from the Delta log's per-file
+        record and null counts: no data file is opened (opening every file's footer cost ~0.5 s at 90
+        daily partitions; counting a column's values read that column of every file). A file written
+        without those statistics makes it count from the files, as before."""
         if not self.exists(table):
             return 0
-        records = pa.table(self.table(table).get_add_actions(flatten=True)).column("num_records")
-        if records.null_count:
-            return self.dataset(table).count_rows()
-        return int(pc.sum(records).as_py() or 0)
+        actions = pa.table(self.table(table).get_add_actions(flatten=True))
+        nulls = f"null_count.{non_null}"
+        if non_null is None or nulls in actions.column_names:
+            counts = actions.column("num_records")
+            counts = counts if non_null is None else pc.subtract(counts, actions.column(nulls))
+            if not counts.null_count:
+                return int(pc.sum(counts).as_py() or 0)
+        return self.dataset(table).count_rows(filter=~ds.field(non_null).is_null() if non_null else None)
 
     def read(self, table: Table, columns=None, filter=None, version=None, days=None) -> pd.DataFrame:
         return self.read_arrow(table, columns, filter, version, days).to_pandas()

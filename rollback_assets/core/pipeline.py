@@ -202,14 +202,13 @@ def train_text_model(lake: Lake, store: ModelStore) -> StepResult:
     """Fit the text model on `calibrated.training_sample` of the rated rows once rated feedback has
     grown enough since the last fit (`ModelStore.needs_training`). The sample is chosen from ids and
     ratings, so only its own texts leave Arrow, whatever the history holds."""
-    rated_filter = ~ds.field("rating").is_null()
-    data = lake.dataset(ENRICHED_FEEDBACK)
-    stats: dict = {"trained": False, "rated_rows": data.count_rows(filter=rated_filter) if data is not None else 0}
+    stats: dict = {"trained": False, "rated_rows": lake.count_rows(ENRICHED_FEEDBACK, non_null="rating")}
     previous = store.pointer()
     if not store.needs_training(stats["rated_rows"]):
         return StepResult(None, {**stats, "model_version": previous["version"],
                                  "retrain_at_rows": store.retrain_at(previous["rated_rows"])})
-    rated = lake.read_arrow(ENRICHED_FEEDBACK, columns=["event_id", "rating", "rating_scale", "text"], filter=rated_filter)
+    rated = lake.read_arrow(ENRICHED_FEEDBACK, columns=["event_id", "rating", "rating_scale", "text"],
+                            filter=~ds.field("rating").is_null())
     sample = calibrated.training_sample(rated.drop_columns(["text"]).to_pandas())
     texts = rated.column("text").take(pa.array(sample.index.to_numpy(), type=pa.int64()))
     model = calibrated.train_on(sample.assign(text=texts.to_numpy(zero_copy_only=False)))
