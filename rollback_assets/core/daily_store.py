@@ -212,7 +212,7 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     starts, ends = pd.to_datetime(frame.window_start, utc=True), pd.to_datetime(frame.window_end, utc=True)
     first, last = starts.min().date(), ends.max().date()
     inside = list(pd.date_range(first, last, freq="D").date)
-    days = lake.read(NEGATIVES_DAILY, days=inside[1:-1])
+    days = lake.read(NEGATIVES_DAILY, days=inside)  # the first and last too: a window may keep them whole
     edges = sorted({*starts.dt.date, *ends.dt.date})
     version = lake.version(SCORED_SENTIMENT)
     rows = read_narrow(lake, version, edges)
@@ -223,11 +223,11 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
                          rows.author_hash[rows.repeat_vote].dropna().astype(str).value_counts()]).groupby(level=0).sum()
     repeat_authors = set(repeats.index[repeats >= BOMB_POSTS_PER_AUTHOR - 1])
     if not repeat_authors or not lake.exists(AUTHOR_VOTES):
-        return negatives_daily.WindowText(days, rows, AUTHOR_VOTES.empty_frame())
+        return negatives_daily.WindowText(days, rows, AUTHOR_VOTES.empty_frame(), set(inside))
     # Only a first word inside a window counts (posts_per_author): the votes of the windows' days.
     votes = lake.read_keys_in(AUTHOR_VOTES, "author_hash", repeat_authors, AUTHOR_VOTES.names, days=inside).to_pandas()
     firsts = lake.read_keys_in(  # were their first words complaints? (few authors: a few days' rows)
         SCORED_SENTIMENT, "event_id", votes.first_event_id, ["event_id", *negatives_daily.MASK_COLUMNS],
         days=set(votes.first_date)).to_pandas()
     complaints = firsts.event_id[negatives_daily.relevant_negatives(firsts)]
-    return negatives_daily.WindowText(days, rows, votes[votes.first_event_id.isin(complaints)])
+    return negatives_daily.WindowText(days, rows, votes[votes.first_event_id.isin(complaints)], set(inside))

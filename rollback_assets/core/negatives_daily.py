@@ -150,9 +150,13 @@ class WindowText:
     """NEGATIVES_DAILY cells of any window (start, end] of a flag: the days wholly inside it from `days`
     (table rows), the edge days from `edge_rows` (rows with text and `repeat_vote`, cut at the edges)."""
 
-    def __init__(self, days: pd.DataFrame, edge_rows: pd.DataFrame, first_complaints: pd.DataFrame):
+    def __init__(self, days: pd.DataFrame, edge_rows: pd.DataFrame, first_complaints: pd.DataFrame,
+                 whole_days: set = frozenset()):
         """`first_complaints`: AUTHOR_VOTES rows whose first word was a relevant negative, for (at least) the
-        authors with repeat posts in `days` and `edge_rows`."""
+        authors with repeat posts in `days` and `edge_rows`. `whole_days`: the dates `days` holds in full
+        (every flag's cells of the day): an edge day that a window keeps whole is taken from there
+        instead of tokenising its rows again (a look after the day's last row: the newest day)."""
+        self._whole_days = set(whole_days)
         # Per flag, with each row's day as datetime64[D]: a window picks its days by comparing numbers in
         # its own flag's rows, not every flag's rows as dates (7 windows x 28 days of cells cost 0.3 s so).
         self._days = {}
@@ -178,7 +182,8 @@ class WindowText:
         rows up to the look, `rows` among them): replay's and compute_baselines' path."""
         votes = aggregates.first_votes(history)
         complaints = history.event_id[relevant_negatives(history)]
-        return cls(daily(rows, rows.repeat_vote.to_numpy(bool)), rows, votes[votes.first_event_id.isin(complaints)])
+        return cls(daily(rows, rows.repeat_vote.to_numpy(bool)), rows, votes[votes.first_event_id.isin(complaints)],
+                   set(aggregates.utc_dates(rows.created_at)))
 
     def posts_per_author(self, authors: pd.DataFrame, flag: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
         """Relevant negative posts per author in (start, end]: their repeat posts there (`authors`: author
@@ -192,6 +197,13 @@ class WindowText:
     @property
     def edge_rows(self) -> int:
         return len(self._edge_rows)
+
+    def _table_day(self, flag: str, day) -> pd.DataFrame | None:
+        """The table's cells of one of `flag`'s days, when `days` holds that day (None: summarise rows)."""
+        if flag not in self._days or day not in self._whole_days:
+            return None
+        days, at = self._days[flag]
+        return days[at == np.datetime64(day, "D")]
 
     def cells(self, flag: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         first, last = start.date(), end.date()
@@ -207,13 +219,14 @@ class WindowText:
                     self._edge_cells[cut] = NEGATIVES_DAILY.empty_frame()
                     continue
                 at = self._edge_at[positions]
-                if cut[2] is not None:
-                    positions = positions[at > start.value]
-                    at = self._edge_at[positions]
-                if cut[3] is not None:
-                    positions = positions[at <= end.value]
-                rows = self._edge_rows.iloc[positions]
-                self._edge_cells[cut] = daily(rows, rows.repeat_vote.to_numpy(bool))
+                kept = positions[((at > start.value) if cut[2] is not None else True)
+                                 & ((at <= end.value) if cut[3] is not None else True)]
+                whole = self._table_day(flag, day) if len(kept) == len(positions) else None
+                if whole is not None:  # the cut keeps the whole day (a look after its last row): the table's day
+                    self._edge_cells[cut] = whole
+                else:
+                    rows = self._edge_rows.iloc[kept]
+                    self._edge_cells[cut] = daily(rows, rows.repeat_vote.to_numpy(bool))
             parts.append(self._edge_cells[cut])
         return pd.concat([p for p in parts if len(p)] or [NEGATIVES_DAILY.empty_frame()], ignore_index=True)
 
