@@ -365,17 +365,15 @@ def describe_baselines(frame: pd.DataFrame, scored: pd.DataFrame, config: Window
 
 
 def relative_rise(current: float | None, baseline: float | None) -> float | None:
-    if current is None or baseline is None or np.isnan(current) or np.isnan(baseline):
-        return None
-    if baseline == 0:
-        return float("inf") if current > 0 else 0.0
-    return current / baseline - 1.0
+    """How far `current` rose above `baseline` (0.3: 30 % higher); None where either is missing."""
+    rise = float(relative_rises([current], [baseline])[0])
+    return None if np.isnan(rise) else rise
 
 
 def relative_rises(current, baseline) -> np.ndarray:
-    """`relative_rise` of each pair, as floats (NaN where it gives None): a decision batch has a row per
-    release, cohort and look."""
-    current, baseline = np.asarray(current, dtype=float), np.asarray(baseline, dtype=float)
+    """`relative_rise` of each pair, as floats (NaN where either is missing; inf above a zero baseline): a
+    decision batch has a row per release, cohort and look."""
+    current, baseline = np.asarray(current, dtype=float), np.asarray(baseline, dtype=float)  # None -> NaN
     with np.errstate(invalid="ignore", divide="ignore"):
         rise = np.where(baseline == 0, np.where(current > 0, np.inf, 0.0), current / baseline - 1.0)
     return np.where(np.isnan(current) | np.isnan(baseline), np.nan, rise)

@@ -247,17 +247,17 @@ def _final_action(state: str, action: str, fallback_variant, release_live) -> st
     return action
 
 
-_TARGET_ACTIONS = ("step_down", "disable", "switch_variant")  # the actions `_target` gives a rollout for
+_TARGET_ACTIONS = ("step_down", "disable", "switch_variant")  # the actions that carry a target rollout
 
 
 def _target(action: str, ladder) -> int | None:
     """The recommendation as seen from full exposure; the flag action re-reads the live rollout."""
+    if action not in _TARGET_ACTIONS:
+        return None
     steps = list(ladder) if ladder is not None else list(DEFAULT_LADDER)
     if action == "step_down":
         return int(steps[1]) if len(steps) > 1 else 0
-    if action in ("disable", "switch_variant"):
-        return int(steps[-1])
-    return None
+    return int(steps[-1])  # disable, switch_variant: the ladder's last rung
 
 
 def known_bad_releases(decisions: pd.DataFrame) -> frozenset:
