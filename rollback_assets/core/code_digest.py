@@ -38,7 +38,7 @@ def imports_of(name: str) -> frozenset[str]:
         return frozenset()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in _statements(ast.parse(path.read_bytes(), filename=str(path)).body):
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -72,17 +72,6 @@ def closure_digest(*names: str) -> str:
     for name in import_closure(*names):
         digest.update(f"{name}\0{source_digest(name)}\0".encode())
     return digest.hexdigest()
-
-
-def _statements(body: list[ast.stmt]):
-    """Every statement, nested ones included: imports are statements, so the expressions (most of a
-    tree's nodes) need no visit. ast.walk over every node cost ~1 s per policy load, in every step."""
-    for node in body:
-        yield node
-        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
-            children = getattr(node, field, None)
-            if isinstance(children, list):
-                yield from _statements(children)
 
 
 def _absolute(node: ast.ImportFrom, package: str) -> str:
