@@ -84,16 +84,15 @@ def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
     whose row is gone or moved later may give way to a row on an untouched day: only then are that
     author's rows read across the history. Finding the recorded votes of the days' authors scans the
     author column of `author_votes` (see ARCHITECTURE, known limits)."""
-    in_days = ds.field("created_date").isin(_dates(days))
     authored = lake.read(SCORED_SENTIMENT, columns=VOTE_INPUT_COLUMNS, version=upto,
-                         filter=in_days & ~ds.field("author_hash").is_null(), days=days)
+                         filter=~ds.field("author_hash").is_null(), days=days)
     batch = aggregates.first_votes(authored)
     existing = AUTHOR_VOTES.empty_frame()
     if lake.exists(AUTHOR_VOTES):  # the days' authors' votes, and votes on these days whose author left them
         authors = authored.author_hash.astype(str).unique()
         existing = pd.concat([
             lake.read_keys_in(AUTHOR_VOTES, "author_hash", authors, AUTHOR_VOTES.names).to_pandas(),
-            lake.read(AUTHOR_VOTES, filter=ds.field("first_date").isin(_dates(days)), days=days),
+            lake.read(AUTHOR_VOTES, days=days),
         ]).drop_duplicates(list(AUTHOR_VOTES.key))
     old = {tuple(r[:4]): r for r in existing[AUTHOR_VOTES.names].itertuples(index=False)}
     new = {tuple(r[:4]): r for r in batch[AUTHOR_VOTES.names].itertuples(index=False)}
@@ -127,10 +126,6 @@ def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
     if kept:
         lake.merge(AUTHOR_VOTES, pd.DataFrame(kept, columns=AUTHOR_VOTES.names))
     return other_days - days
-
-
-def _dates(days) -> pa.Array:
-    return pa.array(sorted(pd.to_datetime(list(days)).date), type=pa.date32())
 
 
 def _sql(value) -> str:
@@ -218,8 +213,9 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     rows = read_narrow(lake, version, edges)
     rows = rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
     rows = with_text(lake, rows, edges, version)
-    # Whether an author's first word was a complaint matters only to one whose repeats could make a burst.
-    repeats = pd.concat([days[days.kind == "author"].groupby("value")["count"].sum(),
+    # Whether an author's first word was a complaint matters only to one whose repeats could make a burst:
+    # their repeats on the table's days that are no window's edge, plus the edge days' rows.
+    repeats = pd.concat([days[(days.kind == "author") & ~days.created_date.isin(edges)].groupby("value")["count"].sum(),
                          rows.author_hash[rows.repeat_vote].dropna().astype(str).value_counts()]).groupby(level=0).sum()
     repeat_authors = set(repeats.index[repeats >= BOMB_POSTS_PER_AUTHOR - 1])
     if not repeat_authors or not lake.exists(AUTHOR_VOTES):

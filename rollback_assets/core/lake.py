@@ -23,8 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pa_fs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
+from deltalake.fs import DeltaStorageHandler
 
 from . import storage
 from .schemas import Table
@@ -65,14 +67,40 @@ class Lake:
         return self.table(table).version() if self.exists(table) else None
 
     def dataset(self, table: Table, version: int | None = None, days=None) -> ds.Dataset | None:
-        """`days`: values of the table's partition column; only their files are listed. Listing every
-        file of a table costs more as history grows (~0.2 s at 90 daily partitions), whatever the filter."""
+        """`days`: values of the table's partition column; only their files are read.
+
+        Built from the log's add actions with each file's partition value as its only expression.
+        deltalake's `to_pyarrow_dataset` also turns every file's min/max statistics of every column into
+        a pyarrow expression: ~2.6 ms a file, 0.3-0.6 s for one read of a table with 90 daily partitions,
+        most of what a new day's reads cost as history grows. Within a file, Parquet's own row-group
+        statistics still prune a filter. A table using a reader feature this shortcut does not handle
+        (deletion vectors, column mapping) goes through deltalake, which handles or refuses it."""
         if not self.exists(table):
             return None
-        if days is None:
-            return self.table(table, version).to_pyarrow_dataset()
-        values = ", ".join(f"'{value}'" for value in sorted({str(d) for d in days}))
-        return self.table(table, version).to_pyarrow_dataset(file_pruning_predicate=f"{table.partition_by[0]} IN ({values})")
+        delta = self.table(table, version)
+        protocol = delta.protocol()
+        if protocol.min_reader_version > 1 or protocol.reader_features:
+            if days is None:
+                return delta.to_pyarrow_dataset()
+            values = ", ".join(f"'{value}'" for value in sorted({str(d) for d in days}))
+            return delta.to_pyarrow_dataset(file_pruning_predicate=f"{table.partition_by[0]} IN ({values})")
+        actions = pa.table(delta.get_add_actions(flatten=True))
+        parts = [f"partition.{column}" for column in table.partition_by]
+        actions = actions.select(["path", "size_bytes", *parts])
+        if days is not None:
+            wanted = pa.array(sorted({str(d) for d in days}), pa.string())
+            actions = actions.filter(pc.is_in(pc.cast(actions.column(parts[0]), pa.string()), value_set=wanted))
+        paths = actions.column("path").to_pylist()
+        filesystem = pa_fs.PyFileSystem(DeltaStorageHandler(
+            self.uri(table), self.storage_options, dict(zip(paths, actions.column("size_bytes").to_pylist()))))
+        file_format = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True))
+        values = [actions.column(part).to_pylist() for part in parts]
+        fragments = [
+            file_format.make_fragment(path, filesystem=filesystem,
+                                      partition_expression=_partition_expression(table.partition_by, [v[i] for v in values]))
+            for i, path in enumerate(paths)
+        ]
+        return ds.FileSystemDataset(fragments, pa.schema(delta.schema().to_arrow()), file_format, filesystem)
 
     def read_arrow(
         self,
@@ -307,6 +335,15 @@ class Lake:
     @staticmethod
     def _arrow(table: Table, frame: pd.DataFrame | pa.Table) -> pa.Table:
         return frame if isinstance(frame, pa.Table) else table.to_arrow(frame)
+
+
+def _partition_expression(columns: tuple[str, ...], values: list) -> ds.Expression:
+    """A file's partition values as the expression pyarrow fills those columns from (they are not in
+    the file) and prunes by."""
+    expression = ds.scalar(True)
+    for column, value in zip(columns, values):
+        expression &= ds.field(column).is_null() if value is None else ds.field(column) == value
+    return expression
 
 
 def retry_commit(write: Callable[[], T], what: str, sleep: Callable[[float], None] = time.sleep) -> T:

@@ -249,7 +249,7 @@ def describe(frame: pd.DataFrame, text: WindowText, quotes: int, one_vote_per_au
                     if kind != "rolling" for v in (vs or "").split(",") if v}
         top = (json.loads(group.top_topics.iloc[0] or "[]") or [[None]])[0][0]
         cohort = None if cohort == ALL_COHORTS else cohort
-        picked = evidence(window.quotes(version, cohort, top), top, quotes, redacted)
+        picked = evidence(window.quotes(version, cohort, top), quotes, redacted)
         authors = window.authors[(window.authors.release_version == version)
                                  & ((window.authors.cohort == cohort) if cohort else True)]
         bomb = review_bomb_note(text.posts_per_author(authors, flag, start, end), window.posts(version, cohort),
@@ -322,20 +322,19 @@ def _rows_by(*columns: np.ndarray | None) -> dict[tuple, np.ndarray]:
     return dict(zip(keys, np.split(order, bounds)))
 
 
-def evidence(quotes: pd.DataFrame, topic: str | None, wanted: int, redacted: dict | None = None) -> list[str]:
-    """The most confident distinct complaints on the top topic: what a reviewer should read first.
-    Near-duplicates count once; redacted one by one until enough (redaction is the cost), as a person
-    reads them and as the LLM's input is redacted. `redacted`: quotes already redacted in this step (the
-    same complaint heads a release's 'all' cohort and its own), by text."""
-    if topic is None or wanted == 0 or quotes.empty:
+def evidence(quotes: pd.DataFrame, wanted: int, redacted: dict | None = None) -> list[str]:
+    """The most confident distinct complaints: what a reviewer should read first. `quotes`: one topic's
+    candidates, most confident first (`_Window.quotes`). Near-duplicates count once; redacted one by one
+    until enough (redaction is the cost), as a person reads them and as the LLM's input is redacted.
+    `redacted`: quotes already redacted in this step (the same complaint heads a release's 'all' cohort
+    and its own), by text."""
+    if wanted == 0 or quotes.empty:
         return []
-    on_topic = most_confident_first(quotes[quotes.issue_category == topic])
     picked: dict[str, str] = {}
     redacted = {} if redacted is None else redacted
-    for text in on_topic.value:
+    for text in quotes.value:
         quote = redacted[text] = redacted[text] if text in redacted else redact_quote(text)
         picked.setdefault(" ".join(re.findall(r"\w+", quote.lower()))[:80], quote)
         if len(picked) == wanted:
             break
     return list(picked.values())
-

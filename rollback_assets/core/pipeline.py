@@ -362,8 +362,7 @@ def aggregate_daily(lake: Lake) -> StepResult:
     if not days:  # the scored commits since changed no day (nothing new); the next run looks again from here
         return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0,
                                                           "aggregate_rows": 0})
-    in_days = ds.field("created_date").isin(daily_store._dates(days))
-    chunks = _date_chunks(lake.read_arrow(SCORED_SENTIMENT, columns=["created_date"], filter=in_days, version=upto, days=days)
+    chunks = _date_chunks(lake.read_arrow(SCORED_SENTIMENT, columns=["created_date"], version=upto, days=days)
                           .column("created_date")) or [[]]
     emptied = days - {str(d) for chunk in chunks for d in chunk}  # every row left the day: its sums go too
     stats = {"full_rebuild": full, "days_rewritten": sorted(days), "rows_read": 0, "aggregate_rows": 0}
