@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,17 +34,53 @@ def run_job(files: list[Path] | None):
     config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     if files is not None:
         config["ops"] = {"raw_feedback": {"config": {"files": [str(f) for f in files]}}}
+    sampler = RssSampler()
     started = time.perf_counter()
-    result = defs.resolve_job_def("feedback_job").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), run_config=config, raise_on_error=False
-    )
+    with sampler:
+        result = defs.resolve_job_def("feedback_job").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(), run_config=config, raise_on_error=False
+        )
     wall = time.perf_counter() - started
     # A failing guardrail check (the bad release) fails its own step by design; anything else is a bug.
     steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
     failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE" and e.step_key != "sentiment_guardrails"]
     if failed:
         raise SystemExit(f"step {failed[0].step_key} failed: {failed[0].event_specific_data.error.to_string()}")
-    return wall, steps
+    starts = {e.step_key: e.timestamp for e in result.all_events if e.event_type_value == "STEP_START"}
+    ends = {e.step_key: e.timestamp for e in result.all_events if e.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE")}
+    peaks = {step: sampler.peak_mb(starts[step], ends[step]) for step in steps if step in starts and step in ends}
+    return wall, steps, peaks
+
+
+class RssSampler:
+    """Resident memory sampled every 20 ms in a thread while a run executes in this process, so a
+    step's peak can be read off its start and end times (VmHWM gives only the run's overall peak; a
+    spike shorter than the interval may be missed here)."""
+
+    def __init__(self, interval_s: float = 0.02):
+        self.interval_s, self.samples = interval_s, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _run(self) -> None:
+        with open("/proc/self/statm") as statm:
+            while not self._stop.is_set():
+                statm.seek(0)
+                self.samples.append((time.time(), int(statm.read().split()[1]) * self._page_mb))
+                self._stop.wait(self.interval_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_mb(self, start: float, end: float) -> float | None:
+        inside = [mb for at, mb in self.samples if start <= at <= end]
+        return max(inside) if inside else None
 
 
 def reset_peak_rss() -> None:
@@ -140,7 +177,7 @@ def main() -> int:
     del frame, history
     gc.collect()
     reset_peak_rss()
-    full_wall, full_steps = run_job(None)
+    full_wall, full_steps, full_peaks = run_job(None)
     pipeline_peak_mb = peak_rss_mb()
 
     # 2. The scorer alone on the same rows, same process: sentiment, label, confidence, topic, surface.
@@ -153,12 +190,12 @@ def main() -> int:
 
     # 3. One new day on top of that history.
     new_files = demo_data.write_landing_zone(new_day, full_root / "landing", period_days=1, malformed=False)
-    new_wall, new_steps = run_job(new_files)
+    new_wall, new_steps, _ = run_job(new_files)
 
     # 4. The first day alone on an empty lake.
     first_root = work / "first"
     landing_for(first_root, first_rows)
-    first_wall, first_steps = run_job(None)
+    first_wall, first_steps, _ = run_job(None)
 
     # 5. One new day at --long-days of history, same rows per day (the history is built first, untimed).
     long_wall = long_steps = None
@@ -176,18 +213,19 @@ def main() -> int:
                                                 period_days=1, malformed=False, start=long_start)
         del long_frame
         gc.collect()
-        long_wall, long_steps = run_job(long_new)
+        long_wall, long_steps, _ = run_job(long_new)
 
     # 6. Replay: the policy over every 6-hour look of --long-days days of --replay-flags flags.
     replay_figures = replay_bench(args.long_days or args.days, args.replay_flags, args.replay_rows_per_day) if args.replay_flags else {}
     assets = ["raw_feedback", "release_artifacts", "enriched_feedback", "sentiment_model", "scored_sentiment",
               "sentiment_daily", "cohort_baselines", "rollback_decisions"]
     print(f"\nrows {n:,} over {args.days} days; scorer {scorer.name} ({scorer.version})")
-    print(f"{'step':34s} {'seconds':>9s} {'rows/s':>12s}")
+    print(f"{'step':34s} {'seconds':>9s} {'rows/s':>12s} {'peak MB':>9s}")
     for step in sorted(full_steps, key=lambda s: (s not in assets, assets.index(s) if s in assets else 0, s)):
         seconds = full_steps[step]
         rate = f"{n / seconds:,.0f}" if step in assets and seconds > 0 else ""
-        print(f"{step:34s} {seconds:9.2f} {rate:>12s}")
+        peak = f"{full_peaks[step]:,.0f}" if full_peaks.get(step) else ""
+        print(f"{step:34s} {seconds:9.2f} {rate:>12s} {peak:>9s}")
     print(f"{'full graph (wall, in Dagster)':34s} {full_wall:9.2f} {n / full_wall:12,.0f}")
     print(f"{'scorer only':34s} {scorer_only:9.2f} {n / scorer_only:12,.0f}")
     ratio = full_wall / scorer_only
@@ -210,6 +248,7 @@ def main() -> int:
     results = {
         "rows": n, "days": args.days, "scorer": scorer.version, "full_graph_s": full_wall, "steps_s": full_steps,
         "scorer_only_s": scorer_only, "ratio_full_to_scorer": ratio, "peak_rss_mb": pipeline_peak_mb,
+        "step_peak_rss_mb": full_peaks,
         "new_day_s": new_wall, "new_day_steps_s": new_steps, "first_day_s": first_wall, "first_day_steps_s": first_steps,
         "new_day_to_first_day": day_ratio, "long_days": args.long_days, "long_new_day_s": long_wall,
         "long_new_day_steps_s": long_steps, "long_new_day_to_first_day": long_wall / first_wall if long_wall else None,

@@ -49,11 +49,9 @@ def test_ordinary_review_text_is_left_alone(text):
 
 
 def test_evidence_quotes_are_redacted_where_they_are_produced():
-    candidates = pd.DataFrame({  # one topic's quote cells, most confident first: stored as written, redacted when picked
-        "issue_category": ["checkout"] * 2, "confidence": [0.9, 0.8],
-        "created_at": pd.to_datetime(["2026-09-10", "2026-09-11"], utc=True),
-        "value": ["Checkout broke, call me 0170/5550199. Regards, Jane Doe", "x" * 500 + " DE89 3704 0044 0532 0130 00"],
-    })
+    candidates = [  # one topic's quote texts, most confident first: stored as written, redacted when picked
+        "Checkout broke, call me 0170/5550199. Regards, Jane Doe", "x" * 500 + " DE89 3704 0044 0532 0130 00",
+    ]
     quotes = evidence(candidates, 5)
     dumped = json.dumps(quotes)
     assert "5550199" not in dumped and "Jane" not in dumped and "[PHONE]" in quotes[0] and "[NAME]" in quotes[0]

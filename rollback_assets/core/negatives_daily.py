@@ -136,9 +136,15 @@ def most_confident_first(quotes: pd.DataFrame) -> pd.DataFrame:
     """Quotes by confidence, highest first, then earliest first; ties keep their order (a stable sort;
     no confidence or time goes last, as pandas places them). numpy's lexsort on the two columns: pandas'
     two-key sort_values encodes each key first, most of a window's cost at tens of thousands of quotes."""
-    at = pd.to_datetime(quotes.created_at, utc=True).dt.tz_localize(None).to_numpy().view(np.int64).copy()
-    at[at == np.iinfo(np.int64).min] = np.iinfo(np.int64).max  # NaT last
-    return quotes.iloc[np.lexsort((at, -quotes.confidence.to_numpy(float)))]
+    return quotes.iloc[np.lexsort((_sort_times(quotes.created_at), -quotes.confidence.to_numpy(float)))]
+
+
+def _sort_times(times: pd.Series) -> np.ndarray:
+    """Times as nanoseconds to sort by (whatever the column's unit: the table's are microseconds, cut
+    edge days' nanoseconds, and both parts of a window are sorted together), none last."""
+    at = pd.to_datetime(times, utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64).copy()
+    at[at == np.iinfo(np.int64).min] = np.iinfo(np.int64).max
+    return at
 
 
 def fingerprints(texts: pd.Series) -> pd.Series:
@@ -173,6 +179,7 @@ class WindowText:
         self._edge_days = edge_rows.groupby([edge_rows.attributed_flag.astype(str).to_numpy(), aggregates.utc_dates(
             edge_rows.created_at)], sort=False).indices if len(edge_rows) else {}
         self._edge_cells: dict[tuple, pd.DataFrame] = {}  # an edge day cut one way, for every window cut so
+        self._flag_cells: dict[tuple, _Cells] = {}
         self._first_at = {tuple(k): pd.Timestamp(t) for *k, t in first_complaints[
             ["flag_key", "release_version", "cohort", "author_hash", "first_at"]].itertuples(index=False)}
 
@@ -205,12 +212,19 @@ class WindowText:
         days, at = self._days[flag]
         return days[at == np.datetime64(day, "D")]
 
-    def cells(self, flag: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    def flag_cells(self, flag: str, one_vote_per_author: bool) -> "_Cells":
+        """`flag`'s table cells of every day `days` holds, grouped once for all of its windows (a window
+        takes the days strictly inside it by a mask)."""
+        key = (flag, one_vote_per_author)
+        if key not in self._flag_cells:
+            days, day = self._days.get(flag, (NEGATIVES_DAILY.empty_frame(), np.zeros(0, "datetime64[D]")))
+            self._flag_cells[key] = _Cells(days, day, one_vote_per_author)
+        return self._flag_cells[key]
+
+    def edge_cells(self, flag: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """The cells of the window's first and last days, cut at its edges."""
         first, last = start.date(), end.date()
         parts = []
-        if flag in self._days:
-            days, day = self._days[flag]
-            parts.append(days[(day > np.datetime64(first, "D")) & (day < np.datetime64(last, "D"))])
         for day in sorted({first, last}):
             cut = (flag, day, start if day == first else None, end if day == last else None)
             if cut not in self._edge_cells:
@@ -243,7 +257,8 @@ def describe(frame: pd.DataFrame, text: WindowText, quotes: int, one_vote_per_au
         flag, version, cohort, start, end = key
         start, end = pd.Timestamp(start), pd.Timestamp(end)
         if (flag, start, end) not in windows:  # one flag's window, grouped once for all its releases and cohorts
-            windows[(flag, start, end)] = _Window(text.cells(flag, start, end), one_vote_per_author)
+            windows[(flag, start, end)] = _Window(text.flag_cells(flag, one_vote_per_author), text.edge_cells(flag, start, end),
+                                                  start.date(), end.date(), one_vote_per_author)
         window = windows[(flag, start, end)]
         compared = {v for kind, vs in zip(group.baseline_kind, group.baseline_versions)
                     if kind != "rolling" for v in (vs or "").split(",") if v}
@@ -263,36 +278,65 @@ def describe(frame: pd.DataFrame, text: WindowText, quotes: int, one_vote_per_au
     return frame
 
 
+class _Cells:
+    """Cells grouped once by what a window asks of them, as arrays with each row's day: term rows coded
+    against their sorted vocabulary and located per release x cohort, quotes most confident first and
+    located per release x cohort x topic, totals and authors. The counted cells (one vote per author:
+    first words only) for the figures, every post for the bomb note."""
+
+    def __init__(self, cells: pd.DataFrame, day: np.ndarray, one_vote_per_author: bool):
+        kind = cells.kind.to_numpy()
+        counted = ~cells.repeat_vote.to_numpy(bool) if one_vote_per_author else np.ones(len(cells), bool)
+        version, cohort, value = (cells[c].to_numpy() for c in ("release_version", "cohort", "value"))
+        terms = counted & (kind == "term")
+        codes, self.vocabulary = pd.factorize(value[terms], sort=True)  # sorted: ties rank as a fit's vocabulary does
+        self.vocabulary = np.asarray(self.vocabulary, dtype=object)
+        self.term_codes, self.term_day = codes, day[terms]
+        self.term_counts = cells["count"].to_numpy(float)[terms]
+        self.term_rows = {**_rows_by(version[terms], cohort[terms]), **_rows_by(version[terms], None)}
+        totals = kind == "total"
+        self.totals, self.totals_day = cells[counted & totals], day[counted & totals]
+        self.posts, self.posts_day = cells[totals], day[totals]
+        quotes = np.flatnonzero(counted & (kind == "quote"))
+        confidence, at = cells.confidence.to_numpy(float)[quotes], _sort_times(cells.created_at)[quotes]
+        order = np.lexsort((at, -confidence))
+        quotes = quotes[order]
+        self.quote_text, self.quote_confidence, self.quote_at = value[quotes], confidence[order], at[order]
+        self.quote_day = day[quotes]
+        topic = cells.issue_category.to_numpy()[quotes]
+        self.quote_rows = {**_rows_by(version[quotes], cohort[quotes], topic), **_rows_by(version[quotes], None, topic)}
+        self.authors, self.authors_day = cells[kind == "author"], day[kind == "author"]
+
+
 class _Window:
-    """One flag's window cells, grouped once: every judged release x cohort in it is a few lookups. The
-    counted cells (one vote per author: first words only) for the figures, every post for the bomb note."""
+    """One flag's window: the flag's table cells of the days strictly inside it (`inside`: grouped once
+    for all the flag's windows) and its edge days' cells. Every judged release x cohort in it is a few
+    lookups."""
 
-    def __init__(self, cells: pd.DataFrame, one_vote_per_author: bool):
-        counted = cells[~cells.repeat_vote.astype(bool)] if one_vote_per_author else cells
-        kind = counted.kind
-        terms = counted[kind == "term"]
-        codes, self.vocabulary = pd.factorize(terms.value, sort=True)  # sorted: ties rank as a fit's vocabulary does
-        self._codes, self._term_counts = codes, terms["count"].to_numpy(float)
-        version, cohort = terms.release_version.to_numpy(), terms.cohort.to_numpy()
-        self._term_rows = {**_rows_by(version, cohort), **_rows_by(version, None)}
-        self._totals = self._by_key(counted[kind == "total"])
-        self._posts = self._by_key(cells[cells.kind == "total"])
-        self._sorted_quotes = quotes = most_confident_first(counted[kind == "quote"])
-        version, cohort, topic = (quotes[c].to_numpy() for c in ("release_version", "cohort", "issue_category"))
-        self._quote_rows = {**_rows_by(version, cohort, topic), **_rows_by(version, None, topic)}
-        self.authors = cells[cells.kind == "author"]
-
-    @staticmethod
-    def _by_key(totals: pd.DataFrame) -> dict:
-        """(version, cohort or None for every cohort) -> count."""
-        return {**totals.groupby(["release_version", "cohort"])["count"].sum().to_dict(),
-                **{(v, None): n for v, n in totals.groupby("release_version")["count"].sum().items()}}
+    def __init__(self, inside: _Cells, edges: pd.DataFrame, first, last, one_vote_per_author: bool):
+        first, last = np.datetime64(first, "D"), np.datetime64(last, "D")
+        self._inside, self._edges = inside, _Cells(edges, np.full(len(edges), first), one_vote_per_author)
+        self._in = lambda day: (day > first) & (day < last)
+        # One vocabulary for both parts; a term of the flag's other days counts zero here, and terms
+        # seen fewer than twice are dropped (rising_from_counts), so the figures are the window's own.
+        self.vocabulary, *self._remap = _merge_sorted(inside.vocabulary, self._edges.vocabulary)
+        totals = pd.concat([inside.totals[self._in(inside.totals_day)], self._edges.totals])
+        posts = pd.concat([inside.posts[self._in(inside.posts_day)], self._edges.posts])
+        self._totals, self._posts = _by_key(totals), _by_key(posts)
+        self.authors = pd.concat([inside.authors[self._in(inside.authors_day)], self._edges.authors], ignore_index=True)
 
     def terms(self, versions, cohort: str | None) -> np.ndarray:
         """Negatives containing each vocabulary term, over `versions` in `cohort` (None: every cohort)."""
-        rows = [self._term_rows[(v, cohort)] for v in versions if (v, cohort) in self._term_rows]
-        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        return np.bincount(self._codes[rows], weights=self._term_counts[rows], minlength=len(self.vocabulary))
+        counts = np.zeros(len(self.vocabulary))
+        for part, remap in zip((self._inside, self._edges), self._remap):
+            rows = [part.term_rows[(v, cohort)] for v in versions if (v, cohort) in part.term_rows]
+            if not rows:
+                continue
+            rows = np.concatenate(rows)
+            if part is self._inside:
+                rows = rows[self._in(part.term_day[rows])]
+            counts += np.bincount(remap[part.term_codes[rows]], weights=part.term_counts[rows], minlength=len(counts))
+        return counts
 
     def totals(self, versions, cohort: str | None) -> int:
         return int(sum(self._totals.get((v, cohort), 0) for v in versions))
@@ -300,10 +344,38 @@ class _Window:
     def posts(self, version: str, cohort: str | None) -> int:
         return int(self._posts.get((version, cohort), 0))
 
-    def quotes(self, version: str, cohort: str | None, topic: str | None) -> pd.DataFrame:
-        """The candidates on `topic`, most confident first."""
-        rows = self._quote_rows.get((version, cohort, topic))
-        return NEGATIVES_DAILY.empty_frame() if rows is None else self._sorted_quotes.iloc[rows]
+    def quotes(self, version: str, cohort: str | None, topic: str | None) -> np.ndarray:
+        """The texts of the candidates on `topic`, most confident first (on a tie, the days inside
+        before the edges, as one stable sort of the window's cells orders them)."""
+        key = (version, cohort, topic)
+        inside = self._inside.quote_rows.get(key, np.zeros(0, np.int64))
+        inside = inside[self._in(self._inside.quote_day[inside])]
+        edge = self._edges.quote_rows.get(key, np.zeros(0, np.int64))
+        if not len(edge):
+            return self._inside.quote_text[inside]
+        if not len(inside):
+            return self._edges.quote_text[edge]
+        parts = (self._inside, inside), (self._edges, edge)
+        confidence, at, text = (np.concatenate([getattr(part, name)[rows] for part, rows in parts])
+                                for name in ("quote_confidence", "quote_at", "quote_text"))
+        return text[np.lexsort((at, -confidence))]
+
+
+def _merge_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sorted union of two sorted vocabularies and where each one's terms land in it: the edge
+    days add a few terms to the flag's, so they are inserted rather than everything sorted again."""
+    pos = np.searchsorted(a, b)
+    found = pos < len(a)
+    found[found] = a[pos[found]] == b[found]
+    new = pos[~found]
+    merged = np.insert(a, new, b[~found])
+    return merged, np.arange(len(a)) + np.searchsorted(new, np.arange(len(a)), side="right"), np.searchsorted(merged, b)
+
+
+def _by_key(totals: pd.DataFrame) -> dict:
+    """(version, cohort or None for every cohort) -> count."""
+    return {**totals.groupby(["release_version", "cohort"])["count"].sum().to_dict(),
+            **{(v, None): n for v, n in totals.groupby("release_version")["count"].sum().items()}}
 
 
 def _rows_by(*columns: np.ndarray | None) -> dict[tuple, np.ndarray]:
@@ -322,17 +394,17 @@ def _rows_by(*columns: np.ndarray | None) -> dict[tuple, np.ndarray]:
     return dict(zip(keys, np.split(order, bounds)))
 
 
-def evidence(quotes: pd.DataFrame, wanted: int, redacted: dict | None = None) -> list[str]:
+def evidence(quotes, wanted: int, redacted: dict | None = None) -> list[str]:
     """The most confident distinct complaints: what a reviewer should read first. `quotes`: one topic's
-    candidates, most confident first (`_Window.quotes`). Near-duplicates count once; redacted one by one
-    until enough (redaction is the cost), as a person reads them and as the LLM's input is redacted.
-    `redacted`: quotes already redacted in this step (the same complaint heads a release's 'all' cohort
-    and its own), by text."""
-    if wanted == 0 or quotes.empty:
+    candidate texts, most confident first (`_Window.quotes`). Near-duplicates count once; redacted one
+    by one until enough (redaction is the cost), as a person reads them and as the LLM's input is
+    redacted. `redacted`: quotes already redacted in this step (the same complaint heads a release's
+    'all' cohort and its own), by text."""
+    if wanted == 0 or len(quotes) == 0:
         return []
     picked: dict[str, str] = {}
     redacted = {} if redacted is None else redacted
-    for text in quotes.value:
+    for text in quotes:
         quote = redacted[text] = redacted[text] if text in redacted else redact_quote(text)
         picked.setdefault(" ".join(re.findall(r"\w+", quote.lower()))[:80], quote)
         if len(picked) == wanted:
