@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .attribution import attribute
-from . import aggregates, daily_store, negatives_daily
+from . import aggregates, daily_store, increments, negatives_daily
 from .baselines import baselines_frame, judge_looks, window_edges
 from .ingest import read_file
 from .landing import file_digest
@@ -31,7 +31,7 @@ from .scoring.base import Scorer, score_frame
 from .scoring.model_store import ModelStore
 from .schemas import (
     AUTHOR_VOTES, BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, LANDING_FILES, NEGATIVES_DAILY, QUARANTINE,
-    RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_COLUMNS, SCORE_FIELDS, SCORED_SENTIMENT, SENTIMENT_DAILY, UTC_TS, Table,
+    RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_COLUMNS, SCORE_FIELDS, SCORED_SENTIMENT, SENTIMENT_DAILY, Table,
 )
 from .taxonomy import Taxonomy
 
@@ -141,7 +141,7 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
     the cohort dimensions changed, re-attribute all.
 
     Concurrency-safe: the watermark is a committed Delta version of `raw_feedback`, never a clock, so
-    an ingest run that started earlier but committed later is still picked up (see `_changed_since`).
+    an ingest run that started earlier but committed later is still picked up (see `increments.changed_since`).
     Raw is read at one pinned version; commits after it are the next run's. The watermark is written
     with the last chunk only, so a run that dies half-way is redone, and the MERGEs make that harmless.
     """
@@ -149,14 +149,14 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
     signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS), "cohort": list(cohort_dimensions)})
     full = lake.commit_metadata(ENRICHED_FEEDBACK, "attribution_signature") != signature
     upto = lake.version(RAW_FEEDBACK)
-    since = _processed(lake, ENRICHED_FEEDBACK, "raw_version")
-    pending = None if full else _changed_since(lake, RAW_FEEDBACK, "ingested_at", since, upto)
-    changed_days = _changed_days(lake, RAW_FEEDBACK, pending, since, upto)
+    since = increments.processed(lake, ENRICHED_FEEDBACK, "raw_version")
+    pending = None if full else increments.changed_since(lake, RAW_FEEDBACK, "ingested_at", since, upto)
+    changed_days = increments.changed_days(lake, RAW_FEEDBACK, pending, since, upto)
     keys = lake.read_arrow(RAW_FEEDBACK, columns=["event_id", "created_date"], filter=pending, version=upto,
                            days=changed_days)
     if not full:
         lake.drop_moved_rows(ENRICHED_FEEDBACK, keys, days=changed_days)
-    chunks = _date_chunks(keys.column("created_date"))
+    chunks = increments.date_chunks(keys.column("created_date"), CHUNK_ROWS)
     stats = {"rows_attributed": 0, "full_reattribution": full, "by_method": {}}
     version, now = lake.version(ENRICHED_FEEDBACK), _now()
     for i, days in enumerate(chunks):
@@ -223,13 +223,13 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     """Score rows attributed since the enriched version the last run processed, a chunk of days at
     a time. A row whose text did not change keeps its score (re-attribution never re-scores)."""
     upto = lake.version(ENRICHED_FEEDBACK)
-    since = _processed(lake, SCORED_SENTIMENT, "enriched_version")
-    pending = _changed_since(lake, ENRICHED_FEEDBACK, "enriched_at", since, upto)
-    changed_days = _changed_days(lake, ENRICHED_FEEDBACK, pending, since, upto)
+    since = increments.processed(lake, SCORED_SENTIMENT, "enriched_version")
+    pending = increments.changed_since(lake, ENRICHED_FEEDBACK, "enriched_at", since, upto)
+    changed_days = increments.changed_days(lake, ENRICHED_FEEDBACK, pending, since, upto)
     keys = lake.read_arrow(ENRICHED_FEEDBACK, columns=["event_id", "created_date"], filter=pending, version=upto,
                            days=changed_days)
     lake.drop_moved_rows(SCORED_SENTIMENT, keys, days=changed_days)
-    chunks = _date_chunks(keys.column("created_date"))
+    chunks = increments.date_chunks(keys.column("created_date"), CHUNK_ROWS)
     stats = {"rows_scored": 0, "rows_reused": 0, "scorer": scorer.name, "scorer_version": scorer.version}
     negatives, confidence = 0, 0.0
     version = lake.version(SCORED_SENTIMENT)
@@ -256,58 +256,6 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     return StepResult(version, stats)
 
 
-def _date_chunks(days: pa.ChunkedArray) -> list[list]:
-    """Consecutive days holding at most CHUNK_ROWS rows each (a bigger single day is one chunk)."""
-    if len(days) == 0:
-        return []
-    counts = pc.value_counts(days).to_pylist()
-    chunks, current, size = [], [], 0
-    for entry in sorted(counts, key=lambda e: e["values"]):
-        if current and size + entry["counts"] > CHUNK_ROWS:
-            chunks.append(current)
-            current, size = [], 0
-        current.append(entry["values"])
-        size += entry["counts"]
-    return chunks + [current]
-
-
-# Commits that change no rows a downstream step must see (a delete only removes a row that moved day).
-_NO_NEW_ROWS = {"DELETE", "OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "CREATE TABLE"}
-
-
-def _processed(lake: Lake, table, key: str) -> int | None:
-    """The upstream version the newest commit of `table` says it processed. The newest, not the
-    largest: when two runs race, the later commit may have processed less, and re-reading those
-    versions repairs anything its MERGE overwrote with older input."""
-    value = lake.commit_metadata(table, key)
-    return int(value) if value is not None else None
-
-
-def _changed_since(lake: Lake, upstream, stamp: str, since: int | None, upto: int | None) -> ds.Expression | None:
-    """Rows of `upstream` written by its commits in (since, upto]: every writer stamps its rows with
-    one value of `stamp` and names it in the commit metadata, so the stamps of those commits select
-    exactly their rows, whatever order concurrent runs started in. None (read everything) on the
-    first run, or when a commit carries no stamp (e.g. another engine's writer)."""
-    if since is None or upto is None:
-        return None
-    stamps = []
-    for commit in lake.commits_after(upstream, since, upto):
-        if commit.get(stamp) is not None:
-            stamps.append(pd.Timestamp(commit[stamp]))
-        elif commit.get("operation") not in _NO_NEW_ROWS:
-            return None
-    return ds.field(stamp).isin(pa.array(stamps, type=UTC_TS))
-
-
-def _changed_days(lake: Lake, upstream, pending: ds.Expression | None, since: int | None, upto: int | None) -> set[str] | None:
-    """The partitions the commits `pending` selects rows of touched (Delta log): the keys' read then lists
-    those days' files, not every file of the table (~0.2 s at 90 daily partitions). None: every day.
-    They also hold every downstream row that can have moved: a row moves downstream only after it moved
-    upstream, whose MERGE deleted it from its old day first (a remove in that day's partition), in those
-    same commits. So the downstream check for moved rows reads these days' keys, not every key."""
-    return None if pending is None else lake.touched_partitions(upstream, since, upto)
-
-
 SCORE_INPUT = ["text", "rating", "rating_scale", "sentiment_from"]  # what score_frame reads of a row
 _SCORE_FIELDS_ONLY = Table("score_fields", SCORE_COLUMNS, key=())
 
@@ -326,10 +274,9 @@ def _with_scores(rows: pa.Table, scores: pd.DataFrame) -> pa.Table:
 def _reusable_scores(lake: Lake, changed: pd.DataFrame) -> pd.DataFrame:
     if not lake.exists(SCORED_SENTIMENT):
         return pd.DataFrame(columns=["event_id", "content_hash", *SCORE_FIELDS])
-    dates = sorted(set(changed.created_date))
     existing = lake.read_keys_in(
         SCORED_SENTIMENT, "event_id", changed.event_id.tolist(), ["event_id", "content_hash", *SCORE_FIELDS],
-        filter=ds.field("created_date").isin(dates),
+        days=set(changed.created_date),
     ).to_pandas()
     return existing.merge(changed[["event_id", "content_hash"]], on=["event_id", "content_hash"], how="inner")
 
@@ -349,7 +296,7 @@ def aggregate_daily(lake: Lake) -> StepResult:
     releases = read_releases(lake)
     signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS)})
     full = lake.commit_metadata(SENTIMENT_DAILY, "release_signature") != signature
-    days = None if full else lake.touched_partitions(SCORED_SENTIMENT, _processed(lake, SENTIMENT_DAILY, "scored_version"), upto)
+    days = None if full else lake.touched_partitions(SCORED_SENTIMENT, increments.processed(lake, SENTIMENT_DAILY, "scored_version"), upto)
     votes = None
     if days is None:
         full = True
@@ -362,8 +309,8 @@ def aggregate_daily(lake: Lake) -> StepResult:
     if not days:  # the scored commits since changed no day (nothing new); the next run looks again from here
         return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0,
                                                           "aggregate_rows": 0})
-    chunks = _date_chunks(lake.read_arrow(SCORED_SENTIMENT, columns=["created_date"], version=upto, days=days)
-                          .column("created_date")) or [[]]
+    chunks = increments.date_chunks(lake.read_arrow(SCORED_SENTIMENT, columns=["created_date"], version=upto, days=days)
+                                    .column("created_date"), CHUNK_ROWS) or [[]]
     emptied = days - {str(d) for chunk in chunks for d in chunk}  # every row left the day: its sums go too
     stats = {"full_rebuild": full, "days_rewritten": sorted(days), "rows_read": 0, "aggregate_rows": 0}
     version = lake.version(SENTIMENT_DAILY)
