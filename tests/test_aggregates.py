@@ -192,3 +192,18 @@ def test_a_check_reads_the_newest_days_only(lake_with_a_late_day):
                                    lambda rows: rows.sentiment_label == "negative", limit=50, days_per_read=2)
     assert len(rows) == 50 and (rows.sentiment_label == "negative").all()
     assert set(rows.created_date.astype(str)) <= {day(DAYS - 1), day(DAYS - 2)}
+
+
+def test_window_vocabulary_merges_the_edge_days_terms_into_the_flags_sorted_terms():
+    """_merge_sorted: the sorted union, and where each side's terms land in it (a window's counts add
+    into that vocabulary from both parts)."""
+    import numpy as np
+
+    inside = np.array(["app", "crash", "slow"], dtype=object)
+    edges = np.array(["bug", "crash", "zoom"], dtype=object)
+    merged, from_inside, from_edges = negatives_daily._merge_sorted(inside, edges)
+    assert list(merged) == ["app", "bug", "crash", "slow", "zoom"]
+    assert list(merged[from_inside]) == list(inside) and list(merged[from_edges]) == list(edges)
+    for a, b in ((inside, np.array([], dtype=object)), (np.array([], dtype=object), edges)):
+        merged, from_a, from_b = negatives_daily._merge_sorted(a, b)
+        assert list(merged) == sorted({*a, *b}) and list(merged[from_a]) == list(a) and list(merged[from_b]) == list(b)

@@ -136,7 +136,12 @@ def most_confident_first(quotes: pd.DataFrame) -> pd.DataFrame:
     """Quotes by confidence, highest first, then earliest first; ties keep their order (a stable sort;
     no confidence or time goes last, as pandas places them). numpy's lexsort on the two columns: pandas'
     two-key sort_values encodes each key first, most of a window's cost at tens of thousands of quotes."""
-    return quotes.iloc[np.lexsort((_sort_times(quotes.created_at), -quotes.confidence.to_numpy(float)))]
+    return quotes.iloc[_confidence_order(quotes.confidence.to_numpy(float), _sort_times(quotes.created_at))]
+
+
+def _confidence_order(confidence: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The order of `most_confident_first` over arrays (`at`: `_sort_times`)."""
+    return np.lexsort((at, -confidence))
 
 
 def _sort_times(times: pd.Series) -> np.ndarray:
@@ -299,7 +304,7 @@ class _Cells:
         self.posts, self.posts_day = cells[totals], day[totals]
         quotes = np.flatnonzero(counted & (kind == "quote"))
         confidence, at = cells.confidence.to_numpy(float)[quotes], _sort_times(cells.created_at)[quotes]
-        order = np.lexsort((at, -confidence))
+        order = _confidence_order(confidence, at)
         quotes = quotes[order]
         self.quote_text, self.quote_confidence, self.quote_at = value[quotes], confidence[order], at[order]
         self.quote_day = day[quotes]
@@ -314,9 +319,9 @@ class _Window:
     lookups."""
 
     def __init__(self, inside: _Cells, edges: pd.DataFrame, first, last, one_vote_per_author: bool):
-        first, last = np.datetime64(first, "D"), np.datetime64(last, "D")
-        self._inside, self._edges = inside, _Cells(edges, np.full(len(edges), first), one_vote_per_author)
-        self._in = lambda day: (day > first) & (day < last)
+        self._first, self._last = np.datetime64(first, "D"), np.datetime64(last, "D")
+        # The edge cells are taken whole (cut already), so their days are never compared: any day will do.
+        self._inside, self._edges = inside, _Cells(edges, np.full(len(edges), self._first), one_vote_per_author)
         # One vocabulary for both parts; a term of the flag's other days counts zero here, and terms
         # seen fewer than twice are dropped (rising_from_counts), so the figures are the window's own.
         self.vocabulary, *self._remap = _merge_sorted(inside.vocabulary, self._edges.vocabulary)
@@ -324,6 +329,10 @@ class _Window:
         posts = pd.concat([inside.posts[self._in(inside.posts_day)], self._edges.posts])
         self._totals, self._posts = _by_key(totals), _by_key(posts)
         self.authors = pd.concat([inside.authors[self._in(inside.authors_day)], self._edges.authors], ignore_index=True)
+
+    def _in(self, day: np.ndarray) -> np.ndarray:
+        """Which of the flag's table cells (by their days) lie strictly inside the window."""
+        return (day > self._first) & (day < self._last)
 
     def terms(self, versions, cohort: str | None) -> np.ndarray:
         """Negatives containing each vocabulary term, over `versions` in `cohort` (None: every cohort)."""
@@ -358,7 +367,7 @@ class _Window:
         parts = (self._inside, inside), (self._edges, edge)
         confidence, at, text = (np.concatenate([getattr(part, name)[rows] for part, rows in parts])
                                 for name in ("quote_confidence", "quote_at", "quote_text"))
-        return text[np.lexsort((at, -confidence))]
+        return text[_confidence_order(confidence, at)]
 
 
 def _merge_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
