@@ -207,3 +207,24 @@ def test_window_vocabulary_merges_the_edge_days_terms_into_the_flags_sorted_term
     for a, b in ((inside, np.array([], dtype=object)), (np.array([], dtype=object), edges)):
         merged, from_a, from_b = negatives_daily._merge_sorted(a, b)
         assert list(merged) == sorted({*a, *b}) and list(merged[from_a]) == list(a) and list(merged[from_b]) == list(b)
+
+
+def test_only_the_edge_days_a_window_keeps_part_of_are_summarised_from_rows():
+    """partly_kept: a window that keeps all of a flag's day (a look after its last complaint) or none of
+    it (a start after its last one) takes the table's cells or nothing; only a real cut needs the rows."""
+    at = pd.to_datetime(["2026-03-01 09:00", "2026-03-01 15:00", "2026-03-02 10:00"], utc=True)
+    rows = pd.DataFrame({"attributed_flag": ["f", "f", "f"], "release_version": ["1", "1", "2"], "created_at": at,
+                         "sentiment_label": ["negative"] * 3, "topic_excluded": [False] * 3})
+    spans = negatives_daily.edge_spans(rows)
+    first, second = pd.Timestamp("2026-03-01").date(), pd.Timestamp("2026-03-02").date()
+    assert spans == {("f", first): (at[0].value, at[1].value), ("f", second): (at[2].value, at[2].value)}
+
+    def partly(start, end):
+        return negatives_daily.partly_kept(spans, [("f", pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"))])
+
+    assert partly("2026-03-01 08:00", "2026-03-02 23:00") == set()  # keeps both days whole
+    assert partly("2026-03-01 15:00", "2026-03-02 23:00") == set()  # (start, ...]: the day's last complaint is out
+    assert partly("2026-03-01 12:00", "2026-03-02 23:00") == {("f", first)}
+    assert partly("2026-03-01 08:00", "2026-03-02 09:59") == set()  # ends before the second day's complaint
+    assert partly("2026-02-20 00:00", "2026-03-01 09:00") == {("f", first)}  # (..., end]: keeps the 09:00 one only
+    assert negatives_daily.partly_kept(spans, [("other", at[0] - pd.Timedelta(hours=1), at[1])]) == set()

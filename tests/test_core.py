@@ -483,3 +483,32 @@ def test_lake_reads_partitions_filters_and_versions_as_deltalake_does(tmp_path):
     pd.testing.assert_frame_equal(ours(version=first), theirs(version=first))
     assert ours(days=["2026-02-01"]).empty
     assert str(ours().first_date.iloc[0]) == "2026-01-01"  # the partition column comes from the path, typed
+
+
+def test_a_lake_keeps_its_snapshots_current_with_other_writers(tmp_path):
+    """Lake.table keeps each table open and brings it up to date with update_incremental: another
+    writer's commits (another process, another engine) show in the next read, a pinned version keeps
+    its rows, and a Lake still pickles (its snapshots are dropped, not sent)."""
+    import pickle
+
+    from rollback_assets.core.lake import Lake
+    from rollback_assets.core.schemas import AUTHOR_VOTES
+
+    votes = pd.DataFrame({
+        "flag_key": ["f"] * 3, "release_version": ["1"] * 3, "cohort": ["c"] * 3, "author_hash": ["a", "b", "c"],
+        "first_event_id": ["e1", "e2", "e3"], "first_at": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
+    })
+    votes["first_date"] = votes.first_at.dt.date
+    reader, writer = Lake(tmp_path), Lake(tmp_path)
+    first = writer.append(AUTHOR_VOTES, votes.iloc[:1])
+    assert list(reader.read(AUTHOR_VOTES).author_hash) == ["a"]
+    second = writer.append(AUTHOR_VOTES, votes.iloc[1:2])
+    writer.merge(AUTHOR_VOTES, votes.iloc[2:].assign(first_event_id="x3"))
+    assert reader.version(AUTHOR_VOTES) == writer.version(AUTHOR_VOTES) > second
+    assert sorted(reader.read(AUTHOR_VOTES).author_hash) == ["a", "b", "c"]
+    assert list(reader.read(AUTHOR_VOTES, version=first).author_hash) == ["a"]
+    assert sorted(reader.read(AUTHOR_VOTES, version=second).author_hash) == ["a", "b"]
+    reader.delete(AUTHOR_VOTES, "author_hash = 'a'")
+    assert sorted(writer.read(AUTHOR_VOTES).author_hash) == ["b", "c"]
+    copy = pickle.loads(pickle.dumps(reader))
+    assert sorted(copy.read(AUTHOR_VOTES).author_hash) == ["b", "c"]

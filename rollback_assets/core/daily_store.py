@@ -72,7 +72,7 @@ def first_ids(lake: Lake, rows: pd.DataFrame) -> pd.Series:
     its own day, so only those partitions of `author_votes` are read, whatever the history."""
     if not lake.exists(AUTHOR_VOTES) or len(rows) == 0:
         return pd.Series([], dtype=object)
-    days = pd.to_datetime(rows.created_at, utc=True).dt.date.unique()
+    days = np.unique(aggregates.utc_dates(rows.created_at))
     return lake.read(AUTHOR_VOTES, columns=["first_event_id"], days=days).first_event_id
 
 
@@ -224,26 +224,32 @@ def with_text(lake: Lake, rows: pd.DataFrame, days, version: int | None = None) 
 def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     """What the windows of baseline rows need of the words: `negatives_daily` for the days wholly inside
     them, the rows of their edge days (cut at the edges in WindowText), whatever the history."""
-    starts, ends = pd.to_datetime(frame.window_start, utc=True), pd.to_datetime(frame.window_end, utc=True)
+    starts, ends = aggregates.utc_times(frame.window_start), aggregates.utc_times(frame.window_end)
     first, last = starts.min().date(), ends.max().date()
     inside = list(pd.date_range(first, last, freq="D").date)
     days = lake.read(NEGATIVES_DAILY, days=inside)  # the first and last too: a window may keep them whole
     edges = sorted({*starts.dt.date, *ends.dt.date})
     version = lake.version(SCORED_SENTIMENT)
     rows = read_narrow(lake, version, edges)
+    read = len(rows)
+    # Only the flag-days a window keeps part of are summarised from rows (with their text and votes);
+    # a window keeps all of most edge days, or none, and those come from the table or nothing.
+    spans = negatives_daily.edge_spans(rows)
+    partly = negatives_daily.partly_kept(spans, set(zip(frame.flag_key.astype(str), starts, ends)))
+    flag_days = pd.MultiIndex.from_arrays([rows.attributed_flag.astype(str).to_numpy(), aggregates.utc_dates(rows.created_at)])
+    rows = rows[flag_days.isin(list(partly))] if partly else rows.iloc[:0]
     rows = rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
     rows = with_text(lake, rows, edges, version)
     # Whether an author's first word was a complaint matters only to one whose repeats could make a burst:
-    # their repeats on the table's days that are no window's edge, plus the edge days' rows.
-    repeats = pd.concat([days[(days.kind == "author") & ~days.created_date.isin(edges)].groupby("value")["count"].sum(),
-                         rows.author_hash[rows.repeat_vote].dropna().astype(str).value_counts()]).groupby(level=0).sum()
+    # their repeats on the windows' days (the table's whole days: a superset of any cut of them).
+    repeats = days[days.kind == "author"].groupby("value")["count"].sum()
     repeat_authors = set(repeats.index[repeats >= BOMB_POSTS_PER_AUTHOR - 1])
     if not repeat_authors or not lake.exists(AUTHOR_VOTES):
-        return negatives_daily.WindowText(days, rows, AUTHOR_VOTES.empty_frame(), set(inside))
+        return negatives_daily.WindowText(days, rows, AUTHOR_VOTES.empty_frame(), set(inside), spans, read)
     # Only a first word inside a window counts (posts_per_author): the votes of the windows' days.
     votes = lake.read_keys_in(AUTHOR_VOTES, "author_hash", repeat_authors, AUTHOR_VOTES.names, days=inside).to_pandas()
     firsts = lake.read_keys_in(  # were their first words complaints? (few authors: a few days' rows)
         SCORED_SENTIMENT, "event_id", votes.first_event_id, ["event_id", *negatives_daily.MASK_COLUMNS],
         days=set(votes.first_date)).to_pandas()
     complaints = firsts.event_id[negatives_daily.relevant_negatives(firsts)]
-    return negatives_daily.WindowText(days, rows, votes[votes.first_event_id.isin(complaints)], set(inside))
+    return negatives_daily.WindowText(days, rows, votes[votes.first_event_id.isin(complaints)], set(inside), spans, read)

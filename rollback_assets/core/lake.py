@@ -37,6 +37,7 @@ T = TypeVar("T")
 COMMIT_ATTEMPTS = 8  # a conflicting commit is retried this many times in all
 COMMIT_BACKOFF_S = 0.05  # first wait; doubles (with jitter) up to COMMIT_BACKOFF_MAX_S
 COMMIT_BACKOFF_MAX_S = 2.0
+MAX_SNAPSHOTS = 32  # pinned-version snapshots a Lake keeps (time travel reads a few versions a step)
 
 
 class Lake:
@@ -45,6 +46,10 @@ class Lake:
         environment's (see `storage.storage_options`); they are never logged or shown."""
         self.root = str(root)
         self.storage_options = storage_options if storage_options is not None else storage.storage_options(self.root)
+        self._snapshots: dict[tuple[str, int | None], DeltaTable] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_snapshots": {}}  # snapshots are native objects, and cheap to reopen
 
     def uri(self, table: Table) -> str:
         return self.path(table.name)
@@ -58,7 +63,22 @@ class Lake:
         return storage.Files(self.path(*parts), self.storage_options or {})
 
     def table(self, table: Table, version: int | None = None) -> DeltaTable:
-        return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
+        """The table at `version` (default: its newest commit). Opened once per Lake and then brought up
+        to date from the log's new commits (`update_incremental`, ~1 ms): an open replays every file
+        action of the log, ~10 ms at 90 daily partitions, and a new day's steps asked for a table ~80
+        times (0.8 s CPU of a 5 s day, growing with history). A pinned version never changes. A Lake
+        serves one thread at a time (as a step does), and does not notice a table deleted and made
+        again under it."""
+        key = (table.name, version)
+        delta = self._snapshots.get(key)
+        if delta is None:
+            if version is not None and len(self._snapshots) >= MAX_SNAPSHOTS:
+                self._snapshots = {k: v for k, v in self._snapshots.items() if k[1] is None}
+            delta = self._snapshots[key] = DeltaTable(self.uri(table), version=version,
+                                                      storage_options=self.storage_options)
+        elif version is None:
+            delta.update_incremental()
+        return delta
 
     def exists(self, table: Table) -> bool:
         return DeltaTable.is_deltatable(self.uri(table), storage_options=self.storage_options)

@@ -57,7 +57,7 @@ def daily(rows: pd.DataFrame, repeat: np.ndarray) -> pd.DataFrame:
     rows = rows[keep]
     if rows.empty:
         return NEGATIVES_DAILY.empty_frame()
-    created_at = pd.to_datetime(rows.created_at, utc=True)
+    created_at = aggregates.utc_times(rows.created_at)
     groups = pd.DataFrame({
         "flag_key": rows.attributed_flag.astype(str).to_numpy(), "release_version": rows.release_version.astype(str).to_numpy(),
         "cohort": rows.cohort.astype(str).to_numpy(),
@@ -147,7 +147,7 @@ def _confidence_order(confidence: np.ndarray, at: np.ndarray) -> np.ndarray:
 def _sort_times(times: pd.Series) -> np.ndarray:
     """Times as nanoseconds to sort by (whatever the column's unit: the table's are microseconds, cut
     edge days' nanoseconds, and both parts of a window are sorted together), none last."""
-    at = pd.to_datetime(times, utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64).copy()
+    at = aggregates.utc_times(times).dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64).copy()
     at[at == np.iinfo(np.int64).min] = np.iinfo(np.int64).max
     return at
 
@@ -157,17 +157,65 @@ def fingerprints(texts: pd.Series) -> pd.Series:
     return texts.astype(str).str.lower().str.findall(r"\w+").str.join(" ").str.slice(0, 80)
 
 
+def edge_spans(rows: pd.DataFrame) -> dict[tuple, tuple[int, int]]:
+    """Per (flag, day) of `rows`: the first and last time (ns) of its relevant negatives. A window's
+    edge on that day keeps all of them, none, or a part (`_kept`): only a part needs the rows."""
+    keep = relevant_negatives(rows)
+    if not keep.any():
+        return {}
+    times = pd.DataFrame({"flag": rows.attributed_flag.astype(str).to_numpy()[keep],
+                          "day": aggregates.utc_dates(rows.created_at[keep]),
+                          "at": aggregates.nanoseconds(rows.created_at[keep])}).groupby(["flag", "day"]).at.agg(["min", "max"])
+    return {key: (int(lo), int(hi)) for key, lo, hi in zip(times.index, times["min"], times["max"])}
+
+
+def partly_kept(spans: dict[tuple, tuple[int, int]], windows) -> set[tuple]:
+    """The (flag, day)s that some window (flag, start, end] keeps only part of: the edge days whose
+    rows a look must summarise. A window keeps all of most edge days (a look after the newest row) or
+    none (a window starting late in the day), and those come from the table or nothing."""
+    partly = set()
+    for flag, start, end in windows:
+        for day, lower, upper in _edges(start, end):
+            if _kept(spans.get((flag, day)), lower, upper) == "part":
+                partly.add((flag, day))
+    return partly
+
+
+def _edges(start: pd.Timestamp, end: pd.Timestamp) -> list[tuple]:
+    """A window's edge days with the cut each applies: (day, lower or None, upper or None)."""
+    first, last = start.date(), end.date()
+    return [(day, start if day == first else None, end if day == last else None) for day in sorted({first, last})]
+
+
+def _kept(span: tuple[int, int] | None, lower: pd.Timestamp | None, upper: pd.Timestamp | None) -> str:
+    """How much of a flag's day (its relevant negatives' first and last times) the cut (lower, upper]
+    keeps: 'none', 'all' or 'part'."""
+    if span is None:
+        return "none"
+    first, last = span
+    if (lower is not None and last <= lower.value) or (upper is not None and first > upper.value):
+        return "none"
+    if (lower is None or first > lower.value) and (upper is None or last <= upper.value):
+        return "all"
+    return "part"
+
+
 class WindowText:
     """NEGATIVES_DAILY cells of any window (start, end] of a flag: the days wholly inside it from `days`
-    (table rows), the edge days from `edge_rows` (rows with text and `repeat_vote`, cut at the edges)."""
+    (table rows); an edge day from `days` too when the window keeps all of it, else from `edge_rows`
+    (rows with text and `repeat_vote`, cut at the edge)."""
 
     def __init__(self, days: pd.DataFrame, edge_rows: pd.DataFrame, first_complaints: pd.DataFrame,
-                 whole_days: set = frozenset()):
+                 whole_days: set = frozenset(), spans: dict[tuple, tuple[int, int]] | None = None,
+                 rows_read: int | None = None):
         """`first_complaints`: AUTHOR_VOTES rows whose first word was a relevant negative, for (at least) the
         authors with repeat posts in `days` and `edge_rows`. `whole_days`: the dates `days` holds in full
-        (every flag's cells of the day): an edge day that a window keeps whole is taken from there
-        instead of tokenising its rows again (a look after the day's last row: the newest day)."""
+        (every flag's cells of the day). `spans`: `edge_spans` of every row of the edge days (default:
+        of `edge_rows`); `edge_rows` must hold the relevant negatives of each (flag, day) a window keeps
+        part of (`partly_kept`), or that `days` lacks. `rows_read`: the edge days' rows read (default:
+        `edge_rows`), for the step's metadata."""
         self._whole_days = set(whole_days)
+        self._spans = edge_spans(edge_rows) if spans is None else spans
         # Per flag, with each row's day as datetime64[D]: a window picks its days by comparing numbers in
         # its own flag's rows, not every flag's rows as dates (7 windows x 28 days of cells cost 0.3 s so).
         self._days = {}
@@ -178,6 +226,7 @@ class WindowText:
             days = days.assign(created_date=distinct.dt.date.to_numpy()[codes])
             self._days = {flag: (days.iloc[rows], day[rows]) for (flag,), rows in _rows_by(days.flag_key.to_numpy()).items()}
         self._edge_rows = edge_rows
+        self.edge_rows_read = len(edge_rows) if rows_read is None else rows_read
         # Each (flag, day)'s row positions only: a window reads two days of each flag, so a day's rows
         # are taken when a window cuts it, not split off for every day up front.
         self._edge_at = aggregates.nanoseconds(edge_rows.created_at) if len(edge_rows) else np.zeros(0, np.int64)
@@ -206,10 +255,6 @@ class WindowText:
         first = [start < self._first_at.get((flag, *key), start) <= end for key in per_key.index]
         return (per_key + np.asarray(first, np.int64)).groupby(level="value").sum()
 
-    @property
-    def edge_rows(self) -> int:
-        return len(self._edge_rows)
-
     def _table_day(self, flag: str, day) -> pd.DataFrame | None:
         """The table's cells of one of `flag`'s days, when `days` holds that day (None: summarise rows)."""
         if flag not in self._days or day not in self._whole_days:
@@ -228,26 +273,26 @@ class WindowText:
 
     def edge_cells(self, flag: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """The cells of the window's first and last days, cut at its edges."""
-        first, last = start.date(), end.date()
         parts = []
-        for day in sorted({first, last}):
-            cut = (flag, day, start if day == first else None, end if day == last else None)
+        for day, lower, upper in _edges(start, end):
+            cut = (flag, day, lower, upper)
             if cut not in self._edge_cells:
-                positions = self._edge_days.get((flag, day))
-                if positions is None:
-                    self._edge_cells[cut] = NEGATIVES_DAILY.empty_frame()
-                    continue
-                at = self._edge_at[positions]
-                kept = positions[((at > start.value) if cut[2] is not None else True)
-                                 & ((at <= end.value) if cut[3] is not None else True)]
-                whole = self._table_day(flag, day) if len(kept) == len(positions) else None
-                if whole is not None:  # the cut keeps the whole day (a look after its last row): the table's day
-                    self._edge_cells[cut] = whole
-                else:
-                    rows = self._edge_rows.iloc[kept]
-                    self._edge_cells[cut] = daily(rows, rows.repeat_vote.to_numpy(bool))
+                self._edge_cells[cut] = self._cut(flag, day, lower, upper)
             parts.append(self._edge_cells[cut])
         return pd.concat([p for p in parts if len(p)] or [NEGATIVES_DAILY.empty_frame()], ignore_index=True)
+
+    def _cut(self, flag: str, day, lower: pd.Timestamp | None, upper: pd.Timestamp | None) -> pd.DataFrame:
+        kept = _kept(self._spans.get((flag, day)), lower, upper)
+        if kept == "none":
+            return NEGATIVES_DAILY.empty_frame()
+        whole = self._table_day(flag, day) if kept == "all" else None
+        if whole is not None:  # the cut keeps the whole day (a look after its last row): the table's day
+            return whole
+        positions = self._edge_days.get((flag, day), np.zeros(0, np.int64))
+        at = self._edge_at[positions]
+        rows = self._edge_rows.iloc[positions[((at > lower.value) if lower is not None else True)
+                                              & ((at <= upper.value) if upper is not None else True)]]
+        return daily(rows, rows.repeat_vote.to_numpy(bool))
 
 
 def describe(frame: pd.DataFrame, text: WindowText, quotes: int, one_vote_per_author: bool) -> pd.DataFrame:

@@ -374,7 +374,7 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
     if len(frame):
         text = daily_store.window_text(lake, frame)
         frame = negatives_daily.describe(frame, text, windows.evidence_quotes, windows.one_vote_per_author)
-        edge_rows = text.edge_rows
+        edge_rows = text.edge_rows_read
     version = lake.overwrite(COHORT_BASELINES, frame, metadata={"as_of": as_of.isoformat()})
     return StepResult(version, {"cohorts": int(frame.cohort.nunique()) if len(frame) else 0, "rows": len(frame),
                                 "as_of": as_of.isoformat(), "aggregate_rows_read": len(cube),
