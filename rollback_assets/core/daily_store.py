@@ -184,7 +184,7 @@ def spans(present: pd.DataFrame, releases: pd.DataFrame, as_of: pd.Timestamp, wi
     return [tuple(span) for span in merged]
 
 
-def read_cube(lake: Lake, spans: list[tuple], as_of: pd.Timestamp, columns: list[str] | None = None) -> pd.DataFrame:
+def read_cube(lake: Lake, spans: list[tuple], as_of: pd.Timestamp, columns: list[str] | None = None) -> pa.Table:
     """sentiment_daily buckets overlapping the spans (a, b] and ending by `as_of` (the bucket `as_of`
     falls inside is split: read as rows)."""
     days = sorted({d.date() for a, b in spans
@@ -194,7 +194,7 @@ def read_cube(lake: Lake, spans: list[tuple], as_of: pd.Timestamp, columns: list
         span = (ds.field("bucket_end") > a) & (ds.field("bucket_end") < b + aggregates.BUCKET)
         overlapping = span if overlapping is None else overlapping | span
     condition = overlapping & (ds.field("bucket_end") <= as_of)
-    return lake.read(SENTIMENT_DAILY, columns=columns, filter=condition, days=days)
+    return lake.read_arrow(SENTIMENT_DAILY, columns=columns, filter=condition, days=days)
 
 
 def read_rows(lake: Lake, condition: ds.Expression, spans: list[tuple[pd.Timestamp, pd.Timestamp]],

@@ -359,13 +359,14 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
     windows = config.windows
     window = (as_of - pd.Timedelta(days=windows.window_days), as_of)
     present = daily_store.read_cube(lake, [window], as_of, columns=["flag_key", "release_version"])
+    present = present.group_by(present.column_names, use_threads=False).aggregate([]).to_pandas()
     cube = daily_store.read_cube(lake, daily_store.spans(present, releases, as_of, windows), as_of)
     edges = window_edges(releases, [as_of], windows)
     split = aggregates.split_buckets(edges)
     buckets = [(pd.Timestamp(end, tz="UTC") - aggregates.BUCKET, pd.Timestamp(end, tz="UTC")) for end in split]
     split_rows = daily_store.read_rows(lake, ds.scalar(True), [(a, min(b, as_of)) for a, b in buckets if a < as_of],
                             daily_store.AGGREGATE_INPUT_COLUMNS)
-    cells = pd.concat([aggregates.cube_cells(cube, split),
+    cells = pd.concat([aggregates.segment_cells(cube, split, edges),
                        aggregates.row_cells(split_rows, releases, aggregates.repeat_votes(split_rows, daily_store.first_ids(lake, split_rows)))],
                       ignore_index=True)
     agg = aggregates.aggregate(cells, edges, windows.one_vote_per_author)
@@ -377,7 +378,7 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
         edge_rows = text.edge_rows_read
     version = lake.overwrite(COHORT_BASELINES, frame, metadata={"as_of": as_of.isoformat()})
     return StepResult(version, {"cohorts": int(frame.cohort.nunique()) if len(frame) else 0, "rows": len(frame),
-                                "as_of": as_of.isoformat(), "aggregate_rows_read": len(cube),
+                                "as_of": as_of.isoformat(), "aggregate_rows_read": cube.num_rows,
                                 "rows_read": len(split_rows) + edge_rows, "frame": frame})
 
 
