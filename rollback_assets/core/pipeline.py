@@ -359,7 +359,7 @@ def baselines(lake: Lake, config: PolicyConfig, as_of: pd.Timestamp | None = Non
     windows = config.windows
     window = (as_of - pd.Timedelta(days=windows.window_days), as_of)
     present = daily_store.read_cube(lake, [window], as_of, columns=["flag_key", "release_version"])
-    present = present.group_by(present.column_names, use_threads=False).aggregate([]).to_pandas()
+    present = aggregates.distinct_rows(present)
     cube = daily_store.read_cube(lake, daily_store.spans(present, releases, as_of, windows), as_of)
     edges = window_edges(releases, [as_of], windows)
     split = aggregates.split_buckets(edges)
