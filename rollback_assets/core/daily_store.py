@@ -239,7 +239,7 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     flag_days = pd.MultiIndex.from_arrays([rows.attributed_flag.astype(str).to_numpy(), aggregates.utc_dates(rows.created_at)])
     rows = rows[flag_days.isin(list(partly))] if partly else rows.iloc[:0]
     rows = rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
-    rows = with_text(lake, rows, edges, version)
+    rows = with_text(lake, rows, sorted({day for _, day in partly}), version)
     # Whether an author's first word was a complaint matters only to one whose repeats could make a burst:
     # their repeats on the windows' days (the table's whole days: a superset of any cut of them).
     repeats = days[days.kind == "author"].groupby("value")["count"].sum()
