@@ -512,3 +512,22 @@ def test_a_lake_keeps_its_snapshots_current_with_other_writers(tmp_path):
     assert sorted(writer.read(AUTHOR_VOTES).author_hash) == ["b", "c"]
     copy = pickle.loads(pickle.dumps(reader))
     assert sorted(copy.read(AUTHOR_VOTES).author_hash) == ["b", "c"]
+
+
+def test_a_table_with_a_reader_feature_goes_through_deltalake_which_refuses_what_it_cannot_read(tmp_path):
+    """Lake.dataset reads the log's files itself only for tables without reader features: a table
+    with deletion vectors (Databricks' default for new tables) goes through deltalake, which refuses
+    it by name, rather than having its files read with their deleted rows back in them."""
+    from deltalake import write_deltalake
+    from deltalake.exceptions import DeltaProtocolError
+
+    from rollback_assets.core.lake import Lake
+    from rollback_assets.core.schemas import AUTHOR_VOTES
+
+    lake = Lake(tmp_path)
+    votes = AUTHOR_VOTES.empty_frame()
+    write_deltalake(lake.uri(AUTHOR_VOTES), AUTHOR_VOTES.to_arrow(votes), partition_by=list(AUTHOR_VOTES.partition_by),
+                    configuration={"delta.enableDeletionVectors": "true"})
+    assert "deletionVectors" in (lake.table(AUTHOR_VOTES).protocol().reader_features or [])
+    with pytest.raises(DeltaProtocolError, match="deletionVectors"):
+        lake.read(AUTHOR_VOTES, days=["2026-01-01"])
