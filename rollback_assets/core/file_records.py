@@ -201,7 +201,8 @@ def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pa.Table, Unreadable, Fla
     return pa.concat_tables(tables, promote_options="default").select(names), unreadable, flagged
 
 
-JSONL_BLOCK_LINES = 512  # lines per Arrow read: a bad line sends only its block down the record-by-record path
+JSONL_BLOCK_LINES = 2048  # lines per Arrow read: a bad line sends only its block down the record-by-record path
+# (~40 ms a block); 512-line blocks spent a third of the reading on the per-call cost of Arrow's reader
 
 
 def _json_line(raw: bytes, number: int, read_columns: set[str], unreadable: Unreadable, flagged: Flagged) -> dict | None:
