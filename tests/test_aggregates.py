@@ -210,21 +210,24 @@ def test_window_vocabulary_merges_the_edge_days_terms_into_the_flags_sorted_term
 
 
 def test_only_the_edge_days_a_window_keeps_part_of_are_summarised_from_rows():
-    """partly_kept: a window that keeps all of a flag's day (a look after its last complaint) or none of
-    it (a start after its last one) takes the table's cells or nothing; only a real cut needs the rows."""
-    at = pd.to_datetime(["2026-03-01 09:00", "2026-03-01 15:00", "2026-03-02 10:00"], utc=True)
-    rows = pd.DataFrame({"attributed_flag": ["f", "f", "f"], "release_version": ["1", "1", "2"], "created_at": at,
-                         "sentiment_label": ["negative"] * 3, "topic_excluded": [False] * 3})
+    """partly_kept: a window that keeps all of a release's complaints on an edge day (a look after the
+    last one; a window starting when the release went live) or none of them takes the table's cells or
+    nothing; only a real cut needs the rows, and only that release's."""
+    at = pd.to_datetime(["2026-03-01 09:00", "2026-03-01 15:00", "2026-03-02 10:00", "2026-03-01 16:00"], utc=True)
+    rows = pd.DataFrame({"attributed_flag": ["f"] * 4, "release_version": ["1", "1", "1", "2"], "created_at": at,
+                         "sentiment_label": ["negative"] * 4, "topic_excluded": [False] * 4})
     spans = negatives_daily.edge_spans(rows)
     first, second = pd.Timestamp("2026-03-01").date(), pd.Timestamp("2026-03-02").date()
-    assert spans == {("f", first): (at[0].value, at[1].value), ("f", second): (at[2].value, at[2].value)}
+    assert spans == {("f", first): {"1": (at[0].value, at[1].value), "2": (at[3].value, at[3].value)},
+                     ("f", second): {"1": (at[2].value, at[2].value)}}
 
     def partly(start, end):
         return negatives_daily.partly_kept(spans, [("f", pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"))])
 
     assert partly("2026-03-01 08:00", "2026-03-02 23:00") == set()  # keeps both days whole
-    assert partly("2026-03-01 15:00", "2026-03-02 23:00") == set()  # (start, ...]: the day's last complaint is out
-    assert partly("2026-03-01 12:00", "2026-03-02 23:00") == {("f", first)}
+    assert partly("2026-03-01 15:00", "2026-03-02 23:00") == set()  # (start, ...]: release 1's last one is out
+    assert partly("2026-03-01 12:00", "2026-03-02 23:00") == {("f", first, "1")}  # release 2's only one is in
     assert partly("2026-03-01 08:00", "2026-03-02 09:59") == set()  # ends before the second day's complaint
-    assert partly("2026-02-20 00:00", "2026-03-01 09:00") == {("f", first)}  # (..., end]: keeps the 09:00 one only
+    assert partly("2026-02-20 00:00", "2026-03-01 09:00") == {("f", first, "1")}  # (..., end]: keeps 09:00 only
+    assert partly("2026-02-20 00:00", "2026-03-01 15:30") == set()  # all of release 1, none of 2: no rows
     assert negatives_daily.partly_kept(spans, [("other", at[0] - pd.Timedelta(hours=1), at[1])]) == set()

@@ -232,14 +232,17 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     version = lake.version(SCORED_SENTIMENT)
     rows = read_narrow(lake, version, edges)
     read = len(rows)
-    # Only the flag-days a window keeps part of are summarised from rows (with their text and votes);
-    # a window keeps all of most edge days, or none, and those come from the table or nothing.
+    # Only the flag-day-releases a window keeps part of are summarised from rows (with their text and
+    # votes); a window keeps all of most, or none, and those come from the table or nothing.
     spans = negatives_daily.edge_spans(rows)
     partly = negatives_daily.partly_kept(spans, set(zip(frame.flag_key.astype(str), starts, ends)))
-    flag_days = pd.MultiIndex.from_arrays([rows.attributed_flag.astype(str).to_numpy(), aggregates.utc_dates(rows.created_at)])
-    rows = rows[flag_days.isin(list(partly))] if partly else rows.iloc[:0]
+    if partly:
+        codes, keys = negatives_daily.edge_keys(rows)
+        rows = rows[np.asarray([key in partly for key in keys], bool)[codes]]
+    else:
+        rows = rows.iloc[:0]
     rows = rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
-    rows = with_text(lake, rows, sorted({day for _, day in partly}), version)
+    rows = with_text(lake, rows, sorted({day for _, day, _ in partly}), version)
     # Whether an author's first word was a complaint matters only to one whose repeats could make a burst:
     # their repeats on the windows' days (the table's whole days: a superset of any cut of them).
     repeats = days[days.kind == "author"].groupby("value")["count"].sum()

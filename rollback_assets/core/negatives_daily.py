@@ -157,27 +157,46 @@ def fingerprints(texts: pd.Series) -> pd.Series:
     return texts.astype(str).str.lower().str.findall(r"\w+").str.join(" ").str.slice(0, 80)
 
 
-def edge_spans(rows: pd.DataFrame) -> dict[tuple, tuple[int, int]]:
-    """Per (flag, day) of `rows`: the first and last time (ns) of its relevant negatives. A window's
-    edge on that day keeps all of them, none, or a part (`_kept`): only a part needs the rows."""
+def edge_keys(rows: pd.DataFrame) -> tuple[np.ndarray, list[tuple]]:
+    """Each row's (flag, UTC day, release) as a code, and each code's key: grouped on integer codes
+    (a group-by on the strings and dates of an edge day's rows cost more than what it decides)."""
+    day = aggregates.nanoseconds(rows.created_at) // pd.Timedelta(days=1).value
+    codes, (flags, days, versions) = aggregates.factorize_keys(
+        [rows.attributed_flag.to_numpy(), day, rows.release_version.to_numpy()])
+    days = pd.to_datetime(days, unit="D").date if len(days) else days
+    return codes, list(zip(np.asarray(flags).astype(str), days, np.asarray(versions).astype(str)))
+
+
+def edge_spans(rows: pd.DataFrame) -> dict[tuple, dict[str, tuple[int, int]]]:
+    """Per (flag, day) of `rows`, per release: the first and last time (ns) of its relevant negatives.
+    A window's edge on that day keeps all of a release's, none, or a part (`_kept`): only a part needs
+    the rows. Per release, because a window that starts when a release went live keeps all of that
+    release's day and cuts only its predecessor's."""
     keep = relevant_negatives(rows)
     if not keep.any():
         return {}
-    times = pd.DataFrame({"flag": rows.attributed_flag.astype(str).to_numpy()[keep],
-                          "day": aggregates.utc_dates(rows.created_at[keep]),
-                          "at": aggregates.nanoseconds(rows.created_at[keep])}).groupby(["flag", "day"]).at.agg(["min", "max"])
-    return {key: (int(lo), int(hi)) for key, lo, hi in zip(times.index, times["min"], times["max"])}
+    codes, keys = edge_keys(rows[keep])
+    at = aggregates.nanoseconds(rows.created_at[keep])
+    first = np.full(len(keys), np.iinfo(np.int64).max)
+    last = np.full(len(keys), np.iinfo(np.int64).min)
+    np.minimum.at(first, codes, at)
+    np.maximum.at(last, codes, at)
+    spans: dict[tuple, dict[str, tuple[int, int]]] = {}
+    for (flag, day, version), lo, hi in zip(keys, first, last):
+        spans.setdefault((flag, day), {})[version] = (int(lo), int(hi))
+    return spans
 
 
-def partly_kept(spans: dict[tuple, tuple[int, int]], windows) -> set[tuple]:
-    """The (flag, day)s that some window (flag, start, end] keeps only part of: the edge days whose
-    rows a look must summarise. A window keeps all of most edge days (a look after the newest row) or
-    none (a window starting late in the day), and those come from the table or nothing."""
+def partly_kept(spans: dict[tuple, dict[str, tuple[int, int]]], windows) -> set[tuple]:
+    """The (flag, day, release)s that some window (flag, start, end] keeps only part of: the rows a look
+    must summarise. A window keeps all of most (a look after the newest row, a release's first day in
+    the window starting at its release) or none, and those come from the table or nothing."""
     partly = set()
     for flag, start, end in windows:
         for day, lower, upper in _edges(start, end):
-            if _kept(spans.get((flag, day)), lower, upper) == "part":
-                partly.add((flag, day))
+            for version, span in spans.get((flag, day), {}).items():
+                if _kept(span, lower, upper) == "part":
+                    partly.add((flag, day, version))
     return partly
 
 
@@ -206,13 +225,13 @@ class WindowText:
     (rows with text and `repeat_vote`, cut at the edge)."""
 
     def __init__(self, days: pd.DataFrame, edge_rows: pd.DataFrame, first_complaints: pd.DataFrame,
-                 whole_days: set = frozenset(), spans: dict[tuple, tuple[int, int]] | None = None,
+                 whole_days: set = frozenset(), spans: dict[tuple, dict[str, tuple[int, int]]] | None = None,
                  rows_read: int | None = None):
         """`first_complaints`: AUTHOR_VOTES rows whose first word was a relevant negative, for (at least) the
         authors with repeat posts in `days` and `edge_rows`. `whole_days`: the dates `days` holds in full
         (every flag's cells of the day). `spans`: `edge_spans` of every row of the edge days (default:
-        of `edge_rows`); `edge_rows` must hold the relevant negatives of each (flag, day) a window keeps
-        part of (`partly_kept`), or that `days` lacks. `rows_read`: the edge days' rows read (default:
+        of `edge_rows`); `edge_rows` must hold the relevant negatives of each (flag, day, release) a window
+        keeps part of (`partly_kept`), or that `days` lacks. `rows_read`: the edge days' rows read (default:
         `edge_rows`), for the step's metadata."""
         self._whole_days = set(whole_days)
         self._spans = edge_spans(edge_rows) if spans is None else spans
@@ -282,17 +301,23 @@ class WindowText:
         return pd.concat([p for p in parts if len(p)] or [NEGATIVES_DAILY.empty_frame()], ignore_index=True)
 
     def _cut(self, flag: str, day, lower: pd.Timestamp | None, upper: pd.Timestamp | None) -> pd.DataFrame:
-        kept = _kept(self._spans.get((flag, day)), lower, upper)
-        if kept == "none":
-            return NEGATIVES_DAILY.empty_frame()
-        whole = self._table_day(flag, day) if kept == "all" else None
-        if whole is not None:  # the cut keeps the whole day (a look after its last row): the table's day
-            return whole
-        positions = self._edge_days.get((flag, day), np.zeros(0, np.int64))
-        at = self._edge_at[positions]
-        rows = self._edge_rows.iloc[positions[((at > lower.value) if lower is not None else True)
-                                              & ((at <= upper.value) if upper is not None else True)]]
-        return daily(rows, rows.repeat_vote.to_numpy(bool))
+        kept = {version: _kept(span, lower, upper) for version, span in self._spans.get((flag, day), {}).items()}
+        whole = [version for version, how in kept.items() if how == "all"]
+        partly = {version for version, how in kept.items() if how == "part"}
+        table = self._table_day(flag, day) if whole else None
+        parts = []
+        if table is not None:  # the releases the cut keeps whole (a look after the day's last row): the table's cells
+            parts.append(table[table.release_version.isin(whole)])
+        else:
+            partly |= set(whole)
+        if partly:
+            positions = self._edge_days.get((flag, day), np.zeros(0, np.int64))
+            at = self._edge_at[positions]
+            rows = self._edge_rows.iloc[positions[((at > lower.value) if lower is not None else True)
+                                                  & ((at <= upper.value) if upper is not None else True)]]
+            rows = rows[rows.release_version.astype(str).isin(partly).to_numpy()]
+            parts.append(daily(rows, rows.repeat_vote.to_numpy(bool)))
+        return pd.concat([p for p in parts if len(p)] or [NEGATIVES_DAILY.empty_frame()], ignore_index=True)
 
 
 def describe(frame: pd.DataFrame, text: WindowText, quotes: int, one_vote_per_author: bool) -> pd.DataFrame:
