@@ -207,8 +207,8 @@ def _edges(start: pd.Timestamp, end: pd.Timestamp) -> list[tuple]:
 
 
 def _kept(span: tuple[int, int] | None, lower: pd.Timestamp | None, upper: pd.Timestamp | None) -> str:
-    """How much of a flag's day (its relevant negatives' first and last times) the cut (lower, upper]
-    keeps: 'none', 'all' or 'part'."""
+    """How much of a release's complaints on a day (their first and last times, `edge_spans`) the cut
+    (lower, upper] keeps: 'none', 'all' or 'part'."""
     if span is None:
         return "none"
     first, last = span
