@@ -142,7 +142,7 @@ def _votes_of(lake: Lake, authors) -> pd.DataFrame:
     every day cost ~0.9 s at a million votes; most authors of a day have no earlier vote."""
     keys = lake.read_arrow(AUTHOR_VOTES, columns=["author_hash", "first_date"])
     hit = pc.is_in(keys.column("author_hash").cast(pa.string()), value_set=pa.array(list(authors), pa.string()))
-    days = set(pc.filter(keys.column("first_date"), hit).to_pylist())
+    days = set(pc.unique(pc.filter(keys.column("first_date"), hit)).to_pylist())
     if not days:
         return AUTHOR_VOTES.empty_frame()
     return lake.read_keys_in(AUTHOR_VOTES, "author_hash", authors, AUTHOR_VOTES.names, days=days).to_pandas()

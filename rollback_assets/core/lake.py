@@ -151,7 +151,9 @@ class Lake:
         string match in memory, because MERGE-written files defeat string pushdown."""
         data = self.read_arrow(table, columns=list(dict.fromkeys([column, *columns])), filter=filter, version=version,
                                days=days)
-        wanted = pa.array(list(values), type=pa.string())
+        if isinstance(values, pa.ChunkedArray):  # an Arrow column stays Arrow: no Python string per value
+            values = values.combine_chunks()
+        wanted = values.cast(pa.string()) if isinstance(values, pa.Array) else pa.array(list(values), type=pa.string())
         return data.filter(pc.is_in(data.column(column).cast(pa.string()), value_set=wanted)).select(columns)
 
     def count_rows(self, table: Table, non_null: str | None = None) -> int:
@@ -342,7 +344,7 @@ class Lake:
         key = table.key[0]
         if not self.exists(table) or data.num_rows == 0:
             return
-        existing = self.read_keys_in(table, key, data.column(key).to_pylist(), [key, *moving], days=days)
+        existing = self.read_keys_in(table, key, data.column(key), [key, *moving], days=days)
         if existing.num_rows == 0:
             return
         incoming = data.select([key, *moving]).to_pandas()

@@ -431,7 +431,7 @@ def _scorer_versions(lake: Lake, frame: pd.DataFrame) -> str | None:
     # The window's days by name: a filter on created_date alone would list every file of the table.
     days = [d for d in daily_store.table_days(lake, SCORED_SENTIMENT) if pd.Timestamp(d).date() >= start]
     table = lake.read_arrow(SCORED_SENTIMENT, columns=["scorer_version"], days=days)
-    return ",".join(sorted(set(table.column("scorer_version").to_pylist()) - {None})) or None
+    return ",".join(sorted(set(pc.unique(table.column("scorer_version")).to_pylist()) - {None})) or None
 
 
 def _max(lake: Lake, table, column: str, filter: ds.Expression | None = None, days=None):
