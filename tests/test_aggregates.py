@@ -216,7 +216,7 @@ def test_only_the_edge_days_a_window_keeps_part_of_are_summarised_from_rows():
     at = pd.to_datetime(["2026-03-01 09:00", "2026-03-01 15:00", "2026-03-02 10:00", "2026-03-01 16:00"], utc=True)
     rows = pd.DataFrame({"attributed_flag": ["f"] * 4, "release_version": ["1", "1", "1", "2"], "created_at": at,
                          "sentiment_label": ["negative"] * 4, "topic_excluded": [False] * 4})
-    spans = negatives_daily.edge_spans(rows)
+    spans = negatives_daily.edge_spans(rows)[0]
     first, second = pd.Timestamp("2026-03-01").date(), pd.Timestamp("2026-03-02").date()
     assert spans == {("f", first): {"1": (at[0].value, at[1].value), "2": (at[3].value, at[3].value)},
                      ("f", second): {"1": (at[2].value, at[2].value)}}

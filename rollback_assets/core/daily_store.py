@@ -234,13 +234,10 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     read = len(rows)
     # Only the flag-day-releases a window keeps part of are summarised from rows (with their text and
     # votes); a window keeps all of most, or none, and those come from the table or nothing.
-    spans = negatives_daily.edge_spans(rows)
+    rows = rows[negatives_daily.relevant_negatives(rows)]
+    spans, codes, keys = negatives_daily.edge_spans(rows)
     partly = negatives_daily.partly_kept(spans, set(zip(frame.flag_key.astype(str), starts, ends)))
-    if partly:
-        codes, keys = negatives_daily.edge_keys(rows)
-        rows = rows[np.asarray([key in partly for key in keys], bool)[codes]]
-    else:
-        rows = rows.iloc[:0]
+    rows = rows[np.asarray([key in partly for key in keys], bool)[codes]] if partly else rows.iloc[:0]
     rows = rows.assign(repeat_vote=aggregates.repeat_votes(rows, first_ids(lake, rows)))
     rows = with_text(lake, rows, sorted({day for _, day, _ in partly}), version)
     # Whether an author's first word was a complaint matters only to one whose repeats could make a burst:

@@ -167,16 +167,16 @@ def edge_keys(rows: pd.DataFrame) -> tuple[np.ndarray, list[tuple]]:
     return codes, list(zip(np.asarray(flags).astype(str), days, np.asarray(versions).astype(str)))
 
 
-def edge_spans(rows: pd.DataFrame) -> dict[tuple, dict[str, tuple[int, int]]]:
-    """Per (flag, day) of `rows`, per release: the first and last time (ns) of its relevant negatives.
-    A window's edge on that day keeps all of a release's, none, or a part (`_kept`): only a part needs
+def edge_spans(rows: pd.DataFrame) -> tuple[dict[tuple, dict[str, tuple[int, int]]], np.ndarray, list[tuple]]:
+    """Per (flag, day) of `rows` (relevant negatives), per release: the first and last time (ns). A
+    window's edge on that day keeps all of a release's, none, or a part (`_kept`): only a part needs
     the rows. Per release, because a window that starts when a release went live keeps all of that
-    release's day and cuts only its predecessor's."""
-    keep = relevant_negatives(rows)
-    if not keep.any():
-        return {}
-    codes, keys = edge_keys(rows[keep])
-    at = aggregates.nanoseconds(rows.created_at[keep])
+    release's day and cuts only its predecessor's. Also each row's key code and the keys (`edge_keys`),
+    to pick the rows of the keys a window keeps part of without grouping them again."""
+    if rows.empty:
+        return {}, np.zeros(0, np.int64), []
+    codes, keys = edge_keys(rows)
+    at = aggregates.nanoseconds(rows.created_at)
     first = np.full(len(keys), np.iinfo(np.int64).max)
     last = np.full(len(keys), np.iinfo(np.int64).min)
     np.minimum.at(first, codes, at)
@@ -184,7 +184,7 @@ def edge_spans(rows: pd.DataFrame) -> dict[tuple, dict[str, tuple[int, int]]]:
     spans: dict[tuple, dict[str, tuple[int, int]]] = {}
     for (flag, day, version), lo, hi in zip(keys, first, last):
         spans.setdefault((flag, day), {})[version] = (int(lo), int(hi))
-    return spans
+    return spans, codes, keys
 
 
 def partly_kept(spans: dict[tuple, dict[str, tuple[int, int]]], windows) -> set[tuple]:
@@ -229,12 +229,12 @@ class WindowText:
                  rows_read: int | None = None):
         """`first_complaints`: AUTHOR_VOTES rows whose first word was a relevant negative, for (at least) the
         authors with repeat posts in `days` and `edge_rows`. `whole_days`: the dates `days` holds in full
-        (every flag's cells of the day). `spans`: `edge_spans` of every row of the edge days (default:
+        (every flag's cells of the day). `spans`: `edge_spans` of the edge days' relevant negatives (default:
         of `edge_rows`); `edge_rows` must hold the relevant negatives of each (flag, day, release) a window
         keeps part of (`partly_kept`), or that `days` lacks. `rows_read`: the edge days' rows read (default:
         `edge_rows`), for the step's metadata."""
         self._whole_days = set(whole_days)
-        self._spans = edge_spans(edge_rows) if spans is None else spans
+        self._spans = edge_spans(edge_rows[relevant_negatives(edge_rows)])[0] if spans is None else spans
         # Per flag, with each row's day as datetime64[D]: a window picks its days by comparing numbers in
         # its own flag's rows, not every flag's rows as dates (7 windows x 28 days of cells cost 0.3 s so).
         self._days = {}
