@@ -1,5 +1,5 @@
-"""The heavy steps (ingest, attribution, scoring) on the pandas engine and on the Spark engine (local mode),
-same generated rows, same lexicon scorer, each in its own process.
+"""The heavy steps (ingest, attribution, scoring, daily aggregation) on the pandas engine and on the Spark
+engine (local mode), same generated rows, same lexicon scorer, each in its own process.
 
     python bench/spark_engine.py [--rows 200000] [--master local[2]]
 
@@ -37,6 +37,7 @@ def pandas_steps(lake: str, landing: str) -> None:
                     author_salt=os.environ["ROLLBACK_AUTHOR_SALT"])
     pipeline.enrich(the_lake, DEFAULT_COHORT_DIMENSIONS)
     pipeline.score(the_lake, LexiconScorer(), Taxonomy.load())
+    pipeline.aggregate_daily(the_lake)
 
 
 def _rss_mb(pid: int) -> float:

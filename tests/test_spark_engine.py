@@ -17,13 +17,16 @@ from deltalake import DeltaTable
 from rollback_assets.core import pipeline
 from rollback_assets.core.lake import Lake
 from rollback_assets.core.releases import load_releases_yaml
-from rollback_assets.core.schemas import ENRICHED_FEEDBACK, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT, SENTIMENT_DAILY
+from rollback_assets.core.schemas import (
+    AUTHOR_VOTES, ENRICHED_FEEDBACK, NEGATIVES_DAILY, QUARANTINE, RAW_FEEDBACK, SCORED_SENTIMENT, SENTIMENT_DAILY,
+)
 from rollback_assets.engines import ENGINE_ENV, Engine, engine_from_env
 
 from conftest import QUIET, capture, make_demo_env, run_job, set_env
 from databricks_stub import DatabricksStub
 
-HEAVY = {"raw_feedback": RAW_FEEDBACK, "enriched_feedback": ENRICHED_FEEDBACK, "scored_sentiment": SCORED_SENTIMENT}
+HEAVY = {"raw_feedback": RAW_FEEDBACK, "enriched_feedback": ENRICHED_FEEDBACK, "scored_sentiment": SCORED_SENTIMENT,
+         "sentiment_daily": SENTIMENT_DAILY}
 RUN_TIMES = {"ingested_at", "enriched_at", "quarantined_at"}  # when this engine's run wrote the row
 ROWS_PER_DAY = 60
 
@@ -35,16 +38,26 @@ def test_engine_choice_is_strict():
         engine_from_env({ENGINE_ENV: "dask"})
 
 
-def _late_file(env) -> None:
-    """A late delivery: five known events with corrected text (updated, re-scored) and five new ones."""
+def _late_file(env) -> set[str]:
+    """A late delivery: five known events with corrected text (updated, re-scored), five new ones, and
+    an author's word from the day before their first (their vote moves a day earlier). Returns the
+    days whose sums it changes: its rows' days and the day the author's vote moved from."""
     rows = env.frame[env.frame.source_kind != "ticket"].drop(columns="_truth").head(10).copy()
     rows.loc[rows.index[:5], "text"] = rows.text[:5] + " (edited: checkout still broken)"
     rows.loc[rows.index[5:], "event_id"] = rows.event_id[5:] + "-late"
+    reviews = env.frame[env.frame.source_kind == "review"].drop(columns="_truth")
+    earlier = reviews.iloc[[len(reviews) // 3]].copy()
+    vote_day = earlier.created_at.iloc[0].date()
+    earlier["event_id"] += "-earlier"
+    earlier["created_at"] -= pd.Timedelta(days=1)
+    rows = pd.concat([rows, earlier])
+    days = {str(d) for d in pd.to_datetime(rows.created_at, utc=True).dt.date} | {str(vote_day)}
     rows["created_at"] = rows.created_at.map(pd.Timestamp.isoformat)
     rows["rating"] = rows.rating.map(lambda r: None if pd.isna(r) else int(r))
     with open(env.landing / "feedback_jsonl" / "feedback_late.jsonl", "w") as handle:
         for record in rows.to_dict("records"):
             handle.write(json.dumps(record) + "\n")
+    return days
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +69,18 @@ def engines(tmp_path_factory):
     env = make_demo_env(tmp_path_factory.mktemp("engines"), rows_per_day=ROWS_PER_DAY)
     lakes = {Engine.PANDAS: env.lake, Engine.SPARK: Lake(env.root / "lake_spark")}
     pipeline.register_releases(lakes[Engine.SPARK], load_releases_yaml(env.releases_file))
-    runs, late_runs = {}, {}
+    runs, late_runs, late_days = {}, {}, set()
     with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as mp:
         set_env(mp, env)
         mp.setenv("ROLLBACK_SPARK_MASTER", "local[2]")
         for rounds in (runs, late_runs):
             if rounds is late_runs:
-                _late_file(env)
+                late_days = _late_file(env)
             for engine, lake in lakes.items():
                 mp.setenv("ROLLBACK_LAKE", str(lake.root))
                 rounds[engine] = capture(run_job(build_definitions(engine=engine), instance), lake,
                                          tables=("rollback_decisions",))
-    return env, lakes, runs, late_runs
+    return env, lakes, runs, late_runs, late_days
 
 
 def _rows(lake: Lake, table) -> pd.DataFrame:
@@ -77,7 +90,7 @@ def _rows(lake: Lake, table) -> pd.DataFrame:
 
 
 def test_spark_job_runs_through_pipes_in_a_dagster_run(engines):
-    _, lakes, runs, _ = engines
+    _, lakes, runs, _, _ = engines
     run = runs[Engine.SPARK]
     mats = run.materializations
     assert {"cohort_baselines", "rollback_decisions"} <= set(mats)
@@ -102,28 +115,30 @@ def test_spark_job_runs_through_pipes_in_a_dagster_run(engines):
 
 
 def test_both_engines_report_the_same_metadata(engines):
-    _, _, runs, _ = engines
+    _, _, runs, _, _ = engines
     for name in HEAVY:
         pandas_keys = set(runs[Engine.PANDAS].materializations[name].metadata)
         spark_keys = set(runs[Engine.SPARK].materializations[name].metadata) - {"engine"}
         assert spark_keys == pandas_keys, name
-        for key in ("rows_valid", "rows_quarantined", "rows_attributed", "rows_scored", "attribution_rate"):
+        for key in ("rows_valid", "rows_quarantined", "rows_attributed", "rows_scored", "attribution_rate",
+                    "scored_rows_read", "aggregate_rows_written", "days_rewritten", "days_in_table", "first_day"):
             if key in pandas_keys:
                 assert runs[Engine.SPARK].materializations[name].metadata[key] == \
                     runs[Engine.PANDAS].materializations[name].metadata[key], (name, key)
 
 
-@pytest.mark.parametrize("table", [RAW_FEEDBACK, QUARANTINE, ENRICHED_FEEDBACK, SCORED_SENTIMENT, SENTIMENT_DAILY],
+@pytest.mark.parametrize("table", [RAW_FEEDBACK, QUARANTINE, ENRICHED_FEEDBACK, SCORED_SENTIMENT, SENTIMENT_DAILY,
+                                   NEGATIVES_DAILY, AUTHOR_VOTES],
                          ids=lambda t: t.name)
 def test_engines_write_the_same_rows(engines, table):
-    _, lakes, _, _ = engines
+    _, lakes, _, _, _ = engines
     pandas_rows, spark_rows = _rows(lakes[Engine.PANDAS], table), _rows(lakes[Engine.SPARK], table)
     assert len(pandas_rows) > 0
     pd.testing.assert_frame_equal(spark_rows, pandas_rows)
 
 
 def test_a_late_file_is_merged_the_same_way(engines):
-    _, _, _, late = engines
+    _, lakes, _, late, late_days = engines
     for name, keys in {"raw_feedback": ("files_ingested", "rows_inserted", "rows_updated"),
                        "enriched_feedback": ("rows_attributed", "full_reattribution"),
                        "scored_sentiment": ("rows_scored", "rows_reused")}.items():
@@ -133,14 +148,18 @@ def test_a_late_file_is_merged_the_same_way(engines):
     assert raw["rows_inserted"].value > 0 and raw["rows_updated"].value > 0  # new events and corrected ones
     # Only the late rows are attributed and (their text being new) scored again.
     assert got[Engine.SPARK] == {"rows_scored": raw["rows_inserted"].value + raw["rows_updated"].value, "rows_reused": 0}
-    # sentiment_daily rewrites the days Spark's commits touched (read from its Delta log), as after delta-rs'.
+    # Each engine's aggregation rewrites only the late file's days (its scored commits' partitions, read
+    # from the Delta log); the tables and decisions after it are compared by the tests above and below.
     days = {e: {k: late[e].materializations["sentiment_daily"].metadata[k].value for k in ("full_rebuild", "days_rewritten_list")}
             for e in late}
-    assert days[Engine.SPARK] == days[Engine.PANDAS] and days[Engine.SPARK]["full_rebuild"] is False
+    assert days[Engine.SPARK] == days[Engine.PANDAS] == {"full_rebuild": False, "days_rewritten_list": sorted(late_days)}
+    assert late[Engine.SPARK].materializations["sentiment_daily"].metadata["engine"].value == "spark"
+    for lake in lakes.values():  # the author's vote moved to the earlier word, in both engines' ledgers
+        assert lake.read(AUTHOR_VOTES).first_event_id.str.endswith("-earlier").sum() == 1
 
 
 def test_engines_reach_the_same_decisions(engines):
-    _, _, runs, late = engines
+    _, _, runs, late, _ = engines
     ids = {e: set(r.tables["rollback_decisions"].decision_id) for e, r in runs.items()}
     assert ids[Engine.PANDAS] and ids[Engine.SPARK] == ids[Engine.PANDAS]
     # Each run's decision ids, hashed into rollback_decisions' data version, after the late file too.

@@ -48,6 +48,12 @@ def table_days(lake: Lake, table, version: int | None = None) -> set[str]:
     return {p["created_date"] for p in lake.table(table, version).partitions()}
 
 
+def days_listed(days: list[str], limit: int = 60) -> list[str]:
+    """A run's rewritten days as its materialization lists them: all of them, or the first and last
+    `limit / 2` around "..." (a landing file spanning years rewrites hundreds)."""
+    return days if len(days) <= limit else [*days[:limit // 2], "...", *days[-(limit // 2):]]
+
+
 def newest_rows(lake: Lake, table, columns: list[str], keep: Callable[[pd.DataFrame], pd.Series], limit: int,
                 days_per_read: int = 7, days: set[str] | None = None) -> pd.DataFrame:
     """Up to `limit` rows that `keep` selects from the newest days of a created_date-partitioned table

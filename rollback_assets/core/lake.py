@@ -204,20 +204,12 @@ class Lake:
         a log file gone after log retention, a file without partition values): read everything."""
         if version is None or len(table.partition_by) != 1:
             return None
-        column, log, days = table.partition_by[0], self.files(table.name, "_delta_log"), set()
-        for v in range(version + 1, upto + 1):
-            name = f"{v:020d}.json"
+        log, lines = self.files(table.name, "_delta_log"), []
+        for name in commit_log_names(version, upto):
             if not log.exists(name):
                 return None
-            for line in log.read_bytes(name).decode().splitlines():
-                action = json.loads(line) if line.strip() else {}
-                for kind in ("add", "remove"):
-                    if kind in action:
-                        value = (action[kind].get("partitionValues") or {}).get(column)
-                        if value is None:
-                            return None
-                        days.add(value)
-        return days
+            lines += log.read_bytes(name).decode().splitlines()
+        return partitions_touched(lines, table.partition_by[0])
 
     def newest_run_partitions(self, table: Table, marker: str, lookback: int = 50) -> set[str] | None:
         """Partitions the newest run that wrote `table` touched (Delta log, no data read): the newest commit
@@ -357,6 +349,26 @@ class Lake:
     @staticmethod
     def _arrow(table: Table, frame: pd.DataFrame | pa.Table) -> pa.Table:
         return frame if isinstance(frame, pa.Table) else table.to_arrow(frame)
+
+
+def commit_log_names(version: int, upto: int) -> list[str]:
+    """The Delta log's commit files of versions (`version`, `upto`]."""
+    return [f"{v:020d}.json" for v in range(version + 1, upto + 1)]
+
+
+def partitions_touched(log_lines, column: str) -> set[str] | None:
+    """Values of the partition `column` that these Delta log lines add or remove files in; None when a
+    file carries no value for it (then nothing can be told). Both engines read the log with this."""
+    values = set()
+    for line in log_lines:
+        action = json.loads(line) if line.strip() else {}
+        for kind in ("add", "remove"):
+            if kind in action:
+                value = (action[kind].get("partitionValues") or {}).get(column)
+                if value is None:
+                    return None
+                values.add(value)
+    return values
 
 
 def _partition_expression(columns: tuple[str, ...], values: list) -> ds.Expression:

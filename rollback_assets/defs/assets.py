@@ -215,13 +215,12 @@ def sentiment_daily(lake: LakeResource) -> dg.MaterializeResult:
     stats = result.stats
     days = sorted(daily_store.table_days(the_lake, SENTIMENT_DAILY))
     rewritten = stats["days_rewritten"]
-    shown = rewritten if len(rewritten) <= 60 else [*rewritten[:30], "...", *rewritten[-30:]]
     return dg.MaterializeResult(
         metadata={
             **table_metadata(SENTIMENT_DAILY, the_lake.uri(SENTIMENT_DAILY), result.version),
             "full_rebuild": stats["full_rebuild"],
             "days_rewritten": len(rewritten),
-            "days_rewritten_list": dg.MetadataValue.json(shown),
+            "days_rewritten_list": dg.MetadataValue.json(daily_store.days_listed(rewritten)),
             "scored_rows_read": stats["rows_read"],
             "aggregate_rows_written": stats["aggregate_rows"],
             "days_in_table": len(days),

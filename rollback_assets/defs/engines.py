@@ -1,8 +1,8 @@
 """The heavy assets when ROLLBACK_ENGINE is spark or databricks: the Spark job, launched through Pipes.
 
 `raw_feedback` + `enriched_feedback` are one multi-asset (one launch: ingest, then attribution), and
-`scored_sentiment` a second launch after `sentiment_model`, so the model trained on this run's rows
-scores them, as with the pandas engine. Asset keys, dependencies, the op name the landing-zone sensor
+`scored_sentiment` + `sentiment_daily` a second launch after `sentiment_model` (scoring, then the daily
+aggregation), so the model trained on this run's rows scores them, as with the pandas engine. Asset keys, dependencies, the op name the landing-zone sensor
 configures (`raw_feedback`) and the metadata keys are those of the pandas assets: checks, sensors,
 the decision side and the UI do not depend on the engine.
 """
@@ -15,8 +15,11 @@ import dagster as dg
 from ..core import attribution, ingest as ingest_module
 from ..core.schemas import TABLES
 from ..core.scoring import base as scoring_base
-from ..engines import Engine, spark_job
-from .assets import FEEDBACK_ASSETS, IngestConfig, enriched_feedback, raw_feedback, scored_sentiment, sentiment_model
+from ..engines import Engine, spark_aggregate, spark_job
+from .assets import (
+    FEEDBACK_ASSETS, IngestConfig, enriched_feedback, raw_feedback, release_artifacts, scored_sentiment, sentiment_daily,
+    sentiment_model,
+)
 from .metadata import code_version, column_schema
 from .resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource
 
@@ -117,23 +120,31 @@ def spark_ingest_and_attribute(context: dg.AssetExecutionContext, config: Ingest
     yield from _launch(context, spark_job_launcher, extras, landing)
 
 
-@dg.asset(
+@dg.multi_asset(
     name="scored_sentiment",
-    group_name="scoring",
-    deps=[enriched_feedback, sentiment_model],
-    kinds={"deltalake", "spark"},
-    code_version=code_version(spark_job, scoring_base),
-    description=scored_sentiment.descriptions_by_key[scored_sentiment.key],
+    specs=[
+        dg.AssetSpec("scored_sentiment", group_name="scoring", deps=[enriched_feedback, sentiment_model],
+                     kinds={"deltalake", "spark"}, code_version=code_version(spark_job, scoring_base),
+                     description=scored_sentiment.descriptions_by_key[scored_sentiment.key]),
+        dg.AssetSpec("sentiment_daily", group_name="decisions", deps=["scored_sentiment", release_artifacts],
+                     kinds={"deltalake", "spark"}, code_version=code_version(spark_aggregate),
+                     description=sentiment_daily.descriptions_by_key[sentiment_daily.key]),
+    ],
+    can_subset=True,
 )
-def spark_scored_sentiment(context: dg.AssetExecutionContext, lake: LakeResource, scorer: ScorerResource,
-                           settings: SettingsResource, spark_job_launcher: SparkJobLauncher):
-    chosen = scorer.scorer(lake, settings.taxonomy())  # chosen here as the pandas asset chooses it
-    extras = {"steps": ["score"], "lake": lake.root, "taxonomy_path": settings.taxonomy_path,
-              "scorer": spark_job.dump_scorer(chosen)}
+def spark_score_and_aggregate(context: dg.AssetExecutionContext, lake: LakeResource, scorer: ScorerResource,
+                              settings: SettingsResource, spark_job_launcher: SparkJobLauncher):
+    """One launch scores and aggregates (a Spark job's start costs more than either step on a day's rows);
+    either alone when only it is selected (a re-derivation of the daily tables, say)."""
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    steps = [step for step, key in (("score", "scored_sentiment"), ("aggregate", "sentiment_daily")) if key in selected]
+    extras = {"steps": steps, "lake": lake.root, "taxonomy_path": settings.taxonomy_path}
+    if "score" in steps:  # the scorer chosen here as the pandas asset chooses it
+        extras["scorer"] = spark_job.dump_scorer(scorer.scorer(lake, settings.taxonomy()))
     yield from _launch(context, spark_job_launcher, extras)
 
 
-SPARK_REPLACES = {raw_feedback.key, enriched_feedback.key, scored_sentiment.key}
+SPARK_REPLACES = {raw_feedback.key, enriched_feedback.key, scored_sentiment.key, sentiment_daily.key}
 
 
 def feedback_assets(engine: Engine) -> list:
@@ -141,7 +152,7 @@ def feedback_assets(engine: Engine) -> list:
     if engine is Engine.PANDAS:
         return list(FEEDBACK_ASSETS)
     kept = [a for a in FEEDBACK_ASSETS if not set(a.keys) & SPARK_REPLACES]
-    return [spark_ingest_and_attribute, spark_scored_sentiment, *kept]
+    return [spark_ingest_and_attribute, spark_score_and_aggregate, *kept]
 
 
 def launcher_from_env(engine: Engine) -> SparkJobLauncher | None:

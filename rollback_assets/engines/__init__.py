@@ -1,4 +1,4 @@
-"""Where the heavy steps (ingest, attribution, scoring) run, chosen per deployment.
+"""Where the heavy steps (ingest, attribution, scoring, daily aggregation) run, chosen per deployment.
 
 `pandas` runs them in the Dagster process through `core.pipeline` (the default). `spark` runs
 `spark_job` as a PySpark job launched through Dagster Pipes (`PipesSubprocessClient`), `databricks`

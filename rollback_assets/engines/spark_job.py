@@ -1,8 +1,10 @@
 """The heavy steps as one PySpark job: landing files → raw_feedback (+ quarantine, landing_files),
-raw → enriched_feedback (attribution), enriched → scored_sentiment (scoring).
+raw → enriched_feedback (attribution), enriched → scored_sentiment (scoring), scored → the daily
+tables (sentiment_daily, negatives_daily, author_votes: `engines/spark_aggregate.py`).
 
 Each step calls the same core function the pandas engine calls (`ingest.read_file`,
-`attribution.attribute`, `scoring.base.score_frame`) on Arrow batches inside `mapInArrow`, conforms
+`attribution.attribute`, `scoring.base.score_frame`, `aggregates.daily`, `negatives_daily.daily`) on
+Arrow batches inside `mapInArrow` / `applyInArrow`, conforms
 the result with the table's `Table.to_arrow` from `core/schemas.py`, and writes the same Delta table
 (same schema and partitioning) with delta-spark: MERGE on event_id, overwrite on full re-attribution.
 Watermarks and the attribution signature live in the commit's `userMetadata` (JSON), read back from
@@ -33,26 +35,23 @@ import pyarrow as pa
 from ..core.attribution import DEFAULT_COHORT_DIMENSIONS, attribute
 from ..core.ingest import read_file
 from ..core.landing import file_digest, scan_landing_zone, select_candidates
+from ..core.daily_store import days_listed
 from ..core.normalise import SALT_ENV  # a secret: from the environment, never from Pipes extras
 from ..core.schemas import (
-    ENRICHED_FEEDBACK, LANDING_FILES, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT, Table,
+    ENRICHED_FEEDBACK, LANDING_FILES, QUARANTINE, RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT, SENTIMENT_DAILY,
+    Table,
 )
 from ..core.scoring.base import score_frame
 from ..core.scoring.lexicon import LexiconScorer
 from ..core.taxonomy import Taxonomy
+from .spark_aggregate import aggregate, table_days
+from .spark_lake import SparkLake, spark_schema
 
-STEPS = ("ingest", "attribute", "score")
+STEPS = ("ingest", "attribute", "score", "aggregate")
 DBFS_MOUNT_ENV = "ROLLBACK_DBFS_MOUNT"  # where DBFS is mounted on the cluster (/dbfs on Databricks)
 
 
 # ------------------------------------------------------------------------------------------ schemas
-def spark_schema(schema: pa.Schema):
-    """The Spark schema of an Arrow schema from core/schemas.py (one declaration for both engines)."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    return from_arrow_schema(schema)
-
-
 def _envelope_schema() -> pa.Schema:
     """raw_feedback ∪ quarantine columns plus the row kind and file index: one pass over each file
     yields both its valid and its quarantined rows."""
@@ -78,93 +77,7 @@ def _to_envelope(table: pa.Table, kind: str, file_index: int) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=ENVELOPE)
 
 
-# ------------------------------------------------------------------------------------------ Delta I/O
-class SparkLake:
-    """The lake's Delta tables through delta-spark: the same paths and tables as core.lake.Lake."""
-
-    def __init__(self, spark, root: str):
-        self.spark = spark
-        self.root = str(root).rstrip("/")
-
-    def uri(self, table: Table) -> str:
-        return f"{self.root}/{table.name}"
-
-    def exists(self, table: Table) -> bool:
-        from delta.tables import DeltaTable
-
-        return DeltaTable.isDeltaTable(self.spark, self.uri(table))
-
-    def read(self, table: Table):
-        return self.spark.read.format("delta").load(self.uri(table))
-
-    def version(self, table: Table) -> int | None:
-        return self._history(table, 1)[0]["version"] if self.exists(table) else None
-
-    def commit_metadata(self, table: Table, key: str, lookback: int = 20) -> str | None:
-        if not self.exists(table):
-            return None
-        for commit in self._history(table, lookback):
-            if commit["userMetadata"]:
-                value = json.loads(commit["userMetadata"]).get(key)
-                if value is not None:
-                    return value
-        return None
-
-    def _history(self, table: Table, limit: int) -> list:
-        from delta.tables import DeltaTable
-
-        history = DeltaTable.forPath(self.spark, self.uri(table)).history(limit)
-        return history.select("version", "userMetadata", "operationMetrics").collect()
-
-    @contextmanager
-    def _user_metadata(self, metadata: dict | None):
-        key = "spark.databricks.delta.commitInfo.userMetadata"
-        if metadata:
-            self.spark.conf.set(key, json.dumps({k: _text(v) for k, v in metadata.items()}))
-        try:
-            yield
-        finally:
-            self.spark.conf.unset(key)
-
-    def write(self, table: Table, frame, mode: str, metadata: dict | None = None) -> int:
-        writer = frame.write.format("delta").mode(mode)
-        if table.partition_by:
-            writer = writer.partitionBy(*table.partition_by)
-        if mode == "overwrite":
-            writer = writer.option("overwriteSchema", "true")
-        with self._user_metadata(metadata):
-            writer.save(self.uri(table))
-        return self.version(table)
-
-    def merge(self, table: Table, frame, update_when: str | None = None, metadata: dict | None = None) -> tuple[int, dict]:
-        """Upsert on the table's key. The match is on the key alone (not pruned to the batch's days):
-        Spark reads only the key and partition columns to find matches, rewrites only touched files,
-        and a row whose day changed moves partition in the same commit."""
-        from delta.tables import DeltaTable
-
-        if not self.exists(table):
-            version = self.write(table, frame, "append", metadata)
-            return version, {"num_target_rows_inserted": self.read(table).count(), "num_target_rows_updated": 0}
-        condition = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
-        builder = DeltaTable.forPath(self.spark, self.uri(table)).alias("t").merge(frame.alias("s"), condition)
-        builder = builder.whenMatchedUpdateAll(condition=update_when).whenNotMatchedInsertAll()
-        with self._user_metadata(metadata):
-            builder.execute()
-        newest = self._history(table, 1)[0]
-        metrics = newest["operationMetrics"] or {}
-        return newest["version"], {
-            "num_target_rows_inserted": int(metrics.get("numTargetRowsInserted", 0)),
-            "num_target_rows_updated": int(metrics.get("numTargetRowsUpdated", 0)),
-        }
-
-    def from_arrow(self, table: Table, data: pa.Table):
-        return self.spark.createDataFrame(data.to_pandas(), schema=spark_schema(table.arrow_schema))
-
-
-def _text(value) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
+# ------------------------------------------------------------------------------------------ watermarks
 def _timestamp(value: str | None) -> datetime | None:
     return pd.Timestamp(value).to_pydatetime() if value else None
 
@@ -243,8 +156,7 @@ def enrich(lake: SparkLake, cohort_dimensions: tuple[str, ...], now: datetime) -
     dimensions changed (the signature in the last commit differs), as `core.pipeline.enrich` does."""
     from pyspark.sql import functions as F
 
-    releases = lake.read(RELEASE_ARTIFACTS).toArrow().to_pandas() if lake.exists(RELEASE_ARTIFACTS) \
-        else RELEASE_ARTIFACTS.empty_frame()
+    releases = lake.frame(RELEASE_ARTIFACTS, RELEASE_ARTIFACTS.empty_frame())
     signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS), "cohort": list(cohort_dimensions)})
     full = lake.commit_metadata(ENRICHED_FEEDBACK, "attribution_signature") != signature
     watermark = None if full else _timestamp(lake.commit_metadata(ENRICHED_FEEDBACK, "raw_watermark"))
@@ -357,6 +269,14 @@ def reports(step: str, stats: dict, lake: SparkLake, params: dict) -> list[dict]
             "attribution_by_method": {"raw_value": stats["by_method"], "type": "json"},
             "cohort_dimensions": ", ".join(params["cohort_dimensions"]),
         })]
+    if step == "aggregate":
+        days = table_days(lake, SENTIMENT_DAILY)
+        return [report(SENTIMENT_DAILY, {
+            "full_rebuild": stats["full_rebuild"], "days_rewritten": len(stats["days_rewritten"]),
+            "days_rewritten_list": {"raw_value": days_listed(stats["days_rewritten"]), "type": "json"},
+            "scored_rows_read": stats["rows_read"], "aggregate_rows_written": stats["aggregate_rows"],
+            "days_in_table": len(days), "first_day": days[0] if days else "-", "last_day": days[-1] if days else "-",
+        })]
     return [report(SCORED_SENTIMENT, {
         "rows_scored": stats["rows_scored"], "rows_reused": stats["rows_reused"], "scorer": stats["scorer"],
         "scorer_version": stats["scorer_version"], "taxonomy_version": params["taxonomy_version"],
@@ -383,6 +303,8 @@ def run(spark, params: dict) -> list[dict]:
             stats = enrich(lake, tuple(params["cohort_dimensions"]), now)
         elif step == "score":
             stats = score(lake, load_scorer(params.get("scorer")), taxonomy)
+        elif step == "aggregate":
+            stats = aggregate(lake)
         else:
             raise ValueError(f"unknown step {step!r}: {', '.join(STEPS)}")
         out.extend(reports(step, stats, lake, params))
