@@ -302,9 +302,11 @@ def test_redelivery_that_moves_the_day_moves_it_downstream_too(tmp_path):
         path = tmp_path / f"delivery{n}.jsonl"
         path.write_text(json.dumps({"event_id": "e-1", "source_kind": "review", "channel": "app", "product": "shop",
                                     "created_at": f"{day}T10:00:00Z", "text": f"checkout broken ({n})", "rating": 1}) + "\n")
-        pipeline.ingest(lake, pipeline.pending_files(lake, [(path, mapping)]))
+        counts = pipeline.ingest(lake, pipeline.pending_files(lake, [(path, mapping)])).stats
         pipeline.enrich(lake, ("device",))
         pipeline.score(lake, LexiconScorer(), Taxonomy.load())
+    # The moved row is an update of a known event (deleted from its old day, then inserted), as Spark counts it.
+    assert (counts["rows_inserted"], counts["rows_updated"]) == (0, 1)
     for table in (ENRICHED_FEEDBACK, SCORED_SENTIMENT):
         rows = lake.read(table, columns=["event_id", "created_date", "text"])
         assert rows.event_id.tolist() == ["e-1"], table.name

@@ -38,10 +38,11 @@ def test_engine_choice_is_strict():
         engine_from_env({ENGINE_ENV: "dask"})
 
 
-def _late_file(env) -> set[str]:
-    """A late delivery: five known events with corrected text (updated, re-scored), five new ones, and
-    an author's word from the day before their first (their vote moves a day earlier). Returns the
-    days whose sums it changes: its rows' days and the day the author's vote moved from."""
+def _late_file(env) -> tuple[set[str], str]:
+    """A late delivery: five known events with corrected text (updated, re-scored), five new ones, an
+    author's word from the day before their first (their vote moves a day earlier), and an author's
+    only word corrected to a day later (the row and its vote move day). Returns the days whose sums it
+    changes (its rows' days and the days votes and rows moved from) and the moved row's event id."""
     rows = env.frame[env.frame.source_kind != "ticket"].drop(columns="_truth").head(10).copy()
     rows.loc[rows.index[:5], "text"] = rows.text[:5] + " (edited: checkout still broken)"
     rows.loc[rows.index[5:], "event_id"] = rows.event_id[5:] + "-late"
@@ -50,14 +51,17 @@ def _late_file(env) -> set[str]:
     vote_day = earlier.created_at.iloc[0].date()
     earlier["event_id"] += "-earlier"
     earlier["created_at"] -= pd.Timedelta(days=1)
-    rows = pd.concat([rows, earlier])
-    days = {str(d) for d in pd.to_datetime(rows.created_at, utc=True).dt.date} | {str(vote_day)}
+    later = reviews.iloc[[len(reviews) // 2]].copy()
+    later_day = later.created_at.iloc[0].date()
+    later["created_at"] += pd.Timedelta(days=1)
+    rows = pd.concat([rows, earlier, later])
+    days = {str(d) for d in pd.to_datetime(rows.created_at, utc=True).dt.date} | {str(vote_day), str(later_day)}
     rows["created_at"] = rows.created_at.map(pd.Timestamp.isoformat)
     rows["rating"] = rows.rating.map(lambda r: None if pd.isna(r) else int(r))
     with open(env.landing / "feedback_jsonl" / "feedback_late.jsonl", "w") as handle:
         for record in rows.to_dict("records"):
             handle.write(json.dumps(record) + "\n")
-    return days
+    return days, later.event_id.iloc[0]
 
 
 @pytest.fixture(scope="module")
@@ -69,18 +73,18 @@ def engines(tmp_path_factory):
     env = make_demo_env(tmp_path_factory.mktemp("engines"), rows_per_day=ROWS_PER_DAY)
     lakes = {Engine.PANDAS: env.lake, Engine.SPARK: Lake(env.root / "lake_spark")}
     pipeline.register_releases(lakes[Engine.SPARK], load_releases_yaml(env.releases_file))
-    runs, late_runs, late_days = {}, {}, set()
+    runs, late_runs, late = {}, {}, (set(), "")
     with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as mp:
         set_env(mp, env)
         mp.setenv("ROLLBACK_SPARK_MASTER", "local[2]")
         for rounds in (runs, late_runs):
             if rounds is late_runs:
-                late_days = _late_file(env)
+                late = _late_file(env)
             for engine, lake in lakes.items():
                 mp.setenv("ROLLBACK_LAKE", str(lake.root))
                 rounds[engine] = capture(run_job(build_definitions(engine=engine), instance), lake,
                                          tables=("rollback_decisions",))
-    return env, lakes, runs, late_runs, late_days
+    return env, lakes, runs, late_runs, late
 
 
 def _rows(lake: Lake, table) -> pd.DataFrame:
@@ -138,7 +142,7 @@ def test_engines_write_the_same_rows(engines, table):
 
 
 def test_a_late_file_is_merged_the_same_way(engines):
-    _, lakes, _, late, late_days = engines
+    _, lakes, _, late, (late_days, moved_id) = engines
     for name, keys in {"raw_feedback": ("files_ingested", "rows_inserted", "rows_updated"),
                        "enriched_feedback": ("rows_attributed", "full_reattribution"),
                        "scored_sentiment": ("rows_scored", "rows_reused")}.items():
@@ -154,8 +158,12 @@ def test_a_late_file_is_merged_the_same_way(engines):
             for e in late}
     assert days[Engine.SPARK] == days[Engine.PANDAS] == {"full_rebuild": False, "days_rewritten_list": sorted(late_days)}
     assert late[Engine.SPARK].materializations["sentiment_daily"].metadata["engine"].value == "spark"
-    for lake in lakes.values():  # the author's vote moved to the earlier word, in both engines' ledgers
-        assert lake.read(AUTHOR_VOTES).first_event_id.str.endswith("-earlier").sum() == 1
+    for lake in lakes.values():  # in both engines' ledgers: a vote moved to the earlier word, one moved with its row
+        votes = lake.read(AUTHOR_VOTES)
+        assert votes.first_event_id.str.endswith("-earlier").sum() == 1
+        (vote_day,) = votes.first_date[votes.first_event_id == moved_id]
+        (row_day,) = lake.read(SCORED_SENTIMENT, columns=["event_id", "created_date"]).query("event_id == @moved_id").created_date
+        assert vote_day == row_day and str(row_day) in late_days
 
 
 def test_engines_reach_the_same_decisions(engines):
@@ -236,3 +244,32 @@ def test_both_engines_select_landing_files_the_same_way(tmp_path):
     assert [p.name for p, _ in select_candidates(candidates, [str(tmp_path / "feedback_jsonl" / "b.jsonl")])] == ["b.jsonl"]
     with pytest.raises(FileNotFoundError, match="c.jsonl"):
         select_candidates(candidates, [str(tmp_path / "_staging" / "c.jsonl")])
+
+
+
+@pytest.mark.parametrize("selected, steps", [
+    (["sentiment_daily"], ["aggregate"]),
+    (["scored_sentiment"], ["score"]),
+    (["scored_sentiment", "sentiment_daily"], ["score", "aggregate"]),
+])
+def test_scoring_and_aggregation_launch_only_what_is_selected(tmp_path, selected, steps):
+    """Re-deriving the daily tables (sentiment_daily alone) launches only the aggregation, without
+    scoring again; a graph run scores and aggregates in one launch (one job start). The launcher here
+    records what it is asked to run: this tests the asset's selection logic; the job runs above."""
+    from rollback_assets.defs.engines import SparkJobLauncher, spark_score_and_aggregate
+    from rollback_assets.defs.resources import LakeResource, ScorerResource, SettingsResource
+
+    launched = []
+
+    class RecordingLauncher(SparkJobLauncher):
+        def launch(self, context, extras, env):
+            launched.append(extras["steps"])
+            return [dg.MaterializeResult(asset_key=key, metadata={}) for key in context.selected_asset_keys]
+
+    result = dg.materialize(
+        [spark_score_and_aggregate], selection=[dg.AssetKey(k) for k in selected], run_config=QUIET,
+        resources={"lake": LakeResource(root=str(tmp_path / "lake")), "scorer": ScorerResource(kind="lexicon"),
+                   "settings": SettingsResource(), "spark_job_launcher": RecordingLauncher()},
+    )
+    assert result.success and launched == [steps]
+    assert {m.asset_key.to_user_string() for m in result.asset_materializations_for_node("scored_sentiment")} == set(selected)

@@ -299,8 +299,7 @@ class Lake:
                 return self.version(table), {"num_target_rows_inserted": data.num_rows, "num_target_rows_updated": 0}
         if data.num_rows == 0:
             return self.version(table), {"num_target_rows_inserted": 0, "num_target_rows_updated": 0}
-        if not moved_rows_checked:
-            self.drop_moved_rows(table, data)
+        moved = 0 if moved_rows_checked else self.drop_moved_rows(table, data)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         for part in table.partition_by:
             # Pruning: only partitions present in the batch are scanned for matches.
@@ -319,6 +318,9 @@ class Lake:
             return builder.when_not_matched_insert_all().execute()
 
         metrics = retry_commit(attempt, table.name)
+        if moved:  # deleted from their old day, then inserted: updates of known keys, as Spark's MERGE counts them
+            metrics = {**metrics, "num_target_rows_inserted": int(metrics.get("num_target_rows_inserted", 0)) - moved,
+                       "num_target_rows_updated": int(metrics.get("num_target_rows_updated", 0)) + moved}
         return self.version(table), metrics
 
     def delete(self, table: Table, predicate: str) -> int:
@@ -326,25 +328,28 @@ class Lake:
         retry_commit(lambda: self.table(table).delete(predicate), table.name)
         return self.version(table)
 
-    def drop_moved_rows(self, table: Table, data: pa.Table, days=None) -> None:
+    def drop_moved_rows(self, table: Table, data: pa.Table, days=None) -> int:
         """A key that comes back in another partition (a corrected day) would escape the pruned MERGE
         and be inserted twice: delete its old row first. `days`: the partitions an old row can be in,
-        when the caller knows them (None: every partition, a read of the whole key column)."""
+        when the caller knows them (None: every partition, a read of the whole key column). Returns how
+        many keys moved."""
         moving = [p for p in table.partition_by if p not in table.key]
         if not moving or len(table.key) != 1:
-            return
+            return 0
         key = table.key[0]
         if not self.exists(table) or data.num_rows == 0:
-            return
+            return 0
         existing = self.read_keys_in(table, key, data.column(key), [key, *moving], days=days)
         if existing.num_rows == 0:
-            return
+            return 0
         incoming = data.select([key, *moving]).to_pandas()
         joined = existing.to_pandas().merge(incoming, on=key, suffixes=("", "_new"))
         moved = joined[(joined[moving].astype(str).to_numpy() != joined[[f"{m}_new" for m in moving]].astype(str).to_numpy()).any(axis=1)]
-        if len(moved):
-            keys = ", ".join(repr(str(k)) for k in moved[key].unique())
-            retry_commit(lambda: self.table(table).delete(f"{key} IN ({keys})"), table.name)
+        keys = moved[key].unique()
+        if len(keys):
+            listed = ", ".join(repr(str(k)) for k in keys)
+            retry_commit(lambda: self.table(table).delete(f"{key} IN ({listed})"), table.name)
+        return len(keys)
 
     @staticmethod
     def _arrow(table: Table, frame: pd.DataFrame | pa.Table) -> pa.Table:

@@ -2,9 +2,10 @@
 
 `raw_feedback` + `enriched_feedback` are one multi-asset (one launch: ingest, then attribution), and
 `scored_sentiment` + `sentiment_daily` a second launch after `sentiment_model` (scoring, then the daily
-aggregation), so the model trained on this run's rows scores them, as with the pandas engine. Asset keys, dependencies, the op name the landing-zone sensor
-configures (`raw_feedback`) and the metadata keys are those of the pandas assets: checks, sensors,
-the decision side and the UI do not depend on the engine.
+aggregation), so the model trained on this run's rows scores them, as with the pandas engine. Asset
+keys, dependencies, the op name the landing-zone sensor configures (`raw_feedback`) and the metadata
+keys are those of the pandas assets: checks, sensors, the decision side and the UI do not depend on
+the engine.
 """
 
 import os

@@ -7,9 +7,9 @@ functions and the same tables, so the decision side reads the same sums whicheve
   removed files in (its Delta log, `core.lake.partitions_touched`); a change of releases, or a log
   that cannot tell, rebuilds every day;
 - `author_votes`: each known author's first word per flag × release × cohort, over the whole history
-  (a window ordered by created_at, then event id: `aggregates.first_votes`' order). Incrementally only
-  the keys with a row on those days, or a recorded vote on them, are computed again; a vote that moved
-  day adds its old and new day to the days rewritten;
+  (a window ordered by created_at, then event id: `aggregates.first_votes`' order). Incrementally the
+  days' first words against the recorded votes, as `core.daily_store.update_votes` does; a vote that
+  moved day adds its old and new day to the days rewritten;
 - `sentiment_daily`: `aggregates.daily` inside `applyInArrow`, `negatives_daily`: `negatives_daily.daily`
   on the relevant negatives with their text. No cell of either spans two day × flag × release × cohort
   groups, so the rows are split into tasks of about ROWS_PER_TASK rows by a hash of that group: each
@@ -103,31 +103,41 @@ def first_votes(authored):
 
 def update_votes(lake: SparkLake, scored, days: set[str]) -> set[str]:
     """Bring `author_votes` up to date for the rows of `days`; returns the other days whose rows changed
-    vote. The keys with a row on those days, or a recorded vote on them, get their first vote computed
-    again over the whole history; a changed vote is updated, a new one inserted, one whose author has
-    no row left deleted (one MERGE)."""
+    vote. The rule of `core.daily_store.update_votes`, so the cost follows the days, not the history:
+    rows outside `days` did not change, so a recorded vote outside them stays a candidate and the new
+    first vote is the earlier of it and the days' first row. Only a recorded vote inside `days` whose
+    row is gone or moved later has its author's rows read across the history (rare). A changed vote is
+    updated, a new one inserted, one whose author has no row left deleted, in one MERGE."""
     from pyspark.sql import functions as F
 
-    authored = _authored(scored)
     dates = [date.fromisoformat(d) for d in days]
-    keys = _authored(scored.filter(F.col("created_date").isin(dates))).select(*aggregates.VOTE_KEY)
+    batch = first_votes(_authored(scored.filter(F.col("created_date").isin(dates))))
     if not lake.exists(AUTHOR_VOTES):
-        votes = first_votes(authored.join(keys.distinct(), aggregates.VOTE_KEY, "left_semi"))
-        lake.write(AUTHOR_VOTES, votes, "append")
+        lake.write(AUTHOR_VOTES, batch, "append")
         return set()
+    key, values = list(AUTHOR_VOTES.key), [c for c in AUTHOR_VOTES.names if c not in AUTHOR_VOTES.key]
     recorded = lake.read(AUTHOR_VOTES)
-    keys = keys.union(recorded.filter(F.col("first_date").isin(dates))
-                      .select(F.col("flag_key").alias("attributed_flag"), *aggregates.VOTE_KEY[1:])).distinct()
-    new = first_votes(authored.join(keys, aggregates.VOTE_KEY, "left_semi")).alias("n")
-    old = recorded.join(keys.withColumnRenamed("attributed_flag", "flag_key"), list(AUTHOR_VOTES.key), "left_semi").alias("o")
-    values = [c for c in AUTHOR_VOTES.names if c not in AUTHOR_VOTES.key]
+    keys = batch.select(*key).union(recorded.filter(F.col("first_date").isin(dates)).select(*key)).distinct()
+    n, o = (lambda c: F.col(f"n.{c}")), (lambda c: F.col(f"o.{c}"))
+    n_first = (n("first_at") < o("first_at")) | ((n("first_at") == o("first_at")) & (n("first_event_id") < o("first_event_id")))
+    o_first = (o("first_at") < n("first_at")) | ((o("first_at") == n("first_at")) & (o("first_event_id") < n("first_event_id")))
+    inside = o("first_date").isin(dates)
+    pairs = (batch.alias("n").join(recorded.join(keys, key, "left_semi").alias("o"), key, "full_outer")
+             .withColumn("_recheck", o("first_event_id").isNotNull() & inside & (n("first_event_id").isNull() | o_first))
+             .withColumn("_keep", o("first_event_id").isNotNull() & ~inside & (n("first_event_id").isNull() | ~n_first)))
+    after = {c: F.when(F.col("_keep"), o(c)).otherwise(n(c)) for c in values}
+    recheck = pairs.filter(F.col("_recheck")).select(*key)
+    if recheck.take(1):  # a recorded first word left these days or moved later: its author's history
+        history = _authored(scored).join(
+            recheck.withColumnRenamed("flag_key", "attributed_flag"), aggregates.VOTE_KEY, "left_semi")
+        pairs = pairs.join(first_votes(history).alias("a"), key, "left")
+        after = {c: F.when(F.col("_recheck"), F.col(f"a.{c}")).otherwise(after[c]) for c in values}
     same = None
     for c in values:
-        equal = F.col(f"n.{c}").eqNullSafe(F.col(f"o.{c}"))
-        same = equal if same is None else same & equal
-    changed = new.join(old, list(AUTHOR_VOTES.key), "full_outer").filter(~same).select(
-        *AUTHOR_VOTES.key, *[F.col(f"n.{c}").alias(c) for c in values],
-        F.col("n.first_event_id").isNull().alias("_gone"), F.col("o.first_date").alias("_old_date")).persist()
+        same = after[c].eqNullSafe(o(c)) if same is None else same & after[c].eqNullSafe(o(c))
+    changed = pairs.filter(~same).select(
+        *key, *[after[c].alias(c) for c in values], after["first_event_id"].isNull().alias("_gone"),
+        o("first_date").alias("_old_date")).persist()
     try:
         moved = changed.select(F.explode(F.array("first_date", "_old_date")).alias("day")).distinct().collect()
         if moved:  # every changed vote has a day, old or new
