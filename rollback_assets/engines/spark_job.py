@@ -4,9 +4,10 @@ tables (sentiment_daily, negatives_daily, author_votes: `engines/spark_aggregate
 
 Each step calls the same core function the pandas engine calls (`ingest.read_file`,
 `attribution.attribute`, `scoring.base.score_frame`, `aggregates.daily`, `negatives_daily.daily`) on
-Arrow batches inside `mapInArrow` / `applyInArrow`, conforms
-the result with the table's `Table.to_arrow` from `core/schemas.py`, and writes the same Delta table
-(same schema and partitioning) with delta-spark: MERGE on event_id, overwrite on full re-attribution.
+Arrow batches inside `mapInArrow` / `applyInArrow`, conforms the result with the table's
+`Table.to_arrow` from `core/schemas.py`, and writes the same Delta table (same schema and
+partitioning) with delta-spark: MERGE on event_id, overwrite on full re-attribution, replaceWhere on
+the days an aggregation rewrites.
 Watermarks and the attribution signature live in the commit's `userMetadata` (JSON), read back from
 the table history, so each step is incremental as in `core/pipeline.py`.
 
