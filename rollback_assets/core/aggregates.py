@@ -4,7 +4,8 @@ Why: judging a look used to re-read the window's rows (28 days for the sequentia
 so a decision cost more as history grew. Rows are summed once into `sentiment_daily` (per flag ×
 release × cohort × hour × age since release × label × topic, and whether the row is an author's
 repeat vote), a day at a time; a look reads those sums. The same functions build the table in the
-`sentiment_daily` asset, in `replay` and in `compute_baselines`, so there is one aggregation.
+`sentiment_daily` asset, in the Spark job (`engines/spark_aggregate.py`), in `replay` and in
+`compute_baselines`, so there is one aggregation.
 
 Exact, not approximate: windows are half-open, (start, end], and may end anywhere (the assets' clock
 is the newest feedback's time). A bucket (end - 1 h, end] is wholly inside or outside every window

@@ -101,8 +101,8 @@ def _terms(codes, keys, text) -> pd.DataFrame:
 
 
 def _quotes(codes, keys, rows, created_at, text) -> pd.DataFrame:
-    """Per group and topic the EVIDENCE_CANDIDATES most confident complaints (earliest first on a tie),
-    near-duplicates (same words, other case or punctuation) once."""
+    """Per group and topic the EVIDENCE_CANDIDATES most confident complaints (earliest first on a tie,
+    then by text), near-duplicates (same words, other case or punctuation) once."""
     present = pd.notna(text)
     candidates = pd.DataFrame({
         "code": codes[present], "issue_category": rows.issue_category.astype(str).to_numpy()[present],
@@ -133,15 +133,18 @@ def _authors(codes, keys, rows) -> pd.DataFrame:
 
 
 def most_confident_first(quotes: pd.DataFrame) -> pd.DataFrame:
-    """Quotes by confidence, highest first, then earliest first; ties keep their order (a stable sort;
-    no confidence or time goes last, as pandas places them). numpy's lexsort on the two columns: pandas'
-    two-key sort_values encodes each key first, most of a window's cost at tens of thousands of quotes."""
-    return quotes.iloc[_confidence_order(quotes.confidence.to_numpy(float), _sort_times(quotes.created_at))]
+    """Quotes by confidence, highest first, then earliest first, then by text (no confidence or time goes
+    last, as pandas places them). numpy's lexsort on the columns: pandas' multi-key sort_values encodes
+    each key first, most of a window's cost at tens of thousands of quotes."""
+    return quotes.iloc[_confidence_order(quotes.confidence.to_numpy(float), _sort_times(quotes.created_at),
+                                         quotes.value.to_numpy())]
 
 
-def _confidence_order(confidence: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The order of `most_confident_first` over arrays (`at`: `_sort_times`)."""
-    return np.lexsort((at, -confidence))
+def _confidence_order(confidence: np.ndarray, at: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """The order of `most_confident_first` over arrays (`at`: `_sort_times`). The text breaks a tie of
+    confidence and time (near-duplicates score alike), so which quote is kept does not depend on the
+    order the rows came in: the engines read them in different orders (a Spark task's shuffle)."""
+    return np.lexsort((pd.factorize(text, sort=True)[0], at, -confidence))
 
 
 def _sort_times(times: pd.Series) -> np.ndarray:
@@ -374,7 +377,7 @@ class _Cells:
         self.posts, self.posts_day = cells[totals], day[totals]
         quotes = np.flatnonzero(counted & (kind == "quote"))
         confidence, at = cells.confidence.to_numpy(float)[quotes], _sort_times(cells.created_at)[quotes]
-        order = _confidence_order(confidence, at)
+        order = _confidence_order(confidence, at, value[quotes])
         quotes = quotes[order]
         self.quote_text, self.quote_confidence, self.quote_at = value[quotes], confidence[order], at[order]
         self.quote_day = day[quotes]
@@ -424,8 +427,8 @@ class _Window:
         return int(self._posts.get((version, cohort), 0))
 
     def quotes(self, version: str, cohort: str | None, topic: str | None) -> np.ndarray:
-        """The texts of the candidates on `topic`, most confident first (on a tie, the days inside
-        before the edges, as one stable sort of the window's cells orders them)."""
+        """The texts of the candidates on `topic`, most confident first (a tie of confidence and time by
+        text, whichever part of the window, the days inside or its edges, a candidate came from)."""
         key = (version, cohort, topic)
         inside = self._inside.quote_rows.get(key, np.zeros(0, np.int64))
         inside = inside[self._in(self._inside.quote_day[inside])]
@@ -437,7 +440,7 @@ class _Window:
         parts = (self._inside, inside), (self._edges, edge)
         confidence, at, text = (np.concatenate([getattr(part, name)[rows] for part, rows in parts])
                                 for name in ("quote_confidence", "quote_at", "quote_text"))
-        return text[_confidence_order(confidence, at)]
+        return text[_confidence_order(confidence, at, text)]
 
 
 def _merge_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,8 +16,9 @@ functions and the same tables, so the decision side reads the same sums whicheve
   group whole in one task, its cells final. (One Python call per group instead: the demo's 2,500 rows
   in ~2,000 groups took 88 s, against 44 s in tasks, each in a fresh local session. A group of millions
   of rows a day is one task's memory.)
-- both tables replace those days in one commit each (replaceWhere), words first, then the sums with
-  the processed marker in the commit's userMetadata, so a job that dies between the two redoes both.
+- both tables replace those days in one commit each (replaceWhere; a full rebuild overwrites them),
+  words first, then the sums with the processed marker in the commit's userMetadata, so a job that
+  dies between the two redoes both.
 """
 
 from __future__ import annotations
