@@ -141,6 +141,33 @@ def test_an_authors_earlier_word_moves_their_vote_and_only_those_days_change(lak
     pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
 
 
+def test_a_run_that_dies_after_moving_a_vote_leaves_the_day_it_left_to_the_next_run(lake_with_a_late_day, tmp_path,
+                                                                                      monkeypatch):
+    source, _, _, _ = lake_with_a_late_day
+    lake = Lake(tmp_path / "lake")
+    pipeline.register_releases(lake, pipeline.read_releases(source))
+    scored = source.read(SCORED_SENTIMENT)
+    lake.merge(SCORED_SENTIMENT, scored)
+    pipeline.aggregate_daily(lake)
+    voter = scored[(scored.created_date.astype(str) == day(8)) & scored.author_hash.notna()
+                   & scored.release_version.notna()].iloc[0]
+    lake.merge(SCORED_SENTIMENT, pd.DataFrame([voter]).assign(
+        event_id="late-word", created_at=pd.Timestamp(day(2) + " 10:00", tz="UTC"), created_date=pd.Timestamp(day(2)).date()))
+    with monkeypatch.context() as patched:  # killed after the votes commit, before the words and the sums
+        def killed(*args, **kwargs):
+            raise SystemExit("killed")
+        patched.setattr(Lake, "replace_partitions", killed)
+        with pytest.raises(SystemExit):
+            pipeline.aggregate_daily(lake)
+    votes = lake.read(AUTHOR_VOTES)
+    assert votes[votes.author_hash == voter.author_hash].first_event_id.tolist() == ["late-word"]  # the vote moved
+    # The rerun finds the vote moved already; the votes commit's record names day 8 (the day it left).
+    result = pipeline.aggregate_daily(lake)
+    assert result.stats["days_rewritten"] == [day(2), day(8)]
+    pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
+    assert not pipeline.aggregate_daily(lake).stats["days_rewritten"]  # the sums caught up: nothing stale left
+
+
 def test_a_change_of_releases_rebuilds_every_day(lake_with_a_late_day, tmp_path):
     source, _, after, _ = lake_with_a_late_day
     lake = Lake(tmp_path / "lake")

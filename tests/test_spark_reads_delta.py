@@ -75,3 +75,51 @@ def test_spark_groupby_matches_pandas(spark, small_lake):
     means = {r.attributed_flag: r["avg(confidence)"] for r in frame.groupBy("attributed_flag").avg("confidence").collect()}
     for flag, value in scored.dropna(subset=["attributed_flag"]).groupby("attributed_flag").confidence.mean().items():
         assert means[flag] == pytest.approx(float(value), rel=1e-5)
+
+
+def test_spark_aggregation_rewrites_the_days_a_dead_run_left_stale(spark, small_lake, tmp_path, monkeypatch):
+    """The Spark job dies after moving a vote (its author_votes MERGE) and before the sums: the rerun finds
+    the vote moved already, and rewrites the day it left from the votes commit's record
+    (daily_store.stale_days), as the pandas engine does (tests/test_aggregates.py)."""
+    import pandas as pd
+
+    from rollback_assets.core import aggregates, daily_store
+    from rollback_assets.core.lake import Lake
+    from rollback_assets.core.schemas import AUTHOR_VOTES, NEGATIVES_DAILY, SENTIMENT_DAILY
+    from rollback_assets.engines import spark_aggregate
+    from rollback_assets.engines.spark_lake import SparkLake
+
+    shutil.copytree(small_lake[0].root, tmp_path / "lake")
+    lake = Lake(tmp_path / "lake")
+    spark_lake = SparkLake(spark, str(tmp_path / "lake"))
+    assert spark_aggregate.aggregate(spark_lake)["full_rebuild"]
+    scored = lake.read(SCORED_SENTIMENT)
+    days = sorted(scored.created_date.astype(str).unique())
+    voters = scored[scored.author_hash.notna() & scored.release_version.notna()]
+    voter = voters[voters.created_date.astype(str) == days[-2]].iloc[0]
+    earlier_day = days[1]
+    lake.merge(SCORED_SENTIMENT, pd.DataFrame([voter]).assign(
+        event_id="late-word", created_at=pd.Timestamp(earlier_day + " 10:00", tz="UTC"),
+        created_date=pd.Timestamp(earlier_day).date()))
+    write = SparkLake.write
+
+    def killed_at_the_words(self, table, *args, **kwargs):
+        if table is NEGATIVES_DAILY:
+            raise SystemExit("killed")
+        return write(self, table, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SparkLake, "write", killed_at_the_words)
+        with pytest.raises(SystemExit):
+            spark_aggregate.aggregate(spark_lake)
+    votes = lake.read(AUTHOR_VOTES)
+    assert votes[votes.author_hash == voter.author_hash].first_event_id.tolist() == ["late-word"]
+    stats = spark_aggregate.aggregate(spark_lake)
+    assert stats["days_rewritten"] == sorted([earlier_day, str(voter.created_date)])
+    rows = lake.read(SCORED_SENTIMENT, columns=daily_store.AGGREGATE_INPUT_COLUMNS)
+    expected = SENTIMENT_DAILY.to_arrow(aggregates.daily(
+        rows, pipeline.read_releases(lake), aggregates.repeat_votes(rows, aggregates.first_votes(rows).first_event_id)))
+    key = list(SENTIMENT_DAILY.key)
+    pd.testing.assert_frame_equal(lake.read(SENTIMENT_DAILY).sort_values(key).reset_index(drop=True),
+                                  expected.to_pandas().sort_values(key).reset_index(drop=True), rtol=1e-5)
+    assert spark_aggregate.aggregate(spark_lake)["days_rewritten"] == []  # nothing stale is left

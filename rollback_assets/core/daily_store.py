@@ -10,6 +10,7 @@ Split out of pipeline.py, which keeps the steps themselves.
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 import numpy as np
@@ -29,6 +30,12 @@ AGGREGATE_INPUT_COLUMNS = [*BASELINE_INPUT_COLUMNS, "created_date", "rating"]
 
 
 VOTE_INPUT_COLUMNS = ["event_id", "attributed_flag", "release_version", "cohort", "author_hash", "created_at"]
+
+# Commit metadata that keeps the sums and the votes in step across a run that dies between them: each
+# commit to author_votes names the days whose sums it made stale, and sentiment_daily's marker commit the
+# author_votes version its sums reflect. Both engines write and read these keys.
+STALE_DAYS = "stale_days"
+VOTES_VERSION = "votes_version"
 
 
 def read_narrow(lake: Lake, version: int, days) -> pd.DataFrame:
@@ -82,6 +89,14 @@ def first_ids(lake: Lake, rows: pd.DataFrame) -> pd.Series:
     return lake.read(AUTHOR_VOTES, columns=["first_event_id"], days=days).first_event_id
 
 
+def stale_days(commits: list[dict]) -> set[str]:
+    """The days `author_votes` commits made stale (their STALE_DAYS). Given the commits after the votes
+    version the newest sums recorded (VOTES_VERSION), the days of a run that changed votes and died
+    before rewriting their sums: the next run sees those votes already moved, so only this record names
+    the day a vote left."""
+    return {day for commit in commits for day in json.loads(commit.get(STALE_DAYS) or "[]")}
+
+
 def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
     """Bring `author_votes` up to date for the rows of `days`; returns the other days whose rows
     changed vote (an author's first word moved to or from them).
@@ -90,7 +105,8 @@ def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
     the new first vote is the earlier of it and the days' earliest row. A recorded vote inside `days`
     whose row is gone or moved later may give way to a row on an untouched day: only then are that
     author's rows read across the history. Finding the recorded votes of the days' authors scans the
-    author column of `author_votes` (see ARCHITECTURE, known limits)."""
+    author column of `author_votes` (see ARCHITECTURE, known limits). Its commits name the days whose sums
+    they make stale (STALE_DAYS)."""
     authored = lake.read(SCORED_SENTIMENT, columns=VOTE_INPUT_COLUMNS, version=upto,
                          filter=~ds.field("author_hash").is_null(), days=days)
     batch = aggregates.first_votes(authored)
@@ -130,16 +146,19 @@ def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
             changed[key] = again.get(key)  # None: the author has no row here any more
             if key in again:
                 other_days.add(str(again[key].first_date))
+    other_days -= days
+    marker = {STALE_DAYS: json.dumps(sorted(days | other_days))}
     replaced = [old[k] for k in changed if k in old]
     if replaced:  # out of their old day's partition first: a MERGE only looks in the new votes' days
         columns = [*AUTHOR_VOTES.key, "first_date"]
         lake.delete(AUTHOR_VOTES, " OR ".join(
-            "(" + " AND ".join(f"{c} = {_sql(getattr(vote, c))}" for c in columns) + ")" for vote in replaced))
+            "(" + " AND ".join(f"{c} = {_sql(getattr(vote, c))}" for c in columns) + ")" for vote in replaced),
+            metadata=marker)
     kept = [v for v in changed.values() if v is not None]
     if kept or len(fresh):
         lake.merge(AUTHOR_VOTES, pd.concat([fresh, pd.DataFrame(kept, columns=AUTHOR_VOTES.names)], ignore_index=True)
-                   if kept else fresh)
-    return other_days - days
+                   if kept else fresh, metadata=marker)
+    return other_days
 
 
 def _votes_of(lake: Lake, authors) -> pd.DataFrame:

@@ -323,9 +323,9 @@ class Lake:
                        "num_target_rows_updated": int(metrics.get("num_target_rows_updated", 0)) + moved}
         return self.version(table), metrics
 
-    def delete(self, table: Table, predicate: str) -> int:
+    def delete(self, table: Table, predicate: str, metadata: dict | None = None) -> int:
         """Delete the rows matching a SQL predicate (retried like every commit); returns the version."""
-        retry_commit(lambda: self.table(table).delete(predicate), table.name)
+        retry_commit(lambda: self.table(table).delete(predicate, commit_properties=_commit(metadata)), table.name)
         return self.version(table)
 
     def drop_moved_rows(self, table: Table, data: pa.Table, days=None) -> int:
@@ -402,7 +402,10 @@ def retry_commit(write: Callable[[], T], what: str, sleep: Callable[[float], Non
 
 
 def _commit(metadata: dict | None) -> CommitProperties | None:
+    """Custom commit metadata as text; a key whose value is None is left out (a reader finds no value,
+    not the text "None")."""
     def text(value) -> str:
         return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
-    return CommitProperties(custom_metadata={k: text(v) for k, v in metadata.items()}) if metadata else None
+    recorded = {k: text(v) for k, v in (metadata or {}).items() if v is not None}
+    return CommitProperties(custom_metadata=recorded) if recorded else None

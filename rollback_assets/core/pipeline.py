@@ -287,8 +287,10 @@ def aggregate_daily(lake: Lake) -> StepResult:
     last run processed, each day whole, in one replace-where commit per chunk of days: a late file for
     an old day rewrites that day, and the day an author's first word used to be on if it holds an
     earlier one. Which days changed comes from the Delta log of `scored_sentiment` (the partitions its
-    commits added or removed files in), so it holds whichever engine wrote the rows. A change of
-    releases (ages since release, release surfaces) rebuilds every day."""
+    commits added or removed files in), so it holds whichever engine wrote the rows; plus the days the
+    votes commits after the sums' recorded votes version made stale (a run that died between its votes
+    and its sums: `daily_store.stale_days`). A change of releases (ages since release, release surfaces)
+    rebuilds every day."""
     upto = lake.version(SCORED_SENTIMENT)
     if upto is None:
         return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0,
@@ -305,7 +307,9 @@ def aggregate_daily(lake: Lake) -> StepResult:
                                                  filter=~ds.field("author_hash").is_null(), version=upto))
         lake.overwrite(AUTHOR_VOTES, votes)
     else:
-        days |= daily_store.update_votes(lake, days, upto)
+        votes_seen = increments.processed(lake, SENTIMENT_DAILY, daily_store.VOTES_VERSION)
+        stale = set() if votes_seen is None else daily_store.stale_days(lake.commits_after(AUTHOR_VOTES, votes_seen))
+        days |= daily_store.update_votes(lake, days, upto) | stale
     if not days:  # the scored commits since changed no day (nothing new); the next run looks again from here
         return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0,
                                                           "aggregate_rows": 0})
@@ -325,7 +329,8 @@ def aggregate_daily(lake: Lake) -> StepResult:
         negatives = daily_store.with_text(lake, rows, chunk, upto)
         words = negatives_daily.daily(negatives, negatives.repeat_vote.to_numpy(bool))
         last = i == len(chunks) - 1
-        metadata = {"scored_version": upto, "release_signature": signature} if last else None
+        metadata = {"scored_version": upto, "release_signature": signature,
+                    daily_store.VOTES_VERSION: lake.version(AUTHOR_VOTES)} if last else None
         replaced = [str(d) for d in chunk] + (sorted(emptied) if last else [])
         # The words first: sentiment_daily's commit carries the processed marker, so a run that dies
         # between the two redoes both.

@@ -9,7 +9,8 @@ functions and the same tables, so the decision side reads the same sums whicheve
 - `author_votes`: each known author's first word per flag × release × cohort, over the whole history
   (a window ordered by created_at, then event id: `aggregates.first_votes`' order). Incrementally the
   days' first words against the recorded votes, as `core.daily_store.update_votes` does; a vote that
-  moved day adds its old and new day to the days rewritten;
+  moved day adds its old and new day to the days rewritten, and the votes commit names them
+  (`daily_store.STALE_DAYS`), so a job that dies before the sums leaves them to the next;
 - `sentiment_daily`: `aggregates.daily` inside `applyInArrow`, `negatives_daily`: `negatives_daily.daily`
   on the relevant negatives with their text. No cell of either spans two day × flag × release × cohort
   groups, so the rows are split into tasks of about ROWS_PER_TASK rows by a hash of that group: each
@@ -17,8 +18,8 @@ functions and the same tables, so the decision side reads the same sums whicheve
   in ~2,000 groups took 88 s, against 44 s in tasks, each in a fresh local session. A group of millions
   of rows a day is one task's memory.)
 - both tables replace those days in one commit each (replaceWhere; a full rebuild overwrites them),
-  words first, then the sums with the processed marker in the commit's userMetadata, so a job that
-  dies between the two redoes both.
+  words first, then the sums with the processed markers (scored version, votes version) in the commit's
+  userMetadata, so a job that dies between the two redoes both.
 """
 
 from __future__ import annotations
@@ -57,8 +58,12 @@ def aggregate(lake: SparkLake) -> dict:
         full = True
         days = _days(scored) | (_days(lake.read(SENTIMENT_DAILY)) if lake.exists(SENTIMENT_DAILY) else set())
         lake.write(AUTHOR_VOTES, first_votes(_authored(scored)), "overwrite")
-    elif days:  # none: the scored commits since changed no day (nothing new)
-        days |= update_votes(lake, scored, days)
+    else:  # a run that died between its votes and its sums left the days it made stale (daily_store.stale_days)
+        votes_seen = lake.commit_metadata(SENTIMENT_DAILY, daily_store.VOTES_VERSION)
+        stale = set() if votes_seen is None else daily_store.stale_days(lake.commits_after(AUTHOR_VOTES, int(votes_seen)))
+        if days:  # none: the scored commits since changed no day (nothing new)
+            days |= update_votes(lake, scored, days)
+        days |= stale
     if not days:
         return stats
     persisted = rows = _rows_with_votes(lake, scored, days).persist()
@@ -66,7 +71,8 @@ def aggregate(lake: SparkLake) -> dict:
         stats["rows_read"] = rows.count()
         tasks = max(1, -(-stats["rows_read"] // ROWS_PER_TASK))
         rows = rows.withColumn("_task", F.pmod(F.hash(*GROUP), F.lit(tasks)))
-        marker = {"scored_version": upto, "release_signature": signature}
+        marker = {"scored_version": upto, "release_signature": signature,
+                  daily_store.VOTES_VERSION: lake.version(AUTHOR_VOTES)}
         where = None if full else sql_in("created_date", days)
         lake.write(NEGATIVES_DAILY, _words(rows), "overwrite", replace_where=where)
         version = lake.write(SENTIMENT_DAILY, _sums(rows, releases), "overwrite", marker, replace_where=where)
@@ -142,11 +148,13 @@ def update_votes(lake: SparkLake, scored, days: set[str]) -> set[str]:
         o("first_date").alias("_old_date")).persist()
     try:
         moved = changed.select(F.explode(F.array("first_date", "_old_date")).alias("day")).distinct().collect()
+        other_days = {str(r["day"]) for r in moved if r["day"] is not None} - days
         if moved:  # every changed vote has a day, old or new
-            lake.merge(AUTHOR_VOTES, changed, deleted="_gone")
+            marker = {daily_store.STALE_DAYS: json.dumps(sorted(days | other_days))}
+            lake.merge(AUTHOR_VOTES, changed, deleted="_gone", metadata=marker)
     finally:
         changed.unpersist()
-    return {str(r["day"]) for r in moved if r["day"] is not None} - days
+    return other_days
 
 
 # ------------------------------------------------------------------------------------------ the days' tables

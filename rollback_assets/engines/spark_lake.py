@@ -67,6 +67,16 @@ class SparkLake:
                     return value
         return None
 
+    def commits_after(self, table: Table, version: int) -> list[dict]:
+        """What `core.lake.Lake.commits_after` gives: the commits after `version`, oldest first, each its
+        `version` and the run markers of its userMetadata."""
+        newest = self.version(table)
+        if newest is None or newest <= version:
+            return []
+        commits = [{**json.loads(c["userMetadata"] or "{}"), "version": c["version"]}
+                   for c in self._history(table, newest - version)]
+        return sorted((c for c in commits if c["version"] > version), key=lambda c: c["version"])
+
     def touched_partitions(self, table: Table, version: int | None, upto: int) -> set[str] | None:
         """What `core.lake.Lake.touched_partitions` tells, read through Spark (any file system it reads:
         DBFS, Volumes, s3a, abfss): the partitions commits in (`version`, `upto`] added or removed files
@@ -97,8 +107,9 @@ class SparkLake:
     @contextmanager
     def _user_metadata(self, metadata: dict | None):
         key = "spark.databricks.delta.commitInfo.userMetadata"
-        if metadata:
-            self.spark.conf.set(key, json.dumps({k: _text(v) for k, v in metadata.items()}))
+        recorded = {k: _text(v) for k, v in (metadata or {}).items() if v is not None}  # as core.lake records them
+        if recorded:
+            self.spark.conf.set(key, json.dumps(recorded))
         try:
             yield
         finally:
