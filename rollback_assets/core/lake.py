@@ -259,9 +259,12 @@ class Lake:
         return self.version(table)
 
     def _write(self, table: Table, data: pa.Table, mode: str, metadata: dict | None, **options) -> None:
+        """Into the snapshot this Lake holds (brought up to date each attempt), when the table exists:
+        given a URI, delta-rs opens the table again, replaying its log."""
         retry_commit(lambda: write_deltalake(
-            self.uri(table), data, mode=mode, partition_by=list(table.partition_by) or None,
-            commit_properties=_commit(metadata), storage_options=self.storage_options, **options,
+            self.table(table) if self.exists(table) else self.uri(table), data, mode=mode,
+            partition_by=list(table.partition_by) or None, commit_properties=_commit(metadata),
+            storage_options=self.storage_options, **options,
         ), table.name)
 
     @contextmanager
