@@ -108,10 +108,11 @@ def first_votes(rows: pd.DataFrame) -> pd.DataFrame:
     }).reset_index(drop=True)
 
 
-def factorize_keys(columns: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+def factorize_keys(columns: list) -> tuple[np.ndarray, list[np.ndarray]]:
     """Each row's combination of `columns` as a code in order of first appearance, and each column's
     values per code: what pd.factorize of a MultiIndex gives, without building a tuple per row (about
-    a second per million rows)."""
+    a second per million rows). A column may be a numpy array or a pandas array (a Categorical is
+    factorized on its codes, no string hashed)."""
     codes, span = np.zeros(len(columns[0]), np.int64), 1
     for values in columns:
         column_codes, uniques = pd.factorize(values, use_na_sentinel=False)
@@ -122,7 +123,7 @@ def factorize_keys(columns: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarr
         codes, span = codes * width + column_codes, span * width
     codes, _ = pd.factorize(codes)
     first_rows = np.unique(codes, return_index=True)[1]  # codes count up from 0 in order of appearance
-    return codes, [np.asarray(values)[first_rows] for values in columns]
+    return codes, [np.asarray(values[first_rows]) for values in columns]
 
 
 def repeat_votes(rows: pd.DataFrame, first_event_ids) -> np.ndarray:

@@ -41,8 +41,18 @@ VOTES_VERSION = "votes_version"
 def read_narrow(lake: Lake, version: int, days) -> pd.DataFrame:
     """The rows of `days` with the columns the sums need, low-cardinality ones as categoricals
     (group-bys 10x cheaper); only the days' files are listed (Lake.dataset)."""
-    table = lake.read_arrow(SCORED_SENTIMENT, columns=AGGREGATE_INPUT_COLUMNS, version=version, days=days)
-    for name in CATEGORICAL_COLUMNS:
+    return categorical(lake.read_arrow(SCORED_SENTIMENT, columns=AGGREGATE_INPUT_COLUMNS, version=version, days=days),
+                       CATEGORICAL_COLUMNS)
+
+
+# negatives_daily's few-valued columns: a window's hundreds of thousands of cells grouped by codes, not strings
+NEGATIVES_CATEGORICAL = ["flag_key", "release_version", "cohort", "kind", "issue_category"]
+
+
+def categorical(table: pa.Table, names: list[str]) -> pd.DataFrame:
+    """`table` as pandas with the columns `names` as categoricals: Arrow dictionary-encodes them, so no
+    Python string is made per row and a group-by or a factorize works on integer codes."""
+    for name in names:
         index = table.schema.get_field_index(name)
         table = table.set_column(index, name, pc.dictionary_encode(table.column(name).cast(pa.string())))
     return table.to_pandas()
@@ -252,7 +262,8 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     starts, ends = aggregates.utc_times(frame.window_start), aggregates.utc_times(frame.window_end)
     first, last = starts.min().date(), ends.max().date()
     inside = list(pd.date_range(first, last, freq="D").date)
-    days = lake.read(NEGATIVES_DAILY, days=inside)  # the first and last too: a window may keep them whole
+    # the first and last too: a window may keep them whole
+    days = categorical(lake.read_arrow(NEGATIVES_DAILY, days=inside), NEGATIVES_CATEGORICAL)
     edges = sorted({*starts.dt.date, *ends.dt.date})
     version = lake.version(SCORED_SENTIMENT)
     rows = read_narrow(lake, version, edges)

@@ -273,7 +273,7 @@ class WindowText:
         cells), and their first word if it was a complaint and falls in the window."""
         if authors.empty:
             return pd.Series(dtype=np.int64)
-        per_key = authors.groupby(["release_version", "cohort", "value"])["count"].sum()
+        per_key = authors.groupby(["release_version", "cohort", "value"], observed=True)["count"].sum()
         first = [start < self._first_at.get((flag, *key), start) <= end for key in per_key.index]
         return (per_key + np.asarray(first, np.int64)).groupby(level="value").sum()
 
@@ -365,7 +365,7 @@ class _Cells:
     def __init__(self, cells: pd.DataFrame, day: np.ndarray, one_vote_per_author: bool):
         kind = cells.kind.to_numpy()
         counted = ~cells.repeat_vote.to_numpy(bool) if one_vote_per_author else np.ones(len(cells), bool)
-        version, cohort, value = (cells[c].to_numpy() for c in ("release_version", "cohort", "value"))
+        version, cohort, value = (_keyed(cells[c]) for c in ("release_version", "cohort", "value"))
         terms = counted & (kind == "term")
         codes, self.vocabulary = pd.factorize(value[terms], sort=True)  # sorted: ties rank as a fit's vocabulary does
         self.vocabulary = np.asarray(self.vocabulary, dtype=object)
@@ -381,9 +381,15 @@ class _Cells:
         quotes = quotes[order]
         self.quote_text, self.quote_confidence, self.quote_at = value[quotes], confidence[order], at[order]
         self.quote_day = day[quotes]
-        topic = cells.issue_category.to_numpy()[quotes]
+        topic = _keyed(cells.issue_category)[quotes]
         self.quote_rows = {**_rows_by(version[quotes], cohort[quotes], topic), **_rows_by(version[quotes], None, topic)}
         self.authors, self.authors_day = cells[kind == "author"], day[kind == "author"]
+
+
+def _keyed(column: pd.Series):
+    """A column to group by: a categorical (the table's few-valued columns) keeps its codes, so
+    `_rows_by` never hashes its strings; anything else as a numpy array."""
+    return column.array if isinstance(column.dtype, pd.CategoricalDtype) else column.to_numpy()
 
 
 class _Window:
@@ -398,10 +404,10 @@ class _Window:
         # One vocabulary for both parts; a term of the flag's other days counts zero here, and terms
         # seen fewer than twice are dropped (rising_from_counts), so the figures are the window's own.
         self.vocabulary, *self._remap = _merge_sorted(inside.vocabulary, self._edges.vocabulary)
-        totals = pd.concat([inside.totals[self._in(inside.totals_day)], self._edges.totals])
-        posts = pd.concat([inside.posts[self._in(inside.posts_day)], self._edges.posts])
+        totals = _stacked(inside.totals[self._in(inside.totals_day)], self._edges.totals)
+        posts = _stacked(inside.posts[self._in(inside.posts_day)], self._edges.posts)
         self._totals, self._posts = _by_key(totals), _by_key(posts)
-        self.authors = pd.concat([inside.authors[self._in(inside.authors_day)], self._edges.authors], ignore_index=True)
+        self.authors = _stacked(inside.authors[self._in(inside.authors_day)], self._edges.authors)
 
     def _in(self, day: np.ndarray) -> np.ndarray:
         """Which of the flag's table cells (by their days) lie strictly inside the window."""
@@ -454,10 +460,16 @@ def _merge_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return merged, np.arange(len(a)) + np.searchsorted(new, np.arange(len(a)), side="right"), np.searchsorted(merged, b)
 
 
+def _stacked(inside: pd.DataFrame, edges: pd.DataFrame) -> pd.DataFrame:
+    """The window's cells from both parts. An empty part is left out: the table's part holds categoricals,
+    the edges' part strings, and pandas is changing how an empty frame's dtypes count in a concat."""
+    return pd.concat([part for part in (inside, edges) if len(part)] or [inside], ignore_index=True)
+
+
 def _by_key(totals: pd.DataFrame) -> dict:
     """(version, cohort or None for every cohort) -> count."""
-    return {**totals.groupby(["release_version", "cohort"])["count"].sum().to_dict(),
-            **{(v, None): n for v, n in totals.groupby("release_version")["count"].sum().items()}}
+    return {**totals.groupby(["release_version", "cohort"], observed=True)["count"].sum().to_dict(),
+            **{(v, None): n for v, n in totals.groupby("release_version", observed=True)["count"].sum().items()}}
 
 
 def _rows_by(*columns: np.ndarray | None) -> dict[tuple, np.ndarray]:
