@@ -275,6 +275,18 @@ def test_redelivery_that_moves_the_day_updates_not_duplicates(tmp_path):
     assert raw.created_at.iloc[0] == pd.Timestamp("2026-09-11T01:00:00Z")
 
 
+def test_an_event_id_with_a_quote_moves_day_like_any_other(tmp_path):
+    """The moved row's delete names its id in SQL: quoted as a string literal (Python's repr put an id
+    holding a quote in double quotes, a column name to delta-rs, and the whole batch failed)."""
+    lake, mapping = Lake(tmp_path / "lake"), load_mapping("feedback_jsonl")
+    for n, created_at in enumerate((GOOD["created_at"], "2026-09-11T01:00:00Z")):
+        path = tmp_path / f"delivery{n}.jsonl"
+        _jsonl(path, [{**GOOD, "event_id": "o'brien-1", "created_at": created_at}])
+        _ingest(lake, path, mapping)
+    raw = lake.read(RAW_FEEDBACK)
+    assert raw.event_id.tolist() == ["o'brien-1"] and str(raw.created_date.iloc[0]) == "2026-09-11"
+
+
 def test_same_bytes_under_another_name_are_pending_once(tmp_path):
     lake, mapping = Lake(tmp_path / "lake"), load_mapping("feedback_jsonl")
     a, b = tmp_path / "a.jsonl", tmp_path / "copy.jsonl"

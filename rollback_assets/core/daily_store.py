@@ -22,7 +22,7 @@ import pyarrow.dataset as ds
 from . import aggregates, negatives_daily
 from .abuse import BOMB_POSTS_PER_AUTHOR
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS
-from .lake import Lake
+from .lake import Lake, sql_literal
 from .schemas import AUTHOR_VOTES, NEGATIVES_DAILY, SCORED_SENTIMENT, SENTIMENT_DAILY
 
 
@@ -162,7 +162,7 @@ def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
     if replaced:  # out of their old day's partition first: a MERGE only looks in the new votes' days
         columns = [*AUTHOR_VOTES.key, "first_date"]
         lake.delete(AUTHOR_VOTES, " OR ".join(
-            "(" + " AND ".join(f"{c} = {_sql(getattr(vote, c))}" for c in columns) + ")" for vote in replaced),
+            "(" + " AND ".join(f"{c} = {sql_literal(getattr(vote, c))}" for c in columns) + ")" for vote in replaced),
             metadata=marker)
     kept = [v for v in changed.values() if v is not None]
     if kept or len(fresh):
@@ -181,10 +181,6 @@ def _votes_of(lake: Lake, authors) -> pd.DataFrame:
     if not days:
         return AUTHOR_VOTES.empty_frame()
     return lake.read_keys_in(AUTHOR_VOTES, "author_hash", authors, AUTHOR_VOTES.names, days=days).to_pandas()
-
-
-def _sql(value) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _earlier(a, b) -> bool:

@@ -102,8 +102,7 @@ class Lake:
         if protocol.min_reader_version > 1 or protocol.reader_features:
             if days is None:
                 return delta.to_pyarrow_dataset()
-            values = ", ".join(f"'{value}'" for value in sorted({str(d) for d in days}))
-            return delta.to_pyarrow_dataset(file_pruning_predicate=f"{table.partition_by[0]} IN ({values})")
+            return delta.to_pyarrow_dataset(file_pruning_predicate=sql_in(table.partition_by[0], days))
         actions = pa.table(delta.get_add_actions(flatten=True))
         parts = [f"partition.{column}" for column in table.partition_by]
         actions = actions.select(["path", "size_bytes", *parts])
@@ -242,8 +241,7 @@ class Lake:
                 self._write(table, data, "append", metadata)
                 return self.version(table)
         column = table.partition_by[0]
-        predicate = f"{column} IN ({', '.join(repr(str(v)) for v in sorted(values))})"
-        self._write(table, data, "overwrite", metadata, predicate=predicate)
+        self._write(table, data, "overwrite", metadata, predicate=sql_in(column, values))
         return self.version(table)
 
     def overwrite(self, table: Table, frame: pd.DataFrame | pa.Table, metadata: dict | None = None) -> int:
@@ -306,8 +304,7 @@ class Lake:
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         for part in table.partition_by:
             # Pruning: only partitions present in the batch are scanned for matches.
-            values = sorted({str(v) for v in pc.unique(data.column(part)).to_pylist()})
-            predicate += f" AND t.{part} IN ({', '.join(repr(v) for v in values)})"
+            predicate += " AND " + sql_in(f"t.{part}", pc.unique(data.column(part)).to_pylist())
 
         def attempt() -> dict:
             # A fresh snapshot each attempt: a retry merges against what the winner committed.
@@ -350,13 +347,23 @@ class Lake:
         moved = joined[(joined[moving].astype(str).to_numpy() != joined[[f"{m}_new" for m in moving]].astype(str).to_numpy()).any(axis=1)]
         keys = moved[key].unique()
         if len(keys):
-            listed = ", ".join(repr(str(k)) for k in keys)
-            retry_commit(lambda: self.table(table).delete(f"{key} IN ({listed})"), table.name)
+            retry_commit(lambda: self.table(table).delete(sql_in(key, keys)), table.name)
         return len(keys)
 
     @staticmethod
     def _arrow(table: Table, frame: pd.DataFrame | pa.Table) -> pa.Table:
         return frame if isinstance(frame, pa.Table) else table.to_arrow(frame)
+
+
+def sql_literal(value) -> str:
+    """A SQL string literal for delta-rs' and Spark's predicates: single quotes, a quote inside doubled.
+    (Python's repr switches to double quotes for a value holding a quote: an identifier in SQL.)"""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_in(column: str, values) -> str:
+    """`column IN ('a', 'b')` over the distinct values, sorted: a delete, a replaceWhere, a MERGE's pruning."""
+    return f"{column} IN ({', '.join(sql_literal(v) for v in sorted({str(v) for v in values}))})"
 
 
 def commit_log_names(version: int, upto: int) -> list[str]:

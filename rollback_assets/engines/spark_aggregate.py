@@ -30,8 +30,9 @@ from datetime import date
 import pyarrow as pa
 
 from ..core import aggregates, daily_store, negatives_daily
+from ..core.lake import sql_in
 from ..core.schemas import AUTHOR_VOTES, NEGATIVES_DAILY, RELEASE_ARTIFACTS, SCORED_SENTIMENT, SENTIMENT_DAILY
-from .spark_lake import SparkLake, spark_schema, sql_in
+from .spark_lake import SparkLake, spark_schema
 
 GROUP = ["created_date", "attributed_flag", "release_version", "cohort"]  # cells never span two groups
 ROWS_PER_TASK = 250_000  # rows a Python task aggregates at once (seconds and a few hundred MB in pandas)

@@ -27,12 +27,6 @@ def _text(value) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def sql_in(column: str, values) -> str:
-    """`column IN ('a', 'b')` for a replaceWhere or a MERGE condition (quotes doubled)."""
-    quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in sorted(values))
-    return f"{column} IN ({quoted})"
-
-
 class SparkLake:
     """The lake's Delta tables through delta-spark: the same paths and tables as core.lake.Lake."""
 
