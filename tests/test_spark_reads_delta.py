@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 
+import pandas as pd
 import pytest
 
-from rollback_assets.core import pipeline
+from rollback_assets.core import aggregates, daily_store, pipeline
+from rollback_assets.core.lake import Lake
 from rollback_assets.core.scoring.lexicon import LexiconScorer
-from rollback_assets.core.schemas import RAW_FEEDBACK, SCORED_SENTIMENT
+from rollback_assets.core.schemas import AUTHOR_VOTES, NEGATIVES_DAILY, RAW_FEEDBACK, SCORED_SENTIMENT, SENTIMENT_DAILY
+from rollback_assets.engines import spark_aggregate
+from rollback_assets.engines.spark_lake import SparkLake
 from rollback_assets.core.taxonomy import Taxonomy
 from rollback_assets.defs.resources import LandingZoneResource
 
@@ -81,14 +85,6 @@ def test_spark_aggregation_rewrites_the_days_a_dead_run_left_stale(spark, small_
     """The Spark job dies after moving a vote (its author_votes MERGE) and before the sums: the rerun finds
     the vote moved already, and rewrites the day it left from the votes commit's record
     (daily_store.stale_days), as the pandas engine does (tests/test_aggregates.py)."""
-    import pandas as pd
-
-    from rollback_assets.core import aggregates, daily_store
-    from rollback_assets.core.lake import Lake
-    from rollback_assets.core.schemas import AUTHOR_VOTES, NEGATIVES_DAILY, SENTIMENT_DAILY
-    from rollback_assets.engines import spark_aggregate
-    from rollback_assets.engines.spark_lake import SparkLake
-
     shutil.copytree(small_lake[0].root, tmp_path / "lake")
     lake = Lake(tmp_path / "lake")
     spark_lake = SparkLake(spark, str(tmp_path / "lake"))

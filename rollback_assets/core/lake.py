@@ -411,11 +411,12 @@ def retry_commit(write: Callable[[], T], what: str, sleep: Callable[[float], Non
     raise AssertionError("unreachable")
 
 
-def _commit(metadata: dict | None) -> CommitProperties | None:
-    """Custom commit metadata as text; a key whose value is None is left out (a reader finds no value,
-    not the text "None")."""
-    def text(value) -> str:
-        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+def commit_text(metadata: dict | None) -> dict[str, str]:
+    """Run markers as a commit records them, in both engines: text (times in ISO form); a key whose value
+    is None is left out (a reader finds no value, not the text "None")."""
+    return {k: v.isoformat() if hasattr(v, "isoformat") else str(v) for k, v in (metadata or {}).items() if v is not None}
 
-    recorded = {k: text(v) for k, v in (metadata or {}).items() if v is not None}
+
+def _commit(metadata: dict | None) -> CommitProperties | None:
+    recorded = commit_text(metadata)
     return CommitProperties(custom_metadata=recorded) if recorded else None

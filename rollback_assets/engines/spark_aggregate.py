@@ -52,15 +52,16 @@ def aggregate(lake: SparkLake) -> dict:
     releases = lake.frame(RELEASE_ARTIFACTS, RELEASE_ARTIFACTS.empty_frame())
     signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS)})
     scored = lake.read(SCORED_SENTIMENT, version=upto)
-    full = lake.commit_metadata(SENTIMENT_DAILY, "release_signature") != signature
-    processed = lake.commit_metadata(SENTIMENT_DAILY, "scored_version")
+    markers = lake.commit_markers(SENTIMENT_DAILY, ["release_signature", "scored_version", daily_store.VOTES_VERSION])
+    full = markers.get("release_signature") != signature
+    processed = markers.get("scored_version")
     days = None if full or processed is None else lake.touched_partitions(SCORED_SENTIMENT, int(processed), upto)
     if days is None:
         full = True
         days = _days(scored) | (_days(lake.read(SENTIMENT_DAILY)) if lake.exists(SENTIMENT_DAILY) else set())
         lake.write(AUTHOR_VOTES, first_votes(_authored(scored)), "overwrite")
     else:  # a run that died between its votes and its sums left the days it made stale (daily_store.stale_days)
-        votes_seen = lake.commit_metadata(SENTIMENT_DAILY, daily_store.VOTES_VERSION)
+        votes_seen = markers.get(daily_store.VOTES_VERSION)
         stale = set() if votes_seen is None else daily_store.stale_days(lake.commits_after(AUTHOR_VOTES, int(votes_seen)))
         if days:  # none: the scored commits since changed no day (nothing new)
             days |= update_votes(lake, scored, days)

@@ -159,8 +159,9 @@ def enrich(lake: SparkLake, cohort_dimensions: tuple[str, ...], now: datetime) -
 
     releases = lake.frame(RELEASE_ARTIFACTS, RELEASE_ARTIFACTS.empty_frame())
     signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS), "cohort": list(cohort_dimensions)})
-    full = lake.commit_metadata(ENRICHED_FEEDBACK, "attribution_signature") != signature
-    watermark = None if full else _timestamp(lake.commit_metadata(ENRICHED_FEEDBACK, "raw_watermark"))
+    markers = lake.commit_markers(ENRICHED_FEEDBACK, ["attribution_signature", "raw_watermark"])
+    full = markers.get("attribution_signature") != signature
+    watermark = None if full else _timestamp(markers.get("raw_watermark"))
     stats = {"rows_attributed": 0, "full_reattribution": full, "by_method": {}, "version": lake.version(ENRICHED_FEEDBACK)}
     if not lake.exists(RAW_FEEDBACK):
         return stats

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pyarrow as pa
 
-from ..core.lake import commit_log_names, partitions_touched
+from ..core.lake import commit_log_names, commit_text, partitions_touched
 from ..core.schemas import Table
 
 
@@ -21,10 +21,6 @@ def spark_schema(schema: pa.Schema):
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(schema)
-
-
-def _text(value) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 class SparkLake:
@@ -52,14 +48,20 @@ class SparkLake:
         return self._history(table, 1)[0]["version"] if self.exists(table) else None
 
     def commit_metadata(self, table: Table, key: str, lookback: int = 20) -> str | None:
+        return self.commit_markers(table, [key], lookback).get(key)
+
+    def commit_markers(self, table: Table, keys: list[str], lookback: int = 20) -> dict[str, str]:
+        """The newest value of each run marker in the last `lookback` commits' userMetadata, from one
+        history read (each is a Spark job: a step reads its markers together)."""
+        found: dict[str, str] = {}
         if not self.exists(table):
-            return None
+            return found
         for commit in self._history(table, lookback):
-            if commit["userMetadata"]:
-                value = json.loads(commit["userMetadata"]).get(key)
-                if value is not None:
-                    return value
-        return None
+            recorded = json.loads(commit["userMetadata"]) if commit["userMetadata"] else {}
+            for key in keys:
+                if key not in found and recorded.get(key) is not None:
+                    found[key] = recorded[key]
+        return found
 
     def commits_after(self, table: Table, version: int) -> list[dict]:
         """What `core.lake.Lake.commits_after` gives: the commits after `version`, oldest first, each its
@@ -101,7 +103,7 @@ class SparkLake:
     @contextmanager
     def _user_metadata(self, metadata: dict | None):
         key = "spark.databricks.delta.commitInfo.userMetadata"
-        recorded = {k: _text(v) for k, v in (metadata or {}).items() if v is not None}  # as core.lake records them
+        recorded = commit_text(metadata)
         if recorded:
             self.spark.conf.set(key, json.dumps(recorded))
         try:
