@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 
 import pandas as pd
 import pyarrow as pa
@@ -258,6 +259,33 @@ def test_merge_on_event_id(tmp_path):
     assert lake.version(RAW_FEEDBACK) > version
     ledger = lake.read(LANDING_FILES)
     assert sorted(ledger.path) == sorted(map(str, [first, again, changed]))
+
+
+def test_many_files_read_on_threads_merge_in_their_order(tmp_path, monkeypatch):
+    """Files are read several at a time and a batch merges while the next is read: the later file still
+    wins, across batches, and every file's rows and ledger entry land once."""
+    monkeypatch.setattr(pipeline, "CHUNK_ROWS", 5)  # a batch every two or three files
+    monkeypatch.setattr(pipeline, "READ_THREADS", 3)
+    lake, mapping = Lake(tmp_path / "lake"), load_mapping("feedback_jsonl")
+    files = []
+    for n in range(9):
+        path = tmp_path / f"day{n}.jsonl"
+        _jsonl(path, [{**GOOD, "event_id": "shared", "text": f"version {n}"}]
+               + [{**GOOD, "event_id": f"f{n}-{i}", "created_at": f"2026-09-1{i}T10:00:00Z"} for i in range(2)])
+        files.append((path, mapping, file_digest(path)))
+    read = pipeline.read_file
+
+    def earlier_files_read_slower(path, *args, **kwargs):  # they finish last: their order must come from the list
+        time.sleep(0.02 * (9 - int(path.stem.removeprefix("day"))))
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "read_file", earlier_files_read_slower)
+    result = pipeline.ingest(lake, files)
+    raw = lake.read(RAW_FEEDBACK).set_index("event_id")
+    assert len(raw) == 1 + 9 * 2 and result.stats["rows_valid"] == 27
+    assert raw.loc["shared", "text"] == "version 8" and raw.loc["shared", "source_file"] == str(files[-1][0])
+    assert sorted(lake.read(LANDING_FILES).path) == sorted(str(f[0]) for f in files)
+    assert result.version == lake.version(RAW_FEEDBACK)
 
 
 def test_redelivery_that_moves_the_day_updates_not_duplicates(tmp_path):

@@ -76,6 +76,9 @@ def training_sample(rated: pd.DataFrame, max_rows: int = TRAINING_ROWS) -> pd.Da
     picked = []
     for label, n in zip(classes, quota):
         in_class = np.flatnonzero(labels == label)
+        if 0 < n < len(in_class):  # only rows up to the n-th smallest hash (ties included) can be picked:
+            cut = np.partition(rank[in_class], n - 1)[n - 1]  # the string sort then runs on ~n ids, not all
+            in_class = in_class[rank[in_class] <= cut]
         picked.append(in_class[np.lexsort((ids[in_class], rank[in_class]))[:n]])
     picked = np.concatenate(picked) if picked else np.array([], dtype=int)
     return rated.iloc[labelled[picked[np.lexsort((ids[picked], rank[picked]))]]]
