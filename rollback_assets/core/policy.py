@@ -64,7 +64,11 @@ def with_declared_baselines(baselines: pd.DataFrame, config: PolicyConfig) -> pd
     rows = keys.assign(baseline_kind="declared", baseline_versions="declared in policy", baseline_n=weight,
                        baseline_n_negative=(share * weight).round().astype(int), baseline_negative_share=share,
                        baseline_mean_sentiment=None)
-    return pd.concat([baselines, rows.dropna(axis=1, how="all")], ignore_index=True)
+    rows = rows.dropna(axis=1, how="all")
+    # A column no measured baseline filled takes the declared rows' type (pandas will stop ignoring an
+    # all-missing column when it picks a concatenation's types).
+    empty = {c: rows[c].dtype for c in rows.columns if c in baselines and baselines[c].isna().all()}
+    return pd.concat([baselines.astype(empty), rows], ignore_index=True)
 
 
 def choose_baseline(baselines: pd.DataFrame, config: PolicyConfig) -> pd.DataFrame:
