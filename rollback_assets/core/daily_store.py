@@ -41,21 +41,25 @@ VOTES_VERSION = "votes_version"
 def read_narrow(lake: Lake, version: int, days) -> pd.DataFrame:
     """The rows of `days` with the columns the sums need, low-cardinality ones as categoricals
     (group-bys 10x cheaper); only the days' files are listed (Lake.dataset)."""
-    return categorical(lake.read_arrow(SCORED_SENTIMENT, columns=AGGREGATE_INPUT_COLUMNS, version=version, days=days),
-                       CATEGORICAL_COLUMNS)
+    return categorical(lake, SCORED_SENTIMENT, CATEGORICAL_COLUMNS, columns=AGGREGATE_INPUT_COLUMNS, version=version,
+                       days=days)
 
 
 # negatives_daily's few-valued columns: a window's hundreds of thousands of cells grouped by codes, not strings
 NEGATIVES_CATEGORICAL = ["flag_key", "release_version", "cohort", "kind", "issue_category"]
 
 
-def categorical(table: pa.Table, names: list[str]) -> pd.DataFrame:
-    """`table` as pandas with the columns `names` as categoricals: Arrow dictionary-encodes them, so no
-    Python string is made per row and a group-by or a factorize works on integer codes."""
+def categorical(lake: Lake, table, names: list[str], **read) -> pd.DataFrame:
+    """Rows of `table` (`read`: Lake.read_arrow's arguments) as pandas with the columns `names` as
+    categoricals: read as Arrow dictionaries straight from Parquet's (no Python string per row, and a
+    group-by or a factorize works on integer codes), or encoded here where the read gave strings (a
+    table read through deltalake)."""
+    data = lake.read_arrow(table, dictionary=tuple(names), **read)
     for name in names:
-        index = table.schema.get_field_index(name)
-        table = table.set_column(index, name, pc.dictionary_encode(table.column(name).cast(pa.string())))
-    return table.to_pandas()
+        index = data.schema.get_field_index(name)
+        if not pa.types.is_dictionary(data.schema.field(index).type):
+            data = data.set_column(index, name, pc.dictionary_encode(data.column(index).cast(pa.string())))
+    return data.to_pandas()
 
 
 def table_days(lake: Lake, table, version: int | None = None) -> set[str]:
@@ -225,7 +229,9 @@ def read_cube(lake: Lake, spans: list[tuple], as_of: pd.Timestamp, columns: list
         span = (ds.field("bucket_end") > a) & (ds.field("bucket_end") < b + aggregates.BUCKET)
         overlapping = span if overlapping is None else overlapping | span
     condition = overlapping & (ds.field("bucket_end") <= as_of)
-    return lake.read_arrow(SENTIMENT_DAILY, columns=columns, filter=condition, days=days)
+    # Its string columns are keys the buckets are grouped by (aggregates.arrow_codes): read as dictionaries.
+    keys = tuple(c.name for c in SENTIMENT_DAILY.columns if c.type == pa.string() and (columns is None or c.name in columns))
+    return lake.read_arrow(SENTIMENT_DAILY, columns=columns, filter=condition, days=days, dictionary=keys)
 
 
 def read_rows(lake: Lake, condition: ds.Expression, spans: list[tuple[pd.Timestamp, pd.Timestamp]],
@@ -259,7 +265,7 @@ def window_text(lake: Lake, frame: pd.DataFrame) -> negatives_daily.WindowText:
     first, last = starts.min().date(), ends.max().date()
     inside = list(pd.date_range(first, last, freq="D").date)
     # the first and last too: a window may keep them whole
-    days = categorical(lake.read_arrow(NEGATIVES_DAILY, days=inside), NEGATIVES_CATEGORICAL)
+    days = categorical(lake, NEGATIVES_DAILY, NEGATIVES_CATEGORICAL, days=inside)
     edges = sorted({*starts.dt.date, *ends.dt.date})
     version = lake.version(SCORED_SENTIMENT)
     rows = read_narrow(lake, version, edges)
