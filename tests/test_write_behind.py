@@ -62,3 +62,18 @@ def test_writes_use_a_twin_of_the_lake_not_the_callers(tmp_path):
         writes.wait()
     kind, root, same, thread = seen[0]
     assert kind is Lake and root == lake.root and not same and thread.startswith("delta-write")
+
+
+def test_a_write_failing_behind_a_failed_step_is_logged_not_lost(tmp_path, caplog):
+    lake, release = Lake(tmp_path / "lake"), threading.Event()
+
+    def fails_late(_twin):
+        assert release.wait(30)
+        raise OSError("disk full")
+
+    with pytest.raises(RuntimeError, match="the step failed"):
+        with WriteBehind(lake) as writes:
+            writes.submit(fails_late)
+            threading.Timer(0.2, release.set).start()
+            raise RuntimeError("the step failed")
+    assert "disk full" in caplog.text

@@ -417,6 +417,8 @@ class WriteBehind:
                 self.wait()
             elif self._in_flight is not None:
                 wait_for([self._in_flight])
+                if self._in_flight.exception() is not None:  # the step's error is raised; this one is logged
+                    log.error("a write behind a failed step failed too: %r", self._in_flight.exception())
         finally:
             self._pool.shutdown(wait=True)
 

@@ -80,9 +80,10 @@ def ingest(lake: Lake, files: list[tuple[Path, Mapping, str]], author_salt: str 
     def read(path: Path, mapping: Mapping) -> IngestResult:
         return read_file(path, mapping, author_salt=author_salt, now=now)
 
-    # Files are read READ_THREADS at a time, a few ahead, and a batch merges while the next is read.
+    # Files are read READ_THREADS at a time and a batch merges while the next is read: in memory at once,
+    # the batch being merged, the batch being built and READ_THREADS files (a file may span months).
     with (ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ingest-read") as readers, WriteBehind(lake) as writes,
-          closing(_in_order(readers, read, [(path, mapping) for path, mapping, _ in files], ahead=2 * READ_THREADS))
+          closing(_in_order(readers, read, [(path, mapping) for path, mapping, _ in files], ahead=READ_THREADS))
           as results):
         for index, ((path, mapping, digest), result) in enumerate(zip(files, results)):
             batch.append((str(path), mapping, digest, result))
@@ -115,13 +116,13 @@ def _in_order(pool: ThreadPoolExecutor, work: Callable[..., T], items: list[tupl
             future.cancel()
 
 
-def _read_ahead(lake: Lake, read: Callable[[Lake, list], T], chunks: list[list]) -> Iterator[T]:
-    """`read(twin, chunk)` of each chunk, in order, on a second thread one chunk ahead of the caller (with
-    the lake's twin: a Lake serves one thread): Arrow's reads release the GIL, so a chunk's read
+def _read_ahead(lake: Lake, read: Callable[[Lake, list], T], chunks: list[list]) -> Iterator[tuple[list, T]]:
+    """Each chunk and `read(twin, chunk)`, in order, read on a second thread one chunk ahead of the caller
+    (with the lake's twin: a Lake serves one thread): Arrow's reads release the GIL, so a chunk's read
     overlaps the Python work on the chunk before it."""
     twin = lake.twin()
     with ThreadPoolExecutor(1, thread_name_prefix="chunk-read") as pool:
-        yield from _in_order(pool, read, [(twin, chunk) for chunk in chunks], ahead=1)
+        yield from zip(chunks, _in_order(pool, read, [(twin, chunk) for chunk in chunks], ahead=1))
 
 
 def _merge_batch(lake: Lake, batch: list, now, stats: dict) -> int | None:
@@ -212,7 +213,7 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
         return twin.read_arrow(RAW_FEEDBACK, filter=pending, version=upto, days=days)
 
     with WriteBehind(lake) as writes:  # a chunk is read and written while the one between is attributed
-        for i, (days, raw) in enumerate(zip(chunks, _read_ahead(lake, read, chunks))):
+        for i, (days, raw) in enumerate(_read_ahead(lake, read, chunks)):
             enriched = _attributed(raw, releases, cohort_dimensions, now)
             # Every commit names the stamp its rows carry (what `score` selects on); the last one also
             # records the raw version now fully processed.
@@ -299,7 +300,7 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     # The next chunk is read and the last one merged while a chunk is scored (the reuse lookup and the
     # MERGE touch other days).
     with WriteBehind(lake) as writes:
-        for i, (changed, keys, reuse) in enumerate(_read_ahead(lake, read, chunks)):
+        for i, (_, (changed, keys, reuse)) in enumerate(_read_ahead(lake, read, chunks)):
             is_fresh = ~keys.event_id.isin(reuse.event_id).to_numpy()
             fresh = changed.filter(pa.array(is_fresh))
             scored_fresh = score_frame(scorer, taxonomy, fresh.select(SCORE_INPUT).to_pandas()) if fresh.num_rows else None
@@ -395,7 +396,7 @@ def aggregate_daily(lake: Lake) -> StepResult:
             rows["repeat_vote"] = aggregates.repeat_votes(rows, first_ids)
             return rows, daily_store.with_text(twin, rows, chunk, upto)
 
-        for i, (chunk, (rows, negatives)) in enumerate(zip(chunks, _read_ahead(lake, read, chunks))):
+        for i, (chunk, (rows, negatives)) in enumerate(_read_ahead(lake, read, chunks)):
             cube = aggregates.daily(rows, releases, rows.repeat_vote.to_numpy())
             words = negatives_daily.daily(negatives, negatives.repeat_vote.to_numpy(bool))
             last = i == len(chunks) - 1
