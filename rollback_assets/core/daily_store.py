@@ -30,6 +30,7 @@ AGGREGATE_INPUT_COLUMNS = [*BASELINE_INPUT_COLUMNS, "created_date", "rating"]
 
 
 VOTE_INPUT_COLUMNS = ["event_id", "attributed_flag", "release_version", "cohort", "author_hash", "created_at"]
+VOTE_DICTIONARY_COLUMNS = ("attributed_flag", "release_version", "cohort")  # few values: read as codes
 
 # Commit metadata that keeps the sums and the votes in step across a run that dies between them: each
 # commit to author_votes names the days whose sums it made stale, and sentiment_daily's marker commit the
@@ -54,7 +55,12 @@ def categorical(lake: Lake, table, names: list[str], **read) -> pd.DataFrame:
     categoricals: read as Arrow dictionaries straight from Parquet's (no Python string per row, and a
     group-by or a factorize works on integer codes), or encoded here where the read gave strings (a
     table read through deltalake)."""
-    data = lake.read_arrow(table, dictionary=tuple(names), **read)
+    return dictionary_frame(lake.read_arrow(table, dictionary=tuple(names), **read), names)
+
+
+def dictionary_frame(data: pa.Table, names) -> pd.DataFrame:
+    """`data` as pandas with the string columns `names` as categoricals, encoded in Arrow where they are
+    not dictionaries yet (no Python string hashed per row; Arrow does it without holding the GIL)."""
     for name in names:
         index = data.schema.get_field_index(name)
         if not pa.types.is_dictionary(data.schema.field(index).type):

@@ -154,8 +154,13 @@ def _content_hash(rows: pa.Table, verified_as_bool: bool) -> pa.Array:
     """pandas' row hash of the canonical fields, as 16 hex digits. The frame has the dtypes the hash has
     always been computed on (text as objects, Int64 ratings, nanosecond UTC times; `verified_buyer` as
     bool where the file had no blank one, else as objects), so a corrected re-delivery of an unchanged
-    row keeps its hash and is not rewritten (nor re-scored)."""
-    frame = rows.select(list(FEEDBACK_FIELDS)).to_pandas(types_mapper={pa.int16(): pd.Int64Dtype()}.get)
+    row keeps its hash and is not rewritten (nor re-scored). Text reaches pandas as categoricals: pandas
+    hashes an object column through a Categorical of its distinct values anyway, so the hash is the same,
+    and Arrow encodes them without a Python string per row (nor the GIL: files are read on threads)."""
+    fields = rows.select(list(FEEDBACK_FIELDS))
+    fields = pa.Table.from_arrays([pc.dictionary_encode(column) if pa.types.is_string(column.type) else column
+                                   for column in fields.columns], names=fields.column_names)
+    frame = fields.to_pandas(types_mapper={pa.int16(): pd.Int64Dtype()}.get)
     frame["created_at"] = frame["created_at"].astype("datetime64[ns, UTC]")
     frame["verified_buyer"] = frame["verified_buyer"].astype(bool if verified_as_bool else object)
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()

@@ -244,7 +244,9 @@ def _attributed(raw: pa.Table, releases: pd.DataFrame, cohort_dimensions: tuple[
     """`attribute` on the columns it reads; every other raw column passes through as Arrow (a pandas round
     trip of all of them cost more than the attribution itself)."""
     read = list(dict.fromkeys(["product", "app_version", "created_at", *cohort_dimensions]))
-    decided = attribute(raw.select(read).to_pandas(), releases, cohort_dimensions)
+    text = [name for name in read if pa.types.is_string(raw.schema.field(name).type)
+            or pa.types.is_large_string(raw.schema.field(name).type) or pa.types.is_string_view(raw.schema.field(name).type)]
+    decided = attribute(daily_store.dictionary_frame(raw.select(read), text), releases, cohort_dimensions)
     columns = {}
     for column in ENRICHED_FEEDBACK.columns:
         if column.name == "enriched_at":
@@ -372,7 +374,7 @@ def aggregate_daily(lake: Lake) -> StepResult:
             days = daily_store.table_days(lake, SCORED_SENTIMENT, upto) | daily_store.table_days(lake, SENTIMENT_DAILY)
             votes = aggregates.first_votes_table(lake.read_arrow(
                 SCORED_SENTIMENT, columns=daily_store.VOTE_INPUT_COLUMNS, filter=~ds.field("author_hash").is_null(),
-                version=upto))
+                version=upto, dictionary=daily_store.VOTE_DICTIONARY_COLUMNS))
             writes.submit(Lake.overwrite, AUTHOR_VOTES, votes)
         else:
             votes_seen = increments.processed(lake, SENTIMENT_DAILY, daily_store.VOTES_VERSION)
