@@ -258,3 +258,20 @@ def test_only_the_edge_days_a_window_keeps_part_of_are_summarised_from_rows():
     assert partly("2026-02-20 00:00", "2026-03-01 09:00") == {("f", first, "1")}  # (..., end]: keeps 09:00 only
     assert partly("2026-02-20 00:00", "2026-03-01 15:30") == set()  # all of release 1, none of 2: no rows
     assert negatives_daily.partly_kept(spans, [("other", at[0] - pd.Timedelta(hours=1), at[1])]) == set()
+
+
+def test_daily_sums_alike_from_categorical_and_text_columns(lake_with_a_late_day):
+    """The assets read key columns as categoricals, replay and the Spark job hand over text: the same rows
+    make the same sums, in the same order, a missing cohort included (read as 'nan', as astype(str) does)."""
+    lake = lake_with_a_late_day[0]
+    releases = pipeline.read_releases(lake)
+    rows = daily_store.read_narrow(lake, lake.version(SCORED_SENTIMENT), [day(d) for d in range(DAYS)])
+    assert isinstance(rows.cohort.dtype, pd.CategoricalDtype)
+    rows.loc[rows.index[:5], "cohort"] = None
+    repeat = aggregates.repeat_votes(rows, aggregates.first_votes(rows).first_event_id)
+    text = rows.astype({name: object for name in daily_store.CATEGORICAL_COLUMNS if name in rows})
+    from_categoricals = aggregates.daily(rows, releases, repeat)
+    pd.testing.assert_frame_equal(from_categoricals, aggregates.daily(text, releases, repeat), check_exact=True)
+    assert (from_categoricals.cohort == "nan").any()
+    keys = list(SENTIMENT_DAILY.key)
+    assert from_categoricals[keys].equals(from_categoricals[keys].sort_values(keys).reset_index(drop=True))

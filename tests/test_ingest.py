@@ -351,3 +351,35 @@ def test_redelivery_that_moves_the_day_moves_it_downstream_too(tmp_path):
         rows = lake.read(table, columns=["event_id", "created_date", "text"])
         assert rows.event_id.tolist() == ["e-1"], table.name
         assert str(rows.created_date.iloc[0]) == "2026-02-03" and rows.text.iloc[0].endswith("(1)")
+
+
+def test_content_hash_is_the_one_earlier_releases_stored(tmp_path):
+    """A re-delivered unchanged row must keep its hash across releases of this code, or every row of a lake
+    would look changed (and be re-scored) after an upgrade. Pinned values: computed by 78fedb1, before the
+    hash read its text columns as Arrow dictionaries."""
+    rows = [GOOD, {**GOOD, "event_id": "e-2", "text": "Zahlung schlägt fehl 😡", "rating": None, "locale": None,
+                   "created_at": "2026-09-10T12:30:00.250+02:00"},
+            {**GOOD, "event_id": "e-3", "product": "shop-web", "app_version": None, "verified_buyer": False}]
+    path = tmp_path / "pinned.jsonl"
+    _jsonl(path, rows)
+    result = read_file(path, load_mapping("feedback_jsonl"))
+    assert dict(zip(result.valid.event_id, result.valid.content_hash)) == {
+        "e-1": "44d06c17d4661a6b", "e-2": "91ae80f10957f9c7", "e-3": "21ef379efade79cb"}
+
+
+def test_times_with_offsets_read_alike_whether_arrow_reads_the_whole_file_or_not(tmp_path):
+    """A file of times with offsets is cast by Arrow; one value Arrow refuses (no 30 February) sends the file
+    through pandas. Every other row must get the same instant either way, and the bad one is quarantined."""
+    times = ["2026-09-10T10:00:00Z", "2026-09-10T12:30:00.250+02:00", "2026-09-10T23:59:59.123456-07:30",
+             "2026-09-10T05:00:00+0530", "2026-09-10T05:00+01:00", "2024-02-29T12:00:00-00:00"]
+    rows = [{**GOOD, "event_id": f"e-{i}", "created_at": t} for i, t in enumerate(times)]
+    clean, mixed = tmp_path / "clean.jsonl", tmp_path / "mixed.jsonl"
+    _jsonl(clean, rows)
+    _jsonl(mixed, rows + [{**GOOD, "event_id": "bad", "created_at": "2026-02-30T10:00:00Z"}])
+    by_arrow = read_file(clean, load_mapping("feedback_jsonl")).valid.set_index("event_id").created_at
+    by_pandas = read_file(mixed, load_mapping("feedback_jsonl"))
+    assert by_arrow.to_dict() == by_pandas.valid.set_index("event_id").created_at.to_dict()
+    assert by_arrow["e-2"] == pd.Timestamp("2026-09-11T07:29:59.123456Z")
+    assert by_arrow["e-3"] == pd.Timestamp("2026-09-09T23:30:00Z")
+    assert by_pandas.quarantined.event_id.tolist() == ["bad"]
+    assert "unparsable time" in by_pandas.quarantined.reason[0]

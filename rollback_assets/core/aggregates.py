@@ -104,7 +104,7 @@ def first_votes_table(rows: pa.Table) -> pa.Table:
     rows = rows.filter(known)
     order = pc.sort_indices(pa.table({"at": rows.column("created_at"), "id": rows.column("event_id").cast(pa.string())}),
                             sort_keys=[("at", "ascending"), ("id", "ascending")]).to_numpy()
-    codes, _ = factorize_keys([arrow_codes(rows.column(c))[0] for c in VOTE_KEY])
+    codes, _ = factorize_keys([arrow_indices(rows.column(c)) for c in VOTE_KEY])
     first = rows.take(order[np.sort(np.unique(codes[order], return_index=True)[1])])  # each key's first in that order
     at = first.column("created_at")  # in the rows' own unit (a lake's are microseconds, a caller's may be finer)
     schema = AUTHOR_VOTES.arrow_schema
@@ -154,20 +154,26 @@ def row_cells(rows: pd.DataFrame, releases: pd.DataFrame, repeat: np.ndarray) ->
 
 def daily(rows: pd.DataFrame, releases: pd.DataFrame, repeat: np.ndarray) -> pd.DataFrame:
     """SENTIMENT_DAILY rows for `rows` (whole days, so a day's rows replace that day's sums), in the
-    dimensions' order. Grouped on integer codes: the text dimensions as Categoricals, a single group
-    code per row for pandas' sum (its compensated float sums, as a group-by on the columns gave), the
-    groups then ordered by their keys; a group-by on a frame of a million text cells cost ~2 s."""
+    dimensions' order. Grouped on integer codes: each dimension numbered in its values' order (the text
+    ones as Categoricals), the numbers combined into one code per row whose order is the keys' order, and
+    pandas' sum over that one code (its compensated float sums, as a group-by on the columns gave); a
+    group-by on a frame of a million text cells cost ~2 s."""
     cells = _cell_columns(rows, releases, repeat)
     if not len(cells["at"]):
         return SENTIMENT_DAILY.empty_frame()
     cells["bucket_end"] = bucket_ends(cells.pop("at"))
     ranked = [_ranked_codes(cells[name]) for name in DIMENSIONS]
-    group, per_group = factorize_keys([codes for codes, _ in ranked])
-    order = np.lexsort(per_group[::-1])
-    summed = pd.DataFrame({name: cells[name] for name in SUMS}).groupby(group, sort=True).sum()
-    out = pd.DataFrame({name: values[codes[order]] for name, (_, values), codes in zip(DIMENSIONS, ranked, per_group)})
+    combined, span = np.zeros(len(cells["bucket_end"]), np.int64), 1
+    for codes, values in ranked:
+        if span * max(len(values), 1) >= 2**62:  # renumbered (in order) only where the product could overflow
+            distinct, combined = np.unique(combined, return_inverse=True)
+            span = len(distinct)
+        combined, span = combined * max(len(values), 1) + codes, span * max(len(values), 1)
+    _, first, group = np.unique(combined, return_index=True, return_inverse=True)  # groups in the keys' order
+    out = pd.DataFrame({name: values[codes[first]] for name, (codes, values) in zip(DIMENSIONS, ranked)})
+    summed = pd.DataFrame({name: cells[name] for name in SUMS}).groupby(group.reshape(-1), sort=True).sum()
     for name in SUMS:
-        out[name] = summed[name].to_numpy()[order]
+        out[name] = summed[name].to_numpy()
     out["bucket_end"] = pd.to_datetime(out.bucket_end, utc=True)
     return out[SENTIMENT_DAILY.names]
 
@@ -303,15 +309,27 @@ def distinct_rows(table: pa.Table) -> pd.DataFrame:
 def arrow_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """A column as integer codes and the values they stand for: strings dictionary-encoded by Arrow,
     without a Python string per row (to_numpy on 600k strings costs more than grouping them)."""
-    array = column.combine_chunks()
-    if pa.types.is_dictionary(array.type):
-        encoded = array
-    elif pa.types.is_string(array.type) or pa.types.is_large_string(array.type) or pa.types.is_string_view(array.type):
-        encoded = array.dictionary_encode()
-    else:
-        codes, values = pd.factorize(array.to_numpy(zero_copy_only=False), use_na_sentinel=False)
+    encoded = _dictionary(column)
+    if encoded is None:
+        codes, values = pd.factorize(column.combine_chunks().to_numpy(zero_copy_only=False), use_na_sentinel=False)
         return codes, np.asarray(values)
     return encoded.indices.to_numpy(zero_copy_only=False), np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+
+
+def arrow_indices(column: pa.ChunkedArray) -> np.ndarray:
+    """`arrow_codes`' codes alone: no Python value made for the values (a million authors' hashes)."""
+    encoded = _dictionary(column)
+    return arrow_codes(column)[0] if encoded is None else encoded.indices.to_numpy(zero_copy_only=False)
+
+
+def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray | None:
+    """A string column as one dictionary array (as read, or encoded by Arrow); None for other types."""
+    array = column.combine_chunks()
+    if pa.types.is_dictionary(array.type):
+        return array
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) or pa.types.is_string_view(array.type):
+        return array.dictionary_encode()
+    return None
 
 
 # ---------------------------------------------------------------- cells -> Aggregates
