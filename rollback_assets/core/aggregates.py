@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .schemas import ALL_COHORTS, AUTHOR_VOTES, SENTIMENT_DAILY
+from .schemas import ALL_COHORTS, AUTHOR_VOTES, SENTIMENT_DAILY, is_text
 
 BUCKET = pd.Timedelta(hours=1)  # time resolution of sentiment_daily; looks on the hour split none
 AGE_STEP = pd.Timedelta(hours=6)  # resolution of the age-matched baseline's window ends
@@ -142,9 +142,6 @@ def repeat_votes(rows: pd.DataFrame, first_event_ids) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- rows -> sentiment_daily
-TEXT_DIMENSIONS = ["flag_key", "release_version", "cohort", "sentiment_label", "issue_category"]
-
-
 def row_cells(rows: pd.DataFrame, releases: pd.DataFrame, repeat: np.ndarray) -> pd.DataFrame:
     """One cell per attributed row: SENTIMENT_DAILY's dimensions and sums, with the row's own time
     (`at`, int64 ns) where the table has its bucket."""
@@ -327,7 +324,7 @@ def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray | None:
     array = column.combine_chunks()
     if pa.types.is_dictionary(array.type):
         return array
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) or pa.types.is_string_view(array.type):
+    if is_text(array.type):
         return array.dictionary_encode()
     return None
 

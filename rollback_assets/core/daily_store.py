@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from . import aggregates, negatives_daily
+from . import aggregates, key_index, negatives_daily
 from .abuse import BOMB_POSTS_PER_AUTHOR
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS
 from .lake import Lake, sql_literal
-from .schemas import AUTHOR_VOTES, NEGATIVES_DAILY, SCORED_SENTIMENT, SENTIMENT_DAILY
+from .schemas import AUTHOR_VOTES, NEGATIVES_DAILY, SCORED_SENTIMENT, SENTIMENT_DAILY, is_text
 
 
 AGGREGATE_INPUT_COLUMNS = [*BASELINE_INPUT_COLUMNS, "created_date", "rating"]
@@ -59,11 +59,12 @@ def categorical(lake: Lake, table, names: list[str], **read) -> pd.DataFrame:
 
 
 def dictionary_frame(data: pa.Table, names) -> pd.DataFrame:
-    """`data` as pandas with the string columns `names` as categoricals, encoded in Arrow where they are
-    not dictionaries yet (no Python string hashed per row; Arrow does it without holding the GIL)."""
+    """`data` as pandas with those of the columns `names` that hold text as categoricals, encoded in Arrow
+    where they are not dictionaries yet (no Python string hashed per row; Arrow does it without holding
+    the GIL). A column of another type (a cohort dimension may be a number) stays as it is."""
     for name in names:
         index = data.schema.get_field_index(name)
-        if not pa.types.is_dictionary(data.schema.field(index).type):
+        if is_text(data.schema.field(index).type):
             data = data.set_column(index, name, pc.dictionary_encode(data.column(index).cast(pa.string())))
     return data.to_pandas()
 
@@ -182,12 +183,10 @@ def update_votes(lake: Lake, days: set[str], upto: int) -> set[str]:
 
 
 def _votes_of(lake: Lake, authors) -> pd.DataFrame:
-    """The recorded votes of `authors`: the author column of every day first (the scan named in
-    update_votes), then every column of only the days holding one of them. Reading every column of
-    every day cost ~0.9 s at a million votes; most authors of a day have no earlier vote."""
-    keys = lake.read_arrow(AUTHOR_VOTES, columns=["author_hash", "first_date"])
-    hit = pc.is_in(keys.column("author_hash").cast(pa.string()), value_set=pa.array(list(authors), pa.string()))
-    days = set(pc.unique(pc.filter(keys.column("first_date"), hit)).to_pylist())
+    """The recorded votes of `authors`: the days holding one of them from the author index
+    (`core.key_index`; reading the author column of every day cost ~0.25 s at 3M votes), then every
+    column of only those days. Most authors of a day have no earlier vote."""
+    days = key_index.partitions_holding(lake, AUTHOR_VOTES, "author_hash", authors)
     if not days:
         return AUTHOR_VOTES.empty_frame()
     return lake.read_keys_in(AUTHOR_VOTES, "author_hash", authors, AUTHOR_VOTES.names, days=days).to_pandas()

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from .file_records import UnreadableFile, read_records
 from .mapping import Mapping
 from .normalise import canonical
-from .schemas import FEEDBACK_FIELDS, QUARANTINE, RAW_FEEDBACK, UTC_TS
+from .schemas import FEEDBACK_FIELDS, QUARANTINE, RAW_FEEDBACK, UTC_TS, is_text
 
 
 @dataclass
@@ -158,7 +158,7 @@ def _content_hash(rows: pa.Table, verified_as_bool: bool) -> pa.Array:
     hashes an object column through a Categorical of its distinct values anyway, so the hash is the same,
     and Arrow encodes them without a Python string per row (nor the GIL: files are read on threads)."""
     fields = rows.select(list(FEEDBACK_FIELDS))
-    fields = pa.Table.from_arrays([pc.dictionary_encode(column) if pa.types.is_string(column.type) else column
+    fields = pa.Table.from_arrays([pc.dictionary_encode(column) if is_text(column.type) else column
                                    for column in fields.columns], names=fields.column_names)
     frame = fields.to_pandas(types_mapper={pa.int16(): pd.Int64Dtype()}.get)
     frame["created_at"] = frame["created_at"].astype("datetime64[ns, UTC]")

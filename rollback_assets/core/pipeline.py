@@ -244,9 +244,7 @@ def _attributed(raw: pa.Table, releases: pd.DataFrame, cohort_dimensions: tuple[
     """`attribute` on the columns it reads; every other raw column passes through as Arrow (a pandas round
     trip of all of them cost more than the attribution itself)."""
     read = list(dict.fromkeys(["product", "app_version", "created_at", *cohort_dimensions]))
-    text = [name for name in read if pa.types.is_string(raw.schema.field(name).type)
-            or pa.types.is_large_string(raw.schema.field(name).type) or pa.types.is_string_view(raw.schema.field(name).type)]
-    decided = attribute(daily_store.dictionary_frame(raw.select(read), text), releases, cohort_dimensions)
+    decided = attribute(daily_store.dictionary_frame(raw.select(read), read), releases, cohort_dimensions)
     columns = {}
     for column in ENRICHED_FEEDBACK.columns:
         if column.name == "enriched_at":

@@ -78,6 +78,11 @@ def _is_date_series(series: pd.Series) -> bool:
     return len(first) == 1 and type(first.iloc[0]).__name__ == "date"
 
 
+def is_text(data_type: pa.DataType) -> bool:
+    """A string column in any of Arrow's layouts (MERGE-written files hand strings back as string_view)."""
+    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type) or pa.types.is_string_view(data_type)
+
+
 def _col(name, type_, nullable=True, description=""):
     return Column(name, type_, nullable, description)
 
@@ -426,6 +431,20 @@ FLAG_ACTIONS = Table(
     key=("action_id",),
     description="Audit trail of every flag change and human override, written before and after the call.",
 )
+
+KEY_INDEX_COLUMNS = (
+    _col("key_hash", pa.int64(), True, "pandas' 64-bit hash of a key; none: a mark of the version a partition, or the "
+                                       "whole index, was read at."),
+    _col("partition", pa.string(), True, "The table's partition value holding the key; none: the index's version mark."),
+    _col("version", pa.int64(), False, "Table version the partition was read at."),
+)
+
+
+def key_index_table(table: Table, column: str) -> Table:
+    """The index of which partitions of `table` hold each `column` value (core.key_index): kept beside it."""
+    return Table(f"{table.name}__{column}_index", KEY_INDEX_COLUMNS, key=(),
+                 description=f"Which partitions of {table.name} hold each {column} (core.key_index).")
+
 
 TABLES = {
     t.name: t
