@@ -31,7 +31,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.fs import DeltaStorageHandler
 
-from . import key_index, storage
+from . import storage
 from .schemas import Table
 
 log = logging.getLogger(__name__)
@@ -350,16 +350,14 @@ class Lake:
     def drop_moved_rows(self, table: Table, data: pa.Table, days=None) -> int:
         """A key that comes back in another partition (a corrected day) would escape the pruned MERGE
         and be inserted twice: delete its old row first. `days`: the partitions an old row can be in,
-        when the caller knows them (None: the partitions the table's key index names, `core.key_index`,
-        instead of a read of the whole key column). Returns how many keys moved."""
+        when the caller knows them (None: every partition, a read of the whole key column). Returns how
+        many keys moved."""
         moving = [p for p in table.partition_by if p not in table.key]
         if not moving or len(table.key) != 1:
             return 0
         key = table.key[0]
         if not self.exists(table) or data.num_rows == 0:
             return 0
-        if days is None and len(moving) == 1:
-            days = key_index.partitions_holding(self, table, key, data.column(key))
         existing = self.read_keys_in(table, key, data.column(key), [key, *moving], days=days)
         if existing.num_rows == 0:
             return 0

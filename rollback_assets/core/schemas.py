@@ -432,20 +432,6 @@ FLAG_ACTIONS = Table(
     description="Audit trail of every flag change and human override, written before and after the call.",
 )
 
-KEY_INDEX_COLUMNS = (
-    _col("key_hash", pa.int64(), True, "pandas' 64-bit hash of a key; none: a mark of the version a partition, or the "
-                                       "whole index, was read at."),
-    _col("partition", pa.string(), True, "The table's partition value holding the key; none: the index's version mark."),
-    _col("version", pa.int64(), False, "Table version the partition was read at."),
-)
-
-
-def key_index_table(table: Table, column: str) -> Table:
-    """The index of which partitions of `table` hold each `column` value (core.key_index): kept beside it."""
-    return Table(f"{table.name}__{column}_index", KEY_INDEX_COLUMNS, key=(),
-                 description=f"Which partitions of {table.name} hold each {column} (core.key_index).")
-
-
 TABLES = {
     t.name: t
     for t in (RAW_FEEDBACK, QUARANTINE, LANDING_FILES, RELEASE_ARTIFACTS, ENRICHED_FEEDBACK, SCORED_SENTIMENT, SENTIMENT_DAILY,
