@@ -87,30 +87,6 @@ class RssSampler:
         return max(inside) if inside else None
 
 
-def speed_probe() -> float:
-    """Seconds of a fixed CPU-bound workload (a Python loop and a numpy sort), with the garbage collector
-    off so the process's heap does not count. Taken before the full graph, between it and the scorer
-    alone, and after: shared machines drift (the same code measured 1.61 and 1.97 an hour apart), and a
-    ratio of two phases is only as good as the machine's speed held between them."""
-    import gc
-
-    import numpy as np
-
-    values = np.random.default_rng(0).random(1_000_000)
-    gc.disable()
-    try:
-        times = []
-        for _ in range(3):  # the fastest of three: a page fault or a timer tick is not the machine's speed
-            started = time.perf_counter()
-            sum(i * i % 7 for i in range(3_000_000))
-            for _ in range(9):
-                np.sort(values)
-            times.append(time.perf_counter() - started)
-        return min(times)
-    finally:
-        gc.enable()
-
-
 def reset_peak_rss() -> None:
     """Linux: restart the peak-RSS counter, so a figure covers one phase and not the data generation."""
     Path("/proc/self/clear_refs").write_text("5")
@@ -238,12 +214,9 @@ def main() -> int:
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
         n = child.submit(generate, work, rows_per_day, args.days).result()
     point_at(full_root)
-    speed_probe()  # the first call also warms the allocator up
-    probes = [speed_probe()]
     reset_peak_rss()
     full_wall, full_steps, full_peaks = run_job(None)
     pipeline_peak_mb = peak_rss_mb()
-    probes.append(speed_probe())
 
     # 2. The scorer alone on the same rows, same process: sentiment, label, confidence, topic, surface.
     scorer = make_scorer("auto", text_model=ModelStore(Lake(os.environ["ROLLBACK_LAKE"]).files("models")).current())
@@ -251,7 +224,6 @@ def main() -> int:
     started = time.perf_counter()
     score_frame(scorer, Taxonomy.load(), texts)
     scorer_only = time.perf_counter() - started
-    probes.append(speed_probe())
     del texts
 
     # 3. One new day on top of that history.
@@ -291,9 +263,6 @@ def main() -> int:
     ratio = full_wall / scorer_only
     day_ratio = new_wall / first_wall
     print(f"\nfull graph / scorer only: {ratio:.2f} (target <= 1.5)")
-    drift = max(probes) / min(probes)
-    print(f"speed probe before the graph, after it, after the scorer: {', '.join(f'{p:.2f}' for p in probes)} s"
-          + (f"  -- the machine's speed moved {drift - 1:.0%} during the run: rerun for a ratio to trust" if drift > 1.1 else ""))
     print(f"peak RSS of the full graph run: {pipeline_peak_mb:,.0f} MB (target <= 2048)")
     print(f"new day at {args.days} days of history: {new_wall:.2f} s; first day: {first_wall:.2f} s; "
           f"ratio {day_ratio:.2f} (target <= 1.2)")
@@ -310,7 +279,7 @@ def main() -> int:
               f"attribution + scoring before it {replay_figures['prepare_s']:.2f} s")
     results = {
         "rows": n, "days": args.days, "scorer": scorer.version, "full_graph_s": full_wall, "steps_s": full_steps,
-        "scorer_only_s": scorer_only, "ratio_full_to_scorer": ratio, "speed_probe_s": probes, "peak_rss_mb": pipeline_peak_mb,
+        "scorer_only_s": scorer_only, "ratio_full_to_scorer": ratio, "peak_rss_mb": pipeline_peak_mb,
         "step_peak_rss_mb": full_peaks,
         "new_day_s": new_wall, "new_day_steps_s": new_steps, "first_day_s": first_wall, "first_day_steps_s": first_steps,
         "new_day_to_first_day": day_ratio, "long_days": args.long_days, "long_new_day_s": long_wall,
