@@ -9,6 +9,7 @@ import time
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute, patched in a test
 import pyarrow.parquet as pq
 import pytest
 
@@ -367,9 +368,17 @@ def test_content_hash_is_the_one_earlier_releases_stored(tmp_path):
         "e-1": "44d06c17d4661a6b", "e-2": "91ae80f10957f9c7", "e-3": "21ef379efade79cb"}
 
 
-def test_times_with_offsets_read_alike_whether_arrow_reads_the_whole_file_or_not(tmp_path):
+def test_times_with_offsets_read_alike_whether_arrow_reads_the_whole_file_or_not(tmp_path, monkeypatch):
     """A file of times with offsets is cast by Arrow; one value Arrow refuses (no 30 February) sends the file
     through pandas. Every other row must get the same instant either way, and the bad one is quarantined."""
+    cast, to_times = pa.compute.cast, []
+
+    def counted(values, target_type=None, *args, **kwargs):  # counts the casts of text to times, casts as before
+        if target_type == pa.timestamp("ns", "UTC") and pa.types.is_string(getattr(values, "type", None)):
+            to_times.append(len(values))
+        return cast(values, target_type, *args, **kwargs)
+
+    monkeypatch.setattr(pa.compute, "cast", counted)
     times = ["2026-09-10T10:00:00Z", "2026-09-10T12:30:00.250+02:00", "2026-09-10T23:59:59.123456-07:30",
              "2026-09-10T05:00:00+0530", "2026-09-10T05:00+01:00", "2024-02-29T12:00:00-00:00"]
     rows = [{**GOOD, "event_id": f"e-{i}", "created_at": t} for i, t in enumerate(times)]
@@ -377,6 +386,7 @@ def test_times_with_offsets_read_alike_whether_arrow_reads_the_whole_file_or_not
     _jsonl(clean, rows)
     _jsonl(mixed, rows + [{**GOOD, "event_id": "bad", "created_at": "2026-02-30T10:00:00Z"}])
     by_arrow = read_file(clean, load_mapping("feedback_jsonl")).valid.set_index("event_id").created_at
+    assert to_times == [len(times)]  # the clean file's times went through Arrow's cast
     by_pandas = read_file(mixed, load_mapping("feedback_jsonl"))
     assert by_arrow.to_dict() == by_pandas.valid.set_index("event_id").created_at.to_dict()
     assert by_arrow["e-2"] == pd.Timestamp("2026-09-11T07:29:59.123456Z")

@@ -306,27 +306,26 @@ def distinct_rows(table: pa.Table) -> pd.DataFrame:
 def arrow_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """A column as integer codes and the values they stand for: strings dictionary-encoded by Arrow,
     without a Python string per row (to_numpy on 600k strings costs more than grouping them)."""
-    encoded = _dictionary(column)
-    if encoded is None:
-        codes, values = pd.factorize(column.combine_chunks().to_numpy(zero_copy_only=False), use_na_sentinel=False)
-        return codes, np.asarray(values)
-    return encoded.indices.to_numpy(zero_copy_only=False), np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    encoded = _encoded(column)
+    if isinstance(encoded, pa.DictionaryArray):
+        return encoded.indices.to_numpy(zero_copy_only=False), np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    codes, values = pd.factorize(encoded.to_numpy(zero_copy_only=False), use_na_sentinel=False)
+    return codes, np.asarray(values)
 
 
 def arrow_indices(column: pa.ChunkedArray) -> np.ndarray:
     """`arrow_codes`' codes alone: no Python value made for the values (a million authors' hashes)."""
-    encoded = _dictionary(column)
-    return arrow_codes(column)[0] if encoded is None else encoded.indices.to_numpy(zero_copy_only=False)
+    encoded = _encoded(column)
+    if isinstance(encoded, pa.DictionaryArray):
+        return encoded.indices.to_numpy(zero_copy_only=False)
+    return pd.factorize(encoded.to_numpy(zero_copy_only=False), use_na_sentinel=False)[0]
 
 
-def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray | None:
-    """A string column as one dictionary array (as read, or encoded by Arrow); None for other types."""
+def _encoded(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array: a string column as a dictionary (as read, or encoded by Arrow), any other
+    as it is."""
     array = column.combine_chunks()
-    if pa.types.is_dictionary(array.type):
-        return array
-    if is_text(array.type):
-        return array.dictionary_encode()
-    return None
+    return array.dictionary_encode() if is_text(array.type) else array
 
 
 # ---------------------------------------------------------------- cells -> Aggregates

@@ -237,7 +237,7 @@ def read_cube(lake: Lake, spans: list[tuple], as_of: pd.Timestamp, columns: list
         overlapping = span if overlapping is None else overlapping | span
     condition = overlapping & (ds.field("bucket_end") <= as_of)
     # Its string columns are keys the buckets are grouped by (aggregates.arrow_codes): read as dictionaries.
-    keys = tuple(c.name for c in SENTIMENT_DAILY.columns if c.type == pa.string() and (columns is None or c.name in columns))
+    keys = tuple(c.name for c in SENTIMENT_DAILY.columns if is_text(c.type) and (columns is None or c.name in columns))
     return lake.read_arrow(SENTIMENT_DAILY, columns=columns, filter=condition, days=days, dictionary=keys)
 
 
