@@ -184,7 +184,7 @@ def _install_kill_point(world: World, spec: str | None) -> None:
             return result
         return wrapper
 
-    for name in ("merge", "overwrite", "append"):
+    for name in ("merge", "merge_if_unchanged", "overwrite", "append"):
         setattr(Lake, name, counted(getattr(Lake, name)))
     apply = FlagdFileBackend.apply
 

@@ -5,6 +5,7 @@ talking to a real local HTTP receiver that counts every request it gets."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
 import pandas as pd
@@ -66,6 +67,58 @@ def test_exactly_once_across_a_restart_mid_call(tmp_path, rx):
     assert rx.flag_posts == 1 and rx.changes["checkout"] == 1
     res = execute_action(Lake(root), fresh_backend, plan, now=T0 + timedelta(minutes=2))
     assert res.called_backend == 0 and rx.flag_posts == 1
+
+
+def test_two_runs_acting_on_one_row_at_once_call_the_backend_once(tmp_path, rx, monkeypatch):
+    """Two runs (threads, each its own Lake handle) both plan from the intent row before either claims
+    it, as when the orchestrator's pool lets two run workers through together: one calls the backend."""
+    root = tmp_path / "lake"
+    d = decision("dec-race")
+    intent = ledger.record_intent(Lake(root), d, backend="webhook", now=T0, run_id="decide")
+    both_planned = threading.Barrier(2, timeout=60)
+    claim = ledger.claim
+
+    def claim_together(*args):
+        both_planned.wait()  # neither writes its claim before both have read the row
+        return claim(*args)
+
+    monkeypatch.setattr(ledger, "claim", claim_together)
+    results = {}
+
+    def run(name):
+        backend = make_flag_backend("webhook", url=rx.url, secret=WEBHOOK_SECRET)
+        results[name] = executor.resume(Lake(root), backend, intent, decision=d, run_id=name, **NO_SLEEP)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("run-a", "run-b")]
+    [t.start() for t in threads]
+    [t.join(timeout=120) for t in threads]
+    assert sorted(r.called_backend for r in results.values()) == [0, 1]
+    assert rx.flag_posts == 1 and rx.changes["checkout"] == 1
+    (winner,) = [name for name, r in results.items() if r.called_backend]
+    (loser,) = [r for r in results.values() if not r.called_backend]
+    assert f"taken by run {winner}" in loser.message
+    row = audit(Lake(root)).iloc[0]
+    assert (row.status, row.after_rollout, row.attempts) == ("applied", 25, 1)
+    assert ledger.acting_run(row) == winner
+
+
+def test_a_row_another_run_is_still_calling_is_left_to_it(lake, backend, rx):
+    """A planned pending row names the run that claimed it; while that run is alive another run leaves
+    the row alone, and once it has ended the row is retried (as after a crash)."""
+    plan = plan_action(decision("dec-held"), LADDER, backend.get_state("checkout"), backend="webhook")
+    rx.fail_next = [503, 503]
+    res = execute_action(lake, backend, plan, policy=FlagPolicy(max_attempts=2), now=T0, run_id="run-a", **NO_SLEEP)
+    assert res.status == "pending" and rx.flag_posts == 2
+    alive = {"run-a"}
+    retried = executor.retry_open_actions(lake, lambda name, flag: backend, now=T0 + timedelta(minutes=1), run_id="run-b",
+                                          still_running=alive.__contains__, **NO_SLEEP)
+    assert [(r.status, r.called_backend, r.message) for r in retried] == [("pending", 0, "in flight in run run-a; left to it")]
+    assert rx.flag_posts == 2 and audit(lake).iloc[0].attempts == 2
+    alive.clear()
+    retried = executor.retry_open_actions(lake, lambda name, flag: backend, now=T0 + timedelta(minutes=2), run_id="run-b",
+                                          still_running=alive.__contains__, **NO_SLEEP)
+    assert [(r.status, r.called_backend) for r in retried] == [("applied", 1)]
+    assert rx.changes["checkout"] == 1 and ledger.acting_run(audit(lake).iloc[0]) == "run-b"
 
 
 def test_failing_backend_stays_pending_then_applies_once(lake, backend, rx):

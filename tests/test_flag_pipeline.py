@@ -503,8 +503,9 @@ sys.exit(0 if result.success else 1)
 
 def test_flag_action_runs_take_the_flag_backend_pool_one_at_a_time(base, tmp_path, monkeypatch):
     """Two run workers for one decision at the same moment, on an instance configured like the shipped
-    dagster.yaml: the second waits for the pool, then finds the action applied (without the pool both
-    plan from the same state and both call the slow backend)."""
+    dagster.yaml: one backend call. Usually the second waits for the pool, then finds the action applied;
+    when Dagster's slot claim lets both through together (it is not atomic), the action row's claim
+    stops the second (without either, both plan from the same state and both call the slow backend)."""
     shipped = yaml.safe_load((Path(flags_module.__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text())
     with dg.instance_for_test(overrides={"concurrency": shipped["concurrency"]}) as instance:
         world = World(base, instance, tmp_path, monkeypatch, **{DELAY_ENV: 5})

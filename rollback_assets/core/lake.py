@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -341,6 +341,36 @@ class Lake:
             metrics = {**metrics, "num_target_rows_inserted": int(metrics.get("num_target_rows_inserted", 0)) - moved,
                        "num_target_rows_updated": int(metrics.get("num_target_rows_updated", 0)) + moved}
         return self.version(table), metrics
+
+    def merge_if_unchanged(self, table: Table, row: pd.DataFrame, expected: Mapping[str, Any] | None,
+                           compared: Sequence[str]) -> bool:
+        """Compare-and-set of one row on the table's key: write `row` only if the stored row still has
+        `expected`'s values in the `compared` columns (with `expected` None: only if there is no row).
+        Returns whether the write took. Two writers that read the same row cannot both take: both
+        MERGEs rewrite the file holding it, so the later commit conflicts, and its retry on the winner's
+        snapshot finds the row changed (checked with two processes racing under load)."""
+        data = self._arrow(table, row)
+        if data.num_rows != 1:
+            raise ValueError(f"{table.name}: merge_if_unchanged writes one row, got {data.num_rows}")
+        with self._creating(table):
+            if not self.exists(table):
+                if expected is not None:
+                    return False
+                self._write(table, data, "append", None)
+                return True
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
+        for name in compared:  # the values as read travel with the row, typed as the table's columns
+            data = data.append_column(f"expected_{name}", pa.array([(expected or {}).get(name)], data.schema.field(name).type))
+        unchanged = " AND ".join(f"(t.{c} = s.expected_{c} OR (t.{c} IS NULL AND s.expected_{c} IS NULL))" for c in compared)
+
+        def attempt() -> dict:
+            builder = self.table(table).merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+            if expected is not None:
+                return builder.when_matched_update({c: f"s.{c}" for c in table.names}, predicate=unchanged).execute()
+            return builder.when_not_matched_insert({c: f"s.{c}" for c in table.names}).execute()
+
+        metrics = retry_commit(attempt, table.name)
+        return int(metrics.get("num_target_rows_updated", 0)) + int(metrics.get("num_target_rows_inserted", 0)) == 1
 
     def delete(self, table: Table, predicate: str, metadata: dict | None = None) -> int:
         """Delete the rows matching a SQL predicate (retried like every commit); returns the version."""

@@ -125,7 +125,8 @@ def flag_actions(
     backend = flags.client()
     since = datetime.now(timezone.utc) - UNACTED_LOOKBACK if config.retry_pending else None
     results = executor.act_on(the_lake, backend, decisions.to_dict("records"), policy_for=lambda flag: FlagPolicy.for_flag(policy, flag),
-                              notifier=flags.notifier(), run_id=context.run_id, recover_since=since)
+                              notifier=flags.notifier(), run_id=context.run_id, recover_since=since,
+                              still_running=lambda run_id: _in_flight(context.instance, run_id))
     rows = pd.DataFrame([r.row for r in results if r.row])
     for r in results:
         context.log.info(f"{r.status}: {r.message or ledger.describe(r.row)}")
@@ -207,6 +208,12 @@ def _action_request(run_key: str, decision_ids: list[str]) -> dg.RunRequest:
 
 _IN_FLIGHT = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
               dg.DagsterRunStatus.STARTED)
+
+
+def _in_flight(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Is this run still going? A killed run counts until run monitoring fails it (dagster/max_runtime)."""
+    run = instance.get_run_by_id(run_id)
+    return run is not None and run.status in _IN_FLIGHT
 
 
 def _unused_run_key(instance: dg.DagsterInstance, base: str, now: datetime, since: pd.Timestamp | None) -> str | None:

@@ -33,6 +33,7 @@ class RunOptions(TypedDict, total=False):
     now: datetime | None  # the clock (tests pin it); None: the time of each write
     run_id: str | None  # the Dagster run, recorded in the row's lineage
     sleep: Callable[[float], None]  # between retries (tests pass a no-op)
+    still_running: Callable[[str], bool] | None  # is that run still going? (the orchestrator knows; None: not asked)
 
 
 @dataclass
@@ -68,8 +69,12 @@ def execute_action(
     now: datetime | None = None,
     run_id: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    still_running: Callable[[str], bool] | None = None,
 ) -> ActionResult:
-    """Carry out `plan` at most once. Safe to call on every sensor tick with the same plan."""
+    """Carry out `plan` at most once. Safe to call on every sensor tick with the same plan, and from two
+    runs at once: the pending row before the call is a claim (`ledger.claim`) only one of them gets, and
+    a row another run claimed is left to it while `still_running` says that run is alive (without it, a
+    planned pending row is retried at once, as after a crash)."""
     policy = policy or FlagPolicy()
     explicit_now = now is not None
     now = utc(now)
@@ -83,6 +88,9 @@ def execute_action(
     approved = bool(existing and existing.get("approver") and existing["status"] == AuditStatus.PENDING) or (human and plan.approver is not None)
     if existing and existing["status"] == AuditStatus.AWAITING_APPROVAL and not approved and not human:
         return ActionResult(existing, 0, AuditStatus.AWAITING_APPROVAL, "waiting for a human approval")
+    holder = ledger.acting_run(existing) if existing and existing["status"] == AuditStatus.PENDING and ledger.planned(existing) else None
+    if holder and holder != run_id and still_running is not None and still_running(holder):
+        return ActionResult(existing, 0, AuditStatus.PENDING, f"in flight in run {holder}; left to it")
 
     # Read the flag as it is now. With a pending row already written, any failure here (a transient
     # outage, an invalid flag file, a missing flag) is recorded on it and retried later.
@@ -135,9 +143,12 @@ def execute_action(
     if plan.target is None:
         raise ValueError(f"plan {plan.action_id} has no target")
 
-    # Pending row BEFORE the call: if we die mid-call the next run knows to check / retry.
+    # Pending row BEFORE the call: if we die mid-call the next run knows to check / retry. Written only
+    # if nobody wrote the row since it was read, so of two runs acting at once one calls the backend.
     row = ledger.plan_row(replace(plan, status=AuditStatus.PENDING), now, existing, run_id)
-    ledger.write(lake, row)
+    if not ledger.claim(lake, row, existing):
+        taken = ledger.read_action(lake, plan.action_id) or row
+        return ActionResult(taken, 0, taken["status"], f"taken by run {ledger.acting_run(taken)} while planned here; backend not called")
 
     status, error, after, calls = _call_backend(backend, plan, policy, secrets, sleep)
     row["attempts"] += calls
