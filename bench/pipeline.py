@@ -1,6 +1,6 @@
 """Pipeline benchmark: the whole graph through Dagster against the scorer alone, in one process.
 
-    python bench/pipeline.py [--rows 1000000] [--days 30] [--long-days 90] [--replay-flags 10]
+    python bench/pipeline.py [--rows 1000000] [--days 30] [--long-days 90] [--samples 3] [--replay-flags 10]
 
 Prints per-asset seconds and rows/s, the ratio full graph / scorer only (target <= 1.5), peak RSS
 (target <= 2 GB), the cost of one new day at `--days` and at `--long-days` of history (same rows per
@@ -180,11 +180,25 @@ def replay_bench(days: int, flags: int, rows_per_day: int) -> dict:
             "prepare_s": prepare_s, "decide_s": decide_s}
 
 
+def copy_lake(history: Path, to: Path) -> None:
+    """A run's own copy of a lake after its history (untimed): every sample starts from the same tables.
+    The landing zone is shared (runs name their files), so ROLLBACK_LANDING stays on the history's."""
+    shutil.copytree(history / "lake", to / "lake")
+    os.environ["ROLLBACK_LAKE"] = str(to / "lake")
+    os.environ["ROLLBACK_LANDING"] = str(history / "landing")
+
+
+def median(values: list[float]) -> float:
+    return float(pd.Series(values).median())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--long-days", type=int, default=90, help="history for the second new-day point (0: skip)")
+    parser.add_argument("--samples", type=int, default=3,
+                        help="rounds of every timed run; each ratio is the median of its rounds' ratios")
     parser.add_argument("--replay-flags", type=int, default=10, help="flags in the replay benchmark (0: skip)")
     parser.add_argument("--replay-rows-per-day", type=int, default=300, help="rows per flag and day in the replay benchmark")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "pipeline.json"))
@@ -207,84 +221,119 @@ def main() -> int:
         demo_data.write_landing_zone(rows, root / "landing", root / "releases.yaml", period_days=1, malformed=False)
         pipeline.register_releases(Lake(root / "lake"), load_releases_yaml(root / "releases.yaml"))
 
-    # 1. The whole history at once, through Dagster. The data is generated in a child process, so this
-    #    process's peak RSS is the pipeline's own (memory freed after generating a million rows stays
-    #    with the process: ~1.2 GB counted against the pipeline before).
-    full_root = work / "full"
+    def scorer_alone(root: Path) -> tuple[float, object]:
+        """The scorer alone on the rows the graph ingested, in this process: sentiment, label, confidence,
+        topic, surface."""
+        scorer = make_scorer("auto", text_model=ModelStore(Lake(root / "lake").files("models")).current())
+        texts = Lake(root / "lake").read(RAW_FEEDBACK, columns=["text", "rating", "rating_scale", "sentiment_from"])
+        started = time.perf_counter()
+        score_frame(scorer, Taxonomy.load(), texts)
+        return time.perf_counter() - started, scorer
+
+    # This machine's speed drifts by a third within an hour (the same scorer run took 31 s and 45 s):
+    # every timed run is repeated `--samples` times, a ratio is taken between runs of the same round (close
+    # in time), and the median of the rounds' ratios is reported, with every sample in the JSON.
+    # 1. The whole history at once, through Dagster, then the scorer alone on the same rows. The data is
+    #    generated in a child process, so this process's peak RSS is the pipeline's own (memory freed
+    #    after generating a million rows stays with the process: ~1.2 GB counted against the pipeline
+    #    before). Each round starts from its own copy of the landing zone and the registered releases.
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
         n = child.submit(generate, work, rows_per_day, args.days).result()
-    point_at(full_root)
-    reset_peak_rss()
-    full_wall, full_steps, full_peaks = run_job(None)
-    pipeline_peak_mb = peak_rss_mb()
+    full_runs = []
+    for k in range(args.samples):
+        root = work / f"full-{k}"
+        shutil.copytree(work / "full", root)
+        point_at(root)
+        reset_peak_rss()
+        wall, steps, peaks = run_job(None)
+        peak_mb = peak_rss_mb()
+        alone, scorer = scorer_alone(root)
+        full_runs.append({"full_graph_s": wall, "scorer_only_s": alone, "ratio": wall / alone, "peak_rss_mb": peak_mb,
+                          "steps_s": steps, "step_peak_rss_mb": peaks})
+        print(f"round {k + 1}: full graph {wall:.2f} s, scorer alone {alone:.2f} s, ratio {wall / alone:.2f}, "
+              f"peak RSS {peak_mb:,.0f} MB", flush=True)
+    history = work / "full-0"  # the first round's lake is the history of the new day at --days
+    for k in range(1, args.samples):
+        shutil.rmtree(work / f"full-{k}", ignore_errors=True)
 
-    # 2. The scorer alone on the same rows, same process: sentiment, label, confidence, topic, surface.
-    scorer = make_scorer("auto", text_model=ModelStore(Lake(os.environ["ROLLBACK_LAKE"]).files("models")).current())
-    texts = Lake(full_root / "lake").read(RAW_FEEDBACK, columns=["text", "rating", "rating_scale", "sentiment_from"])
-    started = time.perf_counter()
-    score_frame(scorer, Taxonomy.load(), texts)
-    scorer_only = time.perf_counter() - started
-    del texts
-
-    # 3. One new day on top of that history.
-    new_files = demo_data.write_landing_zone(pd.read_parquet(work / "new_day.parquet"), full_root / "landing", period_days=1,
+    # 2. The histories of the day runs. At --days: the lake round 1 left, with the next day's landing
+    #    files. At --long-days, same rows per day: built first, untimed, in a child process (built here,
+    #    the millions of rows' leftovers, allocator arenas and objects the collector then walks, made
+    #    every step of the timed day slower than at --days).
+    new_files = demo_data.write_landing_zone(pd.read_parquet(work / "new_day.parquet"), history / "landing", period_days=1,
                                              malformed=False)
-    new_wall, new_steps, _ = run_job(new_files)
-
-    # 4. The first day alone on an empty lake.
-    first_root = work / "first"
-    landing_for(first_root, pd.read_parquet(work / "first_day.parquet"))
-    first_wall, first_steps, _ = run_job(None)
-
-    # 5. One new day at --long-days of history, same rows per day. The history is built first, untimed,
-    #    in a child process: built here, the millions of rows' leftovers (allocator arenas, objects the
-    #    collector then walks) made every step of the timed day slower than at --days.
-    long_wall = long_steps = None
+    long_root = work / "long"
+    long_new = None
     if args.long_days:
-        long_root = work / "long"
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
             long_new = child.submit(build_history, long_root, rows_per_day, args.days, args.long_days).result()
-        point_at(long_root)
-        long_wall, long_steps, _ = run_job(long_new)
+    first_rows = pd.read_parquet(work / "first_day.parquet")
 
-    # 6. Replay: the policy over every 6-hour look of --long-days days of --replay-flags flags.
+    # 3. Rounds of: the first day alone on an empty lake, one new day at --days, one at --long-days.
+    day_runs = []
+    for k in range(args.samples):
+        landing_for(work / f"first-{k}", first_rows)
+        first_wall, first_steps, _ = run_job(None)
+        copy_lake(history, work / f"new-{k}")
+        new_wall, new_steps, _ = run_job(new_files)
+        run = {"first_day_s": first_wall, "first_day_steps_s": first_steps, "new_day_s": new_wall,
+               "new_day_steps_s": new_steps, "new_day_to_first_day": new_wall / first_wall}
+        if long_new is not None:
+            copy_lake(long_root, work / f"long-{k}")
+            long_wall, long_steps, _ = run_job(long_new)
+            run.update(long_new_day_s=long_wall, long_new_day_steps_s=long_steps, long_new_day_to_first_day=long_wall / first_wall)
+        for name in ("first", "new", "long"):
+            shutil.rmtree(work / f"{name}-{k}", ignore_errors=True)
+        day_runs.append(run)
+        print(f"round {k + 1}: first day {first_wall:.2f} s, new day at {args.days} {new_wall:.2f} s"
+              + (f", at {args.long_days} {run['long_new_day_s']:.2f} s" if long_new is not None else ""), flush=True)
+
+    # 4. Replay: the policy over every 6-hour look of --long-days days of --replay-flags flags.
     replay_figures = replay_bench(args.long_days or args.days, args.replay_flags, args.replay_rows_per_day) if args.replay_flags else {}
+
+    typical = sorted(full_runs, key=lambda r: r["ratio"])[len(full_runs) // 2]  # the median round, for its steps
     assets = ["raw_feedback", "release_artifacts", "enriched_feedback", "sentiment_model", "scored_sentiment",
               "sentiment_daily", "cohort_baselines", "rollback_decisions"]
-    print(f"\nrows {n:,} over {args.days} days; scorer {scorer.name} ({scorer.version})")
+    print(f"\nrows {n:,} over {args.days} days; scorer {scorer.name} ({scorer.version}); {args.samples} rounds; "
+          f"steps of the median round")
     print(f"{'step':34s} {'seconds':>9s} {'rows/s':>12s} {'peak MB':>9s}")
-    for step in sorted(full_steps, key=lambda s: (s not in assets, assets.index(s) if s in assets else 0, s)):
-        seconds = full_steps[step]
+    for step, seconds in sorted(typical["steps_s"].items(), key=lambda i: (i[0] not in assets, assets.index(i[0]) if i[0] in assets else 0, i[0])):
         rate = f"{n / seconds:,.0f}" if step in assets and seconds > 0 else ""
-        peak = f"{full_peaks[step]:,.0f}" if full_peaks.get(step) else ""
+        peak = f"{typical['step_peak_rss_mb'][step]:,.0f}" if typical["step_peak_rss_mb"].get(step) else ""
         print(f"{step:34s} {seconds:9.2f} {rate:>12s} {peak:>9s}")
-    print(f"{'full graph (wall, in Dagster)':34s} {full_wall:9.2f} {n / full_wall:12,.0f}")
-    print(f"{'scorer only':34s} {scorer_only:9.2f} {n / scorer_only:12,.0f}")
-    ratio = full_wall / scorer_only
-    day_ratio = new_wall / first_wall
-    print(f"\nfull graph / scorer only: {ratio:.2f} (target <= 1.5)")
-    print(f"peak RSS of the full graph run: {pipeline_peak_mb:,.0f} MB (target <= 2048)")
-    print(f"new day at {args.days} days of history: {new_wall:.2f} s; first day: {first_wall:.2f} s; "
-          f"ratio {day_ratio:.2f} (target <= 1.2)")
-    if long_wall is not None:
-        print(f"new day at {args.long_days} days of history: {long_wall:.2f} s; ratio to the first day "
-              f"{long_wall / first_wall:.2f} (target <= 1.2)")
-    for day_name, steps in (("first day", first_steps), (f"new day at {args.days}", new_steps),
-                            (f"new day at {args.long_days}", long_steps)):
-        if steps:
-            print(f"  {day_name:18s} " + "  ".join(f"{k} {v:.2f}" for k, v in steps.items() if k in assets))
+    print(f"{'full graph (wall, in Dagster)':34s} {typical['full_graph_s']:9.2f} {n / typical['full_graph_s']:12,.0f}")
+    print(f"{'scorer only':34s} {typical['scorer_only_s']:9.2f} {n / typical['scorer_only_s']:12,.0f}")
+
+    def summary(values: list[float]) -> str:
+        return f"{median(values):.2f} (rounds: {', '.join(f'{v:.2f}' for v in values)})"
+
+    ratio = median([r["ratio"] for r in full_runs])
+    peak = max(r["peak_rss_mb"] for r in full_runs)
+    day_ratio = median([r["new_day_to_first_day"] for r in day_runs])
+    long_ratio = median([r["long_new_day_to_first_day"] for r in day_runs]) if long_new is not None else None
+    print(f"\nfull graph / scorer only: {summary([r['ratio'] for r in full_runs])} (target <= 1.5)")
+    print(f"peak RSS of the full graph runs: {peak:,.0f} MB (target <= 2048)")
+    print(f"new day at {args.days} days of history / first day: {summary([r['new_day_to_first_day'] for r in day_runs])} "
+          f"(target <= 1.2); first day {median([r['first_day_s'] for r in day_runs]):.2f} s, new day "
+          f"{median([r['new_day_s'] for r in day_runs]):.2f} s (medians)")
+    if long_new is not None:
+        print(f"new day at {args.long_days} days of history / first day: "
+              f"{summary([r['long_new_day_to_first_day'] for r in day_runs])} (target <= 1.2); new day "
+              f"{median([r['long_new_day_s'] for r in day_runs]):.2f} s (median)")
+    for day_name, key in (("first day", "first_day_steps_s"), (f"new day at {args.days}", "new_day_steps_s"),
+                          (f"new day at {args.long_days}", "long_new_day_steps_s")):
+        if key in day_runs[0]:
+            steps = {step: median([r[key][step] for r in day_runs]) for step in day_runs[0][key] if step in assets}
+            print(f"  {day_name:18s} " + "  ".join(f"{k} {v:.2f}" for k, v in steps.items()) + " (medians)")
     if replay_figures:
         print(f"replay: {replay_figures['flags']} flags x {replay_figures['days']} days, {replay_figures['rows']:,} rows, "
               f"{replay_figures['looks']} looks: policy over all looks {replay_figures['decide_s']:.2f} s (target <= 10); "
               f"attribution + scoring before it {replay_figures['prepare_s']:.2f} s")
     results = {
-        "rows": n, "days": args.days, "scorer": scorer.version, "full_graph_s": full_wall, "steps_s": full_steps,
-        "scorer_only_s": scorer_only, "ratio_full_to_scorer": ratio, "peak_rss_mb": pipeline_peak_mb,
-        "step_peak_rss_mb": full_peaks,
-        "new_day_s": new_wall, "new_day_steps_s": new_steps, "first_day_s": first_wall, "first_day_steps_s": first_steps,
-        "new_day_to_first_day": day_ratio, "long_days": args.long_days, "long_new_day_s": long_wall,
-        "long_new_day_steps_s": long_steps, "long_new_day_to_first_day": long_wall / first_wall if long_wall else None,
-        "replay": replay_figures,
+        "rows": n, "days": args.days, "scorer": scorer.version, "samples": args.samples,
+        "ratio_full_to_scorer": ratio, "peak_rss_mb": peak, "new_day_to_first_day": day_ratio,
+        "long_days": args.long_days, "long_new_day_to_first_day": long_ratio,
+        "full_graph_rounds": full_runs, "day_rounds": day_runs, "replay": replay_figures,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
