@@ -1,5 +1,5 @@
 """What people see: `make demo` on a fresh instance, `dagster dev` on it, and Debian's Chromium (driven
-headless by Playwright) on the real pages. Screenshots land in docs/ for the README.
+headless by Playwright) on the real pages. With ROLLBACK_UI_SCREENSHOTS=1 it refreshes the README's screenshots in docs/.
 
 Needs /usr/bin/chromium (scripts/ensure_chromium.sh, called by `make test`). Outside CI a missing
 browser skips with the command to run; in CI (CI=true) it fails.
@@ -140,14 +140,15 @@ def _open(page: Page, path: str, ready_text: str) -> None:
     _dismiss_community_dialog(page)
 
 
-def _shot(page: Page, name: str) -> None:
+def _shot(page: Page, name: str, settle: bool = True) -> None:
     """Refresh the README's screenshots only when asked (`ROLLBACK_UI_SCREENSHOTS=1`), so a test run
-    leaves the work tree clean."""
+    leaves the work tree clean. `settle`: a Dagster page (a late layout, the community dialog)."""
     if not os.environ.get("ROLLBACK_UI_SCREENSHOTS"):
         return
     DOCS.mkdir(exist_ok=True)
-    page.wait_for_timeout(2000)  # let the last layout settle (and a late dialog appear) before the picture
-    _dismiss_community_dialog(page)
+    if settle:
+        page.wait_for_timeout(2000)  # let the last layout settle (and a late dialog appear) before the picture
+        _dismiss_community_dialog(page)
     page.screenshot(path=str(DOCS / name))
 
 
@@ -221,10 +222,10 @@ def test_postmortem_and_dashboard_render_offline(browser, demo):
     tab.goto((out / f"postmortem-{demo['decision_id']}.html").as_uri())
     expect(tab.get_by_text("match the stored decision").filter(visible=True).first).to_be_visible()
     expect(tab.locator("svg").first).to_be_visible()
-    tab.screenshot(path=str(DOCS / "postmortem.png"))
+    _shot(tab, "postmortem.png", settle=False)
     tab.goto((out / "checkout-redesign.html").as_uri())
     expect(tab.get_by_text("Release health: checkout-redesign").filter(visible=True).first).to_be_visible()
     expect(tab.locator("svg").first).to_be_visible()
-    tab.screenshot(path=str(DOCS / "release-health.png"))
+    _shot(tab, "release-health.png", settle=False)
     context.close()
     assert refused == [], f"the reports asked the network for {refused}"
