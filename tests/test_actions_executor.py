@@ -76,13 +76,13 @@ def test_two_runs_acting_on_one_row_at_once_call_the_backend_once(tmp_path, rx, 
     d = decision("dec-race")
     intent = ledger.record_intent(Lake(root), d, backend="webhook", now=T0, run_id="decide")
     both_planned = threading.Barrier(2, timeout=60)
-    claim = ledger.claim
+    write_if_unchanged = ledger.write_if_unchanged
 
     def claim_together(*args):
-        both_planned.wait()  # neither writes its claim before both have read the row
-        return claim(*args)
+        both_planned.wait()  # neither writes its pending row before both have read the row
+        return write_if_unchanged(*args)
 
-    monkeypatch.setattr(ledger, "claim", claim_together)
+    monkeypatch.setattr(ledger, "write_if_unchanged", claim_together)
     results = {}
 
     def run(name):
@@ -96,10 +96,51 @@ def test_two_runs_acting_on_one_row_at_once_call_the_backend_once(tmp_path, rx, 
     assert rx.flag_posts == 1 and rx.changes["checkout"] == 1
     (winner,) = [name for name, r in results.items() if r.called_backend]
     (loser,) = [r for r in results.values() if not r.called_backend]
-    assert f"taken by run {winner}" in loser.message
+    assert f"changed by run {winner} meanwhile" in loser.message
     row = audit(Lake(root)).iloc[0]
     assert (row.status, row.after_rollout, row.attempts) == ("applied", 25, 1)
     assert ledger.acting_run(row) == winner
+
+
+def test_a_run_that_read_the_row_before_another_applied_it_does_not_overwrite_it(tmp_path, rx, monkeypatch):
+    """Run B reads the intent row, then run A plans, calls and records `applied`; B, finding the flag
+    already at the target, would record a skip over A's applied row (and a later run would plan a second
+    step down from it). B's write is refused instead: the applied row stands, one backend call."""
+    root = tmp_path / "lake"
+    d = decision("dec-stale")
+    intent = ledger.record_intent(Lake(root), d, backend="webhook", now=T0, run_id="decide")
+    b_has_read, a_is_done = threading.Event(), threading.Event()
+    read_action = ledger.read_action
+
+    def read_then_wait_in_b(lake, action_id):
+        row = read_action(lake, action_id)
+        if threading.current_thread().name == "run-b" and not b_has_read.is_set():
+            b_has_read.set()
+            a_is_done.wait(60)
+        return row
+
+    monkeypatch.setattr(ledger, "read_action", read_then_wait_in_b)
+    results = {}
+
+    def run(name):
+        backend = make_flag_backend("webhook", url=rx.url, secret=WEBHOOK_SECRET)
+        if name == "run-a":
+            b_has_read.wait(60)
+        results[name] = executor.resume(Lake(root), backend, intent, decision=d, run_id=name, **NO_SLEEP)
+        if name == "run-a":
+            a_is_done.set()
+
+    threads = [threading.Thread(target=run, args=(name,), name=name) for name in ("run-a", "run-b")]
+    [t.start() for t in threads]
+    [t.join(timeout=120) for t in threads]
+    assert (results["run-a"].status, results["run-a"].called_backend) == ("applied", 1)
+    assert results["run-b"].called_backend == 0 and "changed by run run-a meanwhile" in results["run-b"].message
+    row = audit(Lake(root)).iloc[0]
+    assert (row.status, row.after_rollout) == ("applied", 25) and ledger.acting_run(row) == "run-a"
+    monkeypatch.setattr(ledger, "read_action", read_action)
+    backend = make_flag_backend("webhook", url=rx.url, secret=WEBHOOK_SECRET)
+    again = executor.act(Lake(root), backend, d, run_id="run-c", **NO_SLEEP)
+    assert (again.status, again.called_backend) == ("applied", 0) and rx.flag_posts == 1
 
 
 def test_a_row_another_run_is_still_calling_is_left_to_it(lake, backend, rx):

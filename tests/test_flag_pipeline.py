@@ -520,6 +520,23 @@ def test_flag_action_runs_take_the_flag_backend_pool_one_at_a_time(base, tmp_pat
     assert world.action()["status"] == "applied" and world.state().rollout == 25
 
 
+def test_a_run_holds_the_rows_it_planned_only_while_it_can_still_be_acting(monkeypatch):
+    """`still_running` as the flag_actions asset answers it: a started or canceling run holds its rows, an
+    ended one does not, nor one older than a flag run can be (a killed run launched without a
+    dagster/max_runtime tag, from the UI or the daily upkeep, would otherwise look alive for ever)."""
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    with dg.instance_for_test() as instance:
+        statuses = {"started": dg.DagsterRunStatus.STARTED, "canceling": dg.DagsterRunStatus.CANCELING,
+                    "ended": dg.DagsterRunStatus.SUCCESS, "failed": dg.DagsterRunStatus.FAILURE}
+        for run_id, status in statuses.items():
+            instance.add_run(DagsterRun(job_name="flag_action_job", run_id=run_id, status=status))
+        held = {run_id: flags_module._in_flight(instance, run_id) for run_id in [*statuses, "unknown"]}
+        assert held == {"started": True, "canceling": True, "ended": False, "failed": False, "unknown": False}
+        monkeypatch.setattr(flags_module, "ACTION_RUN_MAX_SECONDS", 0)
+        assert not flags_module._in_flight(instance, "started")
+
+
 # ------------------------------------------------------------------------------------------ humans
 def test_hold_skips_then_release_rechecks_and_promote_is_refused(world, capsys):
     until = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()

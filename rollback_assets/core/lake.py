@@ -346,9 +346,10 @@ class Lake:
                            compared: Sequence[str]) -> bool:
         """Compare-and-set of one row on the table's key: write `row` only if the stored row still has
         `expected`'s values in the `compared` columns (with `expected` None: only if there is no row).
-        Returns whether the write took. Two writers that read the same row cannot both take: both
-        MERGEs rewrite the file holding it, so the later commit conflicts, and its retry on the winner's
-        snapshot finds the row changed (checked with two processes racing under load)."""
+        Returns whether the write took. Two writers that read the same row cannot both take: the later
+        commit conflicts (an update: both rewrote the file holding the row; an insert: the winner added
+        data the loser's MERGE read), and its retry on the winner's snapshot finds the row changed or
+        present (checked with two processes racing under load, both cases)."""
         data = self._arrow(table, row)
         if data.num_rows != 1:
             raise ValueError(f"{table.name}: merge_if_unchanged writes one row, got {data.num_rows}")

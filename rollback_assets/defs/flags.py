@@ -5,6 +5,7 @@ decides when to ask and shows what happened.
 """
 
 import os
+import time
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -206,14 +207,21 @@ def _action_request(run_key: str, decision_ids: list[str]) -> dg.RunRequest:
     )
 
 
+# A canceling run has not ended: its step may still be inside a backend call.
 _IN_FLIGHT = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-              dg.DagsterRunStatus.STARTED)
+              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
 
 
 def _in_flight(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """Is this run still going? A killed run counts until run monitoring fails it (dagster/max_runtime)."""
-    run = instance.get_run_by_id(run_id)
-    return run is not None and run.status in _IN_FLIGHT
+    """Could this run still be acting? Not once it ended, nor once it is older than a flag_action_job run
+    can be (ACTION_RUN_MAX_SECONDS): run monitoring fails a killed run past its `dagster/max_runtime`
+    tag, but runs launched from the UI or the daily upkeep carry no such tag, and a killed one would
+    look alive for ever, leaving the rows it claimed to nobody."""
+    record = instance.get_run_record_by_id(run_id)
+    if record is None or record.dagster_run.status not in _IN_FLIGHT:
+        return False
+    started = record.start_time or record.create_timestamp.timestamp()
+    return time.time() - started < ACTION_RUN_MAX_SECONDS
 
 
 def _unused_run_key(instance: dg.DagsterInstance, base: str, now: datetime, since: pd.Timestamp | None) -> str | None:

@@ -26,9 +26,10 @@ with its stored target. A decision killed before even its intent row is found by
 Execution (`executor.execute_action`): the `flag_actions` row keyed by `action_id` (the decision id
 for automatic actions) is the lock and the ledger:
   applied / rejected / failed  -> terminal: never call the backend again (re-runs, restarts).
-  pending                      -> written BEFORE the backend call, as a claim (`ledger.claim`: only if
-                                  the row is still as read, so of two runs at once one calls; a row
-                                  another live run claimed is left to it); a failed call leaves it pending
+  pending                      -> written BEFORE the backend call, only if the row is still as read
+                                  (`ledger.write_if_unchanged`, like every write after a read: of two
+                                  runs at once one calls, and neither overwrites the other's record; a
+                                  row another live run planned is left to it); a failed call leaves it pending
                                   with attempts and a redacted last_error; the next tick retries with
                                   the same idempotency key. If the flag already shows the target
                                   (the process died after the call), the row is reconciled to applied

@@ -72,9 +72,11 @@ def execute_action(
     still_running: Callable[[str], bool] | None = None,
 ) -> ActionResult:
     """Carry out `plan` at most once. Safe to call on every sensor tick with the same plan, and from two
-    runs at once: the pending row before the call is a claim (`ledger.claim`) only one of them gets, and
-    a row another run claimed is left to it while `still_running` says that run is alive (without it, a
-    planned pending row is retried at once, as after a crash)."""
+    runs at once: every write after the row is read here is made only if the row is unchanged
+    (`ledger.write_if_unchanged`), so of two runs one writes the pending row and calls the backend and
+    the other finds the row changed and stops (`_changed_meanwhile`); and a planned pending row is left to
+    the run that wrote it while `still_running` says that run is alive (without it, such a row is retried
+    at once, as after a crash)."""
     policy = policy or FlagPolicy()
     explicit_now = now is not None
     now = utc(now)
@@ -103,7 +105,8 @@ def execute_action(
             raise
         row = ledger.plan_row(replace(plan, status=AuditStatus.PENDING), now, existing, run_id)
         row.update(attempts=row["attempts"] + 1, last_error=redact(exc, secrets))
-        ledger.write(lake, row)
+        if not ledger.write_if_unchanged(lake, row, existing):
+            return _changed_meanwhile(lake, row)
         return ActionResult(row, 0, AuditStatus.PENDING, row["last_error"])
 
     # The state the change started from: what a pending row recorded before, else what the flag shows now.
@@ -115,7 +118,8 @@ def execute_action(
     if existing and existing["status"] == AuditStatus.PENDING and ledger.planned(existing) and plan.target is not None and current.matches(plan.target):
         row = ledger.plan_row(replace(plan, status=AuditStatus.APPLIED), now, existing, run_id)
         row.update(after_enabled=current.enabled, after_rollout=current.rollout, after_variant=current.variant, last_error=None)
-        ledger.write(lake, row)
+        if not ledger.write_if_unchanged(lake, row, existing):
+            return _changed_meanwhile(lake, row)
         _notify(notifier, row, decision)
         return ActionResult(row, 0, AuditStatus.APPLIED, "reconciled: the flag already showed the target")
 
@@ -130,14 +134,16 @@ def execute_action(
             row = ledger.plan_row(plan, now, existing, run_id)
             if _same_outcome(existing, row):
                 return ActionResult(existing, 0, plan.status, plan.reason)
-            ledger.write(lake, row)
+            if not ledger.write_if_unchanged(lake, row, existing):
+                return _changed_meanwhile(lake, row)
             if plan.status == PlanStatus.AWAITING_APPROVAL:
                 _notify(notifier, row, decision)
             return ActionResult(row, 0, plan.status, plan.reason)
     elif plan.automatic and approved and ramps_up(plan.target, current):
         reason = f"approved, but the flag is already at {describe(current)}; not ramping up"
         row = ledger.plan_row(replace(plan, status=PlanStatus.SKIPPED, reason=reason), now, existing, run_id)
-        ledger.write(lake, row)
+        if not ledger.write_if_unchanged(lake, row, existing):
+            return _changed_meanwhile(lake, row)
         return ActionResult(row, 0, AuditStatus.SKIPPED, row["reason"])
 
     if plan.target is None:
@@ -146,9 +152,8 @@ def execute_action(
     # Pending row BEFORE the call: if we die mid-call the next run knows to check / retry. Written only
     # if nobody wrote the row since it was read, so of two runs acting at once one calls the backend.
     row = ledger.plan_row(replace(plan, status=AuditStatus.PENDING), now, existing, run_id)
-    if not ledger.claim(lake, row, existing):
-        taken = ledger.read_action(lake, plan.action_id) or row
-        return ActionResult(taken, 0, taken["status"], f"taken by run {ledger.acting_run(taken)} while planned here; backend not called")
+    if not ledger.write_if_unchanged(lake, row, existing):
+        return _changed_meanwhile(lake, row)
 
     status, error, after, calls = _call_backend(backend, plan, policy, secrets, sleep)
     row["attempts"] += calls
@@ -158,7 +163,7 @@ def execute_action(
     row.update(status=status, last_error=error, updated_at=now if explicit_now else utc(None))
     if after is not None:
         row.update(after_enabled=after.enabled, after_rollout=after.rollout, after_variant=after.variant)
-    ledger.write(lake, row)
+    ledger.write(lake, row)  # what the backend did, recorded whatever: this run holds the row since its pending write
     if status != AuditStatus.PENDING:
         _notify(notifier, row, decision)
     return ActionResult(row, calls, status, error or "")
@@ -280,9 +285,19 @@ def resume(
 
 
 def _still_pending(lake: Lake, row: dict, exc: Exception, secrets: tuple, now: datetime) -> ActionResult:
+    """`row` (as read) stays pending, with the error and one more attempt, unless another run changed it."""
     error = redact(exc if isinstance(exc, FlagBackendError) else f"{type(exc).__name__}: {exc}", secrets)
-    row = {**row, "attempts": int(row.get("attempts") or 0) + 1, "last_error": error, "updated_at": now}
-    ledger.write(lake, row)
-    return ActionResult(row, 0, AuditStatus.PENDING, error)
+    failed = {**row, "attempts": int(row.get("attempts") or 0) + 1, "last_error": error, "updated_at": now}
+    if not ledger.write_if_unchanged(lake, failed, row):
+        return _changed_meanwhile(lake, failed)
+    return ActionResult(failed, 0, AuditStatus.PENDING, error)
+
+
+def _changed_meanwhile(lake: Lake, row: dict) -> ActionResult:
+    """Another run wrote this action's row after this one read it (it took the action, or recorded an
+    outcome): its row stands; nothing is written or called here."""
+    current = ledger.read_action(lake, row["action_id"]) or row
+    return ActionResult(current, 0, current["status"],
+                        f"changed by run {ledger.acting_run(current)} meanwhile; left as it is, backend not called")
 
 

@@ -49,19 +49,20 @@ def write(lake: Lake, row: dict) -> dict:
     return row
 
 
-# What a claim compares: a write since the row was read changes at least one of them (the clock, the
-# status, the count of calls, or the run recorded in the lineage).
-CLAIM_COLUMNS = ("status", "attempts", "updated_at", "lineage")
+# What `write_if_unchanged` compares: a write since the row was read changes at least one of them (the
+# clock, the status, the count of calls, or the run recorded in the lineage).
+COMPARED_COLUMNS = ("status", "attempts", "updated_at", "lineage")
 
 
-def claim(lake: Lake, row: dict, read: Mapping[str, Any] | None) -> bool:
-    """Write `row` (the pending row written before a backend call) only if its stored row is still
-    `read`, the row its plan was made from (None: there was none). The row is the action's lock: two
-    runs that planned from the same row cannot both call the backend, whatever the orchestrator's pool
-    let through (Dagster's slot claim is a check-then-act over separate statements; two run workers
-    arriving together both got the one slot in 12 of 40 trials on SQLite and 2 of 30 on PostgreSQL
-    under load). Returns whether this run holds the action."""
-    return lake.merge_if_unchanged(FLAG_ACTIONS, pd.DataFrame([row], columns=FLAG_ACTIONS.names), read, CLAIM_COLUMNS)
+def write_if_unchanged(lake: Lake, row: dict, read: Mapping[str, Any] | None) -> bool:
+    """Write `row` only if its stored row is still `read`, the row this run decided from (None: there
+    was none). Every write that follows a read of an action's row goes through here, which makes the row
+    the action's lock: of two runs that read the same row, one writes and the other finds it changed, so
+    they cannot both call the backend, nor can one overwrite what the other recorded (an applied row
+    with a stale skip), whatever the orchestrator's pool let through. Dagster's slot claim is a
+    check-then-act over separate statements: two run workers arriving together both got the one slot in
+    12 of 40 trials on SQLite and 2 of 30 on PostgreSQL under load. Returns whether the row was written."""
+    return lake.merge_if_unchanged(FLAG_ACTIONS, pd.DataFrame([row], columns=FLAG_ACTIONS.names), read, COMPARED_COLUMNS)
 
 
 def acting_run(row: Mapping[str, Any]) -> str | None:
@@ -164,7 +165,7 @@ def record_intent(lake: Lake, decision: Mapping[str, Any], *, backend: str, now:
                     decision_id=d["decision_id"], release_version=d.get("release_version"), cohort=d.get("cohort"),
                     lineage=_lineage_json(lineage_of(d), d["decision_id"], run_id))
     # Inserted only if still absent: a run that wrote its intent at the same moment keeps its row.
-    return row if claim(lake, row, None) else read_action(lake, d["decision_id"])
+    return row if write_if_unchanged(lake, row, None) else read_action(lake, d["decision_id"])
 
 
 def audit_row(action_id: str, flag_key: str, backend: str, kind: str, actor: str, reason: str | None, now: datetime,

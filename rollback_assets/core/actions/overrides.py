@@ -82,10 +82,11 @@ def approve(
         raise KeyError(f"no flag action {action_id!r}")
     if row["status"] != AuditStatus.AWAITING_APPROVAL:
         raise ValueError(f"action {action_id} is {row['status']}, not awaiting approval")
+    approved = {**row, "approver": approver, "status": AuditStatus.PENDING, "updated_at": now}
+    if not ledger.write_if_unchanged(lake, approved, row):
+        raise ValueError(_changed(action_id, "approved"))
     _record_verdict(lake, ActionKind.APPROVE, row, approver, reason or "approved", now)
-    row = {**row, "approver": approver, "status": AuditStatus.PENDING, "updated_at": now}
-    ledger.write(lake, row)
-    plan = replace(ledger.plan_from_row(row), approver=approver)
+    plan = replace(ledger.plan_from_row(approved), approver=approver)
     return execute_action(lake, backend, plan, policy=policy, **{**run, "now": now})
 
 
@@ -100,9 +101,17 @@ def reject(lake: Lake, action_id: str, *, approver: str, reason: str, now: datet
         raise KeyError(f"no flag action {action_id!r}")
     if row["status"] not in REJECTABLE:
         raise ValueError(f"action {action_id} is {row['status']}; only open actions can be rejected")
+    rejected = {**row, "status": AuditStatus.REJECTED, "approver": approver, "reason": f"{row.get('reason') or ''} | rejected: {reason}",
+                "updated_at": now}
+    if not ledger.write_if_unchanged(lake, rejected, row):
+        raise ValueError(_changed(action_id, "rejected"))
     _record_verdict(lake, ActionKind.REJECT, row, approver, reason, now)
-    row = {**row, "status": AuditStatus.REJECTED, "approver": approver, "reason": f"{row.get('reason') or ''} | rejected: {reason}", "updated_at": now}
-    return ledger.write(lake, row)
+    return rejected
+
+
+def _changed(action_id: str, verdict: str) -> str:
+    return (f"action {action_id} changed while it was being {verdict} (a run or another person acted on it); "
+            f"nothing was recorded: look at it again")
 
 
 def force(
