@@ -297,7 +297,8 @@ def _changed_meanwhile(lake: Lake, row: dict) -> ActionResult:
     """Another run wrote this action's row after this one read it (it took the action, or recorded an
     outcome): its row stands; nothing is written or called here."""
     current = ledger.read_action(lake, row["action_id"]) or row
+    writer = ledger.acting_run(current)
     return ActionResult(current, 0, current["status"],
-                        f"changed by run {ledger.acting_run(current)} meanwhile; left as it is, backend not called")
+                        f"changed by {f'run {writer}' if writer else 'another writer'} meanwhile; left as it is, backend not called")
 
 
