@@ -161,6 +161,27 @@ def test_a_merge_conflict_is_retried_and_lands(s3_env, caplog):
     assert [c["operation"] for c in Lake(root).commits_after(ITEMS, 0)] == ["MERGE", "MERGE"]
 
 
+def test_a_compare_and_set_overtaken_by_another_writer_does_not_write(s3_env, caplog):
+    """Lake.merge_if_unchanged on S3 (what makes a flag action's row its lock): a writer whose snapshot is
+    overtaken by a rival's MERGE of the same row conflicts, retries, finds the row changed and writes
+    nothing; an insert-if-absent overtaken by a rival insert of the key does not insert; unraced, it writes."""
+    root = f"s3://{BUCKET}/compare-and-set"
+    Lake(root).append(ITEMS, items(("a", 1, "base"), ("b", 2, "base")))
+    read = {"value": 1, "note": "base"}
+    raced = RacedLake(root, items(("a", 10, "rival")))
+    with caplog.at_level(logging.WARNING, logger=lake_module.__name__):
+        written = raced.merge_if_unchanged(ITEMS, items(("a", 100, "ours")), read, ("value", "note"))
+    assert raced.raced and any("commit conflict" in r.getMessage() for r in caplog.records), "the first commit must have conflicted"
+    assert written is False
+    raced = RacedLake(root, items(("n", 5, "rival")))
+    assert raced.merge_if_unchanged(ITEMS, items(("n", 6, "ours")), None, ("value", "note")) is False
+    assert sorted_rows(Lake(root).read(ITEMS)) == [("a", 10, "rival"), ("b", 2, "base"), ("n", 5, "rival")]
+    assert Lake(root).merge_if_unchanged(ITEMS, items(("b", 20, None)), {"value": 2, "note": "base"}, ("value", "note"))
+    assert Lake(root).merge_if_unchanged(ITEMS, items(("b", 21, "x")), {"value": 20, "note": None}, ("value", "note")), "NULL compares equal to NULL"
+    assert not Lake(root).merge_if_unchanged(ITEMS, items(("b", 22, "y")), {"value": 20, "note": None}, ("value", "note"))
+    assert sorted_rows(Lake(root).read(ITEMS)) == [("a", 10, "rival"), ("b", 21, "x"), ("n", 5, "rival")]
+
+
 def test_commit_retries_give_up_after_the_limit():
     from deltalake.exceptions import CommitFailedError
 
