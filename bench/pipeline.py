@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import resource
 import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -139,9 +140,10 @@ def build_history(root: Path, rows_per_day: int, days: int, long_days: int) -> l
                                         start=start)
 
 
-def point_at(root: Path) -> None:
+def point_at(root: Path, landing: Path | None = None) -> None:
+    """The graph's lake is root/lake; its landing zone root/landing unless `landing` names another."""
     os.environ["ROLLBACK_LAKE"] = str(root / "lake")
-    os.environ["ROLLBACK_LANDING"] = str(root / "landing")
+    os.environ["ROLLBACK_LANDING"] = str(landing or root / "landing")
     os.environ.setdefault("ROLLBACK_AUTHOR_SALT", "bench-salt-not-secret")  # required: tickets hash requester ids
 
 
@@ -184,12 +186,7 @@ def copy_lake(history: Path, to: Path) -> None:
     """A run's own copy of a lake after its history (untimed): every sample starts from the same tables.
     The landing zone is shared (runs name their files), so ROLLBACK_LANDING stays on the history's."""
     shutil.copytree(history / "lake", to / "lake")
-    os.environ["ROLLBACK_LAKE"] = str(to / "lake")
-    os.environ["ROLLBACK_LANDING"] = str(history / "landing")
-
-
-def median(values: list[float]) -> float:
-    return float(pd.Series(values).median())
+    point_at(to, landing=history / "landing")
 
 
 def main() -> int:
@@ -305,28 +302,28 @@ def main() -> int:
     print(f"{'scorer only':34s} {typical['scorer_only_s']:9.2f} {n / typical['scorer_only_s']:12,.0f}")
 
     def summary(values: list[float]) -> str:
-        return f"{median(values):.2f} (rounds: {', '.join(f'{v:.2f}' for v in values)})"
+        return f"{statistics.median(values):.2f} (rounds: {', '.join(f'{v:.2f}' for v in values)})"
 
-    ratio = median([r["ratio"] for r in full_runs])
+    ratio = statistics.median([r["ratio"] for r in full_runs])
     # The first round's: later rounds start with what the earlier ones left resident (1,240 / 1,365 /
     # 1,476 MB at 1M rows), which a pipeline run in its own process does not carry.
     peak = full_runs[0]["peak_rss_mb"]
-    day_ratio = median([r["new_day_to_first_day"] for r in day_runs])
-    long_ratio = median([r["long_new_day_to_first_day"] for r in day_runs]) if long_new is not None else None
+    day_ratio = statistics.median([r["new_day_to_first_day"] for r in day_runs])
+    long_ratio = statistics.median([r["long_new_day_to_first_day"] for r in day_runs]) if long_new is not None else None
     print(f"\nfull graph / scorer only: {summary([r['ratio'] for r in full_runs])} (target <= 1.5)")
     peaks = ", ".join(f"{r['peak_rss_mb']:,.0f}" for r in full_runs)
     print(f"peak RSS of the full graph, first round: {peak:,.0f} MB (target <= 2048; rounds: {peaks})")
     print(f"new day at {args.days} days of history / first day: {summary([r['new_day_to_first_day'] for r in day_runs])} "
-          f"(target <= 1.2); first day {median([r['first_day_s'] for r in day_runs]):.2f} s, new day "
-          f"{median([r['new_day_s'] for r in day_runs]):.2f} s (medians)")
+          f"(target <= 1.2); first day {statistics.median([r['first_day_s'] for r in day_runs]):.2f} s, new day "
+          f"{statistics.median([r['new_day_s'] for r in day_runs]):.2f} s (medians)")
     if long_new is not None:
         print(f"new day at {args.long_days} days of history / first day: "
               f"{summary([r['long_new_day_to_first_day'] for r in day_runs])} (target <= 1.2); new day "
-              f"{median([r['long_new_day_s'] for r in day_runs]):.2f} s (median)")
+              f"{statistics.median([r['long_new_day_s'] for r in day_runs]):.2f} s (median)")
     for day_name, key in (("first day", "first_day_steps_s"), (f"new day at {args.days}", "new_day_steps_s"),
                           (f"new day at {args.long_days}", "long_new_day_steps_s")):
         if key in day_runs[0]:
-            steps = {step: median([r[key][step] for r in day_runs]) for step in day_runs[0][key] if step in assets}
+            steps = {step: statistics.median([r[key][step] for r in day_runs]) for step in day_runs[0][key] if step in assets}
             print(f"  {day_name:18s} " + "  ".join(f"{k} {v:.2f}" for k, v in steps.items()) + " (medians)")
     if replay_figures:
         print(f"replay: {replay_figures['flags']} flags x {replay_figures['days']} days, {replay_figures['rows']:,} rows, "
