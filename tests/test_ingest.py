@@ -357,7 +357,7 @@ def test_redelivery_that_moves_the_day_moves_it_downstream_too(tmp_path):
 def test_content_hash_is_the_one_earlier_releases_stored(tmp_path):
     """A re-delivered unchanged row must keep its hash across releases of this code, or every row of a lake
     would look changed (and be re-scored) after an upgrade. Pinned values: computed by 78fedb1, before the
-    hash read its text columns as Arrow dictionaries."""
+    hash read its text columns as Arrow dictionaries and hashed them with `text_hash` instead of pandas."""
     rows = [GOOD, {**GOOD, "event_id": "e-2", "text": "Zahlung schlägt fehl 😡", "rating": None, "locale": None,
                    "created_at": "2026-09-10T12:30:00.250+02:00"},
             {**GOOD, "event_id": "e-3", "product": "shop-web", "app_version": None, "verified_buyer": False}]

@@ -18,7 +18,7 @@ import yaml
 from fuzz_files import FAILURE_COUNTS, PARQUET_MAPPING, check, check_mutated, mutate, write_csv, write_jsonl, write_parquet
 
 from rollback_assets.core import pipeline
-from rollback_assets.core.file_records import JSONL_BLOCK_LINES
+from rollback_assets.core.file_records import JSONL_BLOCK_BYTES
 from rollback_assets.core.ingest import read_file
 from rollback_assets.core.landing import file_digest, scan_landing_zone
 from rollback_assets.core.mapping import Mapping, load_mapping, mapping_fingerprint
@@ -97,15 +97,17 @@ def test_lone_surrogate_object_id_and_list_text_quarantine_only_their_row(tmp_pa
 def test_bad_lines_in_a_long_jsonl_file_cost_only_themselves_whichever_block_they_fall_in(tmp_path):
     """Long files are read a block of lines at a time (Arrow for a clean block, record by record for a
     block with a bad line): every good line lands once, every bad one is quarantined at its real line."""
-    lines = 3 * JSONL_BLOCK_LINES + 7
-    bad = {2: '{"event_id": "cut', JSONL_BLOCK_LINES + 1: "[1, 2]", 2 * JSONL_BLOCK_LINES + 5: "",
+    per_block = JSONL_BLOCK_BYTES // len(json.dumps({**ROW, "event_id": "e-00000", "rating": 1}))
+    lines = 3 * per_block + per_block // 2
+    bad = {2: '{"event_id": "cut', per_block + 1: "[1, 2]", 2 * per_block + 5: "",
            lines: {**ROW, "event_id": "e-last", "text": ["a list"]}}
     path = _jsonl(tmp_path / "long.jsonl", [bad.get(n, {**ROW, "event_id": f"e-{n}", "rating": n % 5 + 1})
                                              for n in range(1, lines + 1)])
     result = read_file(path, load_mapping("feedback_jsonl"), now=NOW)
     reasons = _reasons(result)
-    assert set(reasons) == {2, JSONL_BLOCK_LINES + 1, lines}  # the blank line is not a record
-    assert "invalid JSON" in reasons[2] and "not a JSON object" in reasons[JSONL_BLOCK_LINES + 1]
+    assert path.stat().st_size > 3 * JSONL_BLOCK_BYTES  # four blocks, three of them with a bad line
+    assert set(reasons) == {2, per_block + 1, lines}  # the blank line is not a record
+    assert "invalid JSON" in reasons[2] and "not a JSON object" in reasons[per_block + 1]
     assert "text: is a list" in reasons[lines]
     expected = [n for n in range(1, lines + 1) if n not in bad]
     assert result.valid.source_row.tolist() == expected

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import text_hash
 from .file_records import UnreadableFile, read_records
 from .mapping import Mapping
 from .normalise import canonical
@@ -151,18 +152,19 @@ def _raw_json(record: dict | None) -> str | None:
 
 
 def _content_hash(rows: pa.Table, verified_as_bool: bool) -> pa.Array:
-    """pandas' row hash of the canonical fields, as 16 hex digits. The frame has the dtypes the hash has
-    always been computed on (text as objects, Int64 ratings, nanosecond UTC times; `verified_buyer` as
-    bool where the file had no blank one, else as objects), so a corrected re-delivery of an unchanged
-    row keeps its hash and is not rewritten (nor re-scored). Text reaches pandas as categoricals: pandas
-    hashes an object column through a Categorical of its distinct values anyway, so the hash is the same,
-    and Arrow encodes them without a Python string per row (nor the GIL: files are read on threads)."""
-    fields = rows.select(list(FEEDBACK_FIELDS))
-    fields = pa.Table.from_arrays([pc.dictionary_encode(column) if is_text(column.type) else column
-                                   for column in fields.columns], names=fields.column_names)
-    frame = fields.to_pandas(types_mapper={pa.int16(): pd.Int64Dtype()}.get)
-    frame["created_at"] = frame["created_at"].astype("datetime64[ns, UTC]")
+    """pandas' row hash (`hash_pandas_object`) of the canonical fields, as 16 hex digits: the hash stored
+    rows have always carried, so a corrected re-delivery of an unchanged row keeps its hash and is not
+    rewritten (nor re-scored). Each column is hashed as the frame it was first computed on held it:
+    text as categoricals (`text_hash`, from Arrow's buffers without the GIL: files are read on threads),
+    Int64 ratings, nanosecond UTC times, `verified_buyer` as bool where the file had no blank one, else
+    as objects; those few columns go through pandas' own `hash_array`."""
+    others = rows.select([name for name in FEEDBACK_FIELDS if not is_text(rows.schema.field(name).type)])
+    frame = others.to_pandas(types_mapper={pa.int16(): pd.Int64Dtype()}.get)
+    if "created_at" in frame:
+        frame["created_at"] = frame["created_at"].astype("datetime64[ns, UTC]")
     frame["verified_buyer"] = frame["verified_buyer"].astype(bool if verified_as_bool else object)
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    hashed = text_hash.combine([text_hash.hash_text(rows.column(name)) if name not in frame
+                                else pd.util.hash_pandas_object(frame[name], index=False).to_numpy()
+                                for name in FEEDBACK_FIELDS])
     hex_digits = hashed.astype(">u8").tobytes().hex().encode()
     return pa.array(np.frombuffer(hex_digits, dtype="S16")).cast(pa.string())

@@ -302,9 +302,10 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     with WriteBehind(lake) as writes:
         for i, (_, (changed, keys, reuse)) in enumerate(_read_ahead(lake, read, chunks)):
             is_fresh = ~keys.event_id.isin(reuse.event_id).to_numpy()
-            fresh = changed.filter(pa.array(is_fresh))
+            fresh = changed if is_fresh.all() else changed.filter(pa.array(is_fresh))
             scored_fresh = score_frame(scorer, taxonomy, fresh.select(SCORE_INPUT).to_pandas()) if fresh.num_rows else None
-            reused = changed.filter(pa.array(~is_fresh)).to_pandas().merge(reuse, on=["event_id", "content_hash"], how="inner")
+            reused = (changed.filter(pa.array(~is_fresh)).to_pandas().merge(reuse, on=["event_id", "content_hash"], how="inner")
+                      if len(reuse) else reuse)
             combined = pa.concat_tables([*([_with_scores(fresh, scored_fresh)] if scored_fresh is not None else []),
                                          *([SCORED_SENTIMENT.to_arrow(reused)] if len(reused) else [])])
             metadata = {"enriched_version": upto} if i == len(chunks) - 1 else None
@@ -329,7 +330,7 @@ def _with_scores(rows: pa.Table, scores: pd.DataFrame) -> pa.Table:
     """Enriched rows as read, with their score fields, in scored_sentiment's schema: the enriched columns
     stay Arrow; only the few a scorer reads ever became Python objects (a full round trip through
     pandas cost as much as a fifth of the scorer's own time)."""
-    fields = _SCORE_FIELDS_ONLY.to_arrow(scores.reset_index(drop=True))
+    fields = _SCORE_FIELDS_ONLY.to_arrow(scores[list(SCORE_FIELDS)].reset_index(drop=True))
     return pa.Table.from_arrays(
         [fields.column(f.name) if f.name in SCORE_FIELDS else rows.column(f.name).cast(f.type)
          for f in SCORED_SENTIMENT.arrow_schema],
