@@ -1,4 +1,4 @@
-"""Pipeline benchmark: the whole graph through Dagster against the scorer alone, in one process.
+"""Pipeline benchmark: the whole graph through Dagster against the scorer alone in the same process.
 
     python bench/pipeline.py [--rows 1000000] [--days 30] [--long-days 90] [--samples 3] [--replay-flags 10]
 
@@ -189,6 +189,62 @@ def copy_lake(history: Path, to: Path) -> None:
     point_at(to, landing=history / "landing")
 
 
+def in_child(work, *args):
+    """`work(*args)` in a fresh (spawned) process: its result, and none of its leftovers here."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(work, *args).result()
+
+
+def full_round(root: Path) -> dict:
+    """(In a child process.) The graph over root's landing zone, then the scorer alone on the rows it
+    ingested (sentiment, label, confidence, topic, surface), in the same process."""
+    from rollback_assets.core.lake import Lake
+    from rollback_assets.core.schemas import RAW_FEEDBACK
+    from rollback_assets.core.scoring.base import score_frame
+    from rollback_assets.core.scoring.model_store import ModelStore
+    from rollback_assets.core.scoring.registry import make_scorer
+    from rollback_assets.core.taxonomy import Taxonomy
+
+    point_at(root)
+    reset_peak_rss()
+    wall, steps, peaks = run_job(None)
+    peak_mb = peak_rss_mb()
+    scorer = make_scorer("auto", text_model=ModelStore(Lake(root / "lake").files("models")).current())
+    texts = Lake(root / "lake").read(RAW_FEEDBACK, columns=["text", "rating", "rating_scale", "sentiment_from"])
+    started = time.perf_counter()
+    score_frame(scorer, Taxonomy.load(), texts)
+    alone = time.perf_counter() - started
+    return {"full_graph_s": wall, "scorer_only_s": alone, "ratio": wall / alone, "peak_rss_mb": peak_mb,
+            "steps_s": steps, "step_peak_rss_mb": peaks, "scorer": f"{scorer.name} ({scorer.version})"}
+
+
+def day_round(work: Path, k: int, history: Path, new_files: list[Path], long_root: Path | None,
+              long_new: list[Path] | None) -> dict:
+    """(In a child process.) The first day alone on an empty lake, then one new day on a copy of the
+    --days history and, with `long_root`, one on a copy of the --long-days history."""
+    from rollback_assets.core import demo_data, pipeline
+    from rollback_assets.core.lake import Lake
+    from rollback_assets.core.releases import load_releases_yaml
+
+    first = work / f"first-{k}"
+    point_at(first)
+    demo_data.write_landing_zone(pd.read_parquet(work / "first_day.parquet"), first / "landing", first / "releases.yaml",
+                                 period_days=1, malformed=False)
+    pipeline.register_releases(Lake(first / "lake"), load_releases_yaml(first / "releases.yaml"))
+    first_wall, first_steps, _ = run_job(None)
+    copy_lake(history, work / f"new-{k}")
+    new_wall, new_steps, _ = run_job(new_files)
+    run = {"first_day_s": first_wall, "first_day_steps_s": first_steps, "new_day_s": new_wall,
+           "new_day_steps_s": new_steps, "new_day_to_first_day": new_wall / first_wall}
+    if long_root is not None:
+        copy_lake(long_root, work / f"long-{k}")
+        long_wall, long_steps, _ = run_job(long_new)
+        run.update(long_new_day_s=long_wall, long_new_day_steps_s=long_steps, long_new_day_to_first_day=long_wall / first_wall)
+    for name in ("first", "new", "long"):
+        shutil.rmtree(work / f"{name}-{k}", ignore_errors=True)
+    return run
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -201,88 +257,46 @@ def main() -> int:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "pipeline.json"))
     args = parser.parse_args()
 
-    from rollback_assets.core import demo_data, pipeline
-    from rollback_assets.core.lake import Lake
-    from rollback_assets.core.releases import load_releases_yaml
-    from rollback_assets.core.schemas import RAW_FEEDBACK
-    from rollback_assets.core.scoring.model_store import ModelStore
-    from rollback_assets.core.scoring.registry import make_scorer
-    from rollback_assets.core.scoring.base import score_frame
-    from rollback_assets.core.taxonomy import Taxonomy
+    from rollback_assets.core import demo_data
 
     work = Path(tempfile.mkdtemp(prefix="rollback-bench-"))
     rows_per_day = args.rows // args.days
 
-    def landing_for(root: Path, rows: pd.DataFrame) -> None:
-        point_at(root)
-        demo_data.write_landing_zone(rows, root / "landing", root / "releases.yaml", period_days=1, malformed=False)
-        pipeline.register_releases(Lake(root / "lake"), load_releases_yaml(root / "releases.yaml"))
-
-    def scorer_alone(root: Path) -> tuple[float, object]:
-        """The scorer alone on the rows the graph ingested, in this process: sentiment, label, confidence,
-        topic, surface."""
-        scorer = make_scorer("auto", text_model=ModelStore(Lake(root / "lake").files("models")).current())
-        texts = Lake(root / "lake").read(RAW_FEEDBACK, columns=["text", "rating", "rating_scale", "sentiment_from"])
-        started = time.perf_counter()
-        score_frame(scorer, Taxonomy.load(), texts)
-        return time.perf_counter() - started, scorer
-
     # This machine's speed drifts by a third within an hour (the same scorer run took 31 s and 45 s):
     # every timed run is repeated `--samples` times, a ratio is taken between runs of the same round (close
-    # in time), and the median of the rounds' ratios is reported, with every sample in the JSON.
+    # in time), and the median of the rounds' ratios is reported, with every sample in the JSON. Each round
+    # runs in a fresh process, as each Dagster run does in production (the default run launcher): rounds
+    # run one after another in one process carried the earlier rounds' leftovers (the full graph's peak
+    # RSS rose 1,240 -> 1,476 MB over three rounds, and its time with it).
     # 1. The whole history at once, through Dagster, then the scorer alone on the same rows. The data is
-    #    generated in a child process, so this process's peak RSS is the pipeline's own (memory freed
-    #    after generating a million rows stays with the process: ~1.2 GB counted against the pipeline
-    #    before). Each round starts from its own copy of the landing zone and the registered releases.
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-        n = child.submit(generate, work, rows_per_day, args.days).result()
+    #    generated in a child process too. Each round starts from its own copy of the landing zone and the
+    #    registered releases.
+    n = in_child(generate, work, rows_per_day, args.days)
     full_runs = []
     for k in range(args.samples):
         root = work / f"full-{k}"
         shutil.copytree(work / "full", root)
-        point_at(root)
-        reset_peak_rss()
-        wall, steps, peaks = run_job(None)
-        peak_mb = peak_rss_mb()
-        alone, scorer = scorer_alone(root)
-        full_runs.append({"full_graph_s": wall, "scorer_only_s": alone, "ratio": wall / alone, "peak_rss_mb": peak_mb,
-                          "steps_s": steps, "step_peak_rss_mb": peaks})
-        print(f"round {k + 1}: full graph {wall:.2f} s, scorer alone {alone:.2f} s, ratio {wall / alone:.2f}, "
-              f"peak RSS {peak_mb:,.0f} MB", flush=True)
+        full_runs.append(in_child(full_round, root))
+        run = full_runs[-1]
+        print(f"round {k + 1}: full graph {run['full_graph_s']:.2f} s, scorer alone {run['scorer_only_s']:.2f} s, "
+              f"ratio {run['ratio']:.2f}, peak RSS {run['peak_rss_mb']:,.0f} MB", flush=True)
     history = work / "full-0"  # the first round's lake is the history of the new day at --days
     for k in range(1, args.samples):
         shutil.rmtree(work / f"full-{k}", ignore_errors=True)
 
     # 2. The histories of the day runs. At --days: the lake round 1 left, with the next day's landing
-    #    files. At --long-days, same rows per day: built first, untimed, in a child process (built here,
-    #    the millions of rows' leftovers, allocator arenas and objects the collector then walks, made
-    #    every step of the timed day slower than at --days).
+    #    files. At --long-days, same rows per day: built first, untimed, in a child process.
     new_files = demo_data.write_landing_zone(pd.read_parquet(work / "new_day.parquet"), history / "landing", period_days=1,
                                              malformed=False)
     long_root = work / "long"
-    long_new = None
-    if args.long_days:
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-            long_new = child.submit(build_history, long_root, rows_per_day, args.days, args.long_days).result()
-    first_rows = pd.read_parquet(work / "first_day.parquet")
+    long_new = in_child(build_history, long_root, rows_per_day, args.days, args.long_days) if args.long_days else None
 
     # 3. Rounds of: the first day alone on an empty lake, one new day at --days, one at --long-days.
     day_runs = []
     for k in range(args.samples):
-        landing_for(work / f"first-{k}", first_rows)
-        first_wall, first_steps, _ = run_job(None)
-        copy_lake(history, work / f"new-{k}")
-        new_wall, new_steps, _ = run_job(new_files)
-        run = {"first_day_s": first_wall, "first_day_steps_s": first_steps, "new_day_s": new_wall,
-               "new_day_steps_s": new_steps, "new_day_to_first_day": new_wall / first_wall}
-        if long_new is not None:
-            copy_lake(long_root, work / f"long-{k}")
-            long_wall, long_steps, _ = run_job(long_new)
-            run.update(long_new_day_s=long_wall, long_new_day_steps_s=long_steps, long_new_day_to_first_day=long_wall / first_wall)
-        for name in ("first", "new", "long"):
-            shutil.rmtree(work / f"{name}-{k}", ignore_errors=True)
+        run = in_child(day_round, work, k, history, new_files, long_root if long_new is not None else None, long_new)
         day_runs.append(run)
-        print(f"round {k + 1}: first day {first_wall:.2f} s, new day at {args.days} {new_wall:.2f} s"
+        print(f"round {k + 1}: first day {run['first_day_s']:.2f} s, new day at {args.days} {run['new_day_s']:.2f} s"
               + (f", at {args.long_days} {run['long_new_day_s']:.2f} s" if long_new is not None else ""), flush=True)
 
     # 4. Replay: the policy over every 6-hour look of --long-days days of --replay-flags flags.
@@ -291,7 +305,7 @@ def main() -> int:
     typical = sorted(full_runs, key=lambda r: r["ratio"])[len(full_runs) // 2]  # the median round, for its steps
     assets = ["raw_feedback", "release_artifacts", "enriched_feedback", "sentiment_model", "scored_sentiment",
               "sentiment_daily", "cohort_baselines", "rollback_decisions"]
-    print(f"\nrows {n:,} over {args.days} days; scorer {scorer.name} ({scorer.version}); {args.samples} rounds; "
+    print(f"\nrows {n:,} over {args.days} days; scorer {typical['scorer']}; {args.samples} rounds in fresh processes; "
           f"steps of the median round")
     print(f"{'step':34s} {'seconds':>9s} {'rows/s':>12s} {'peak MB':>9s}")
     for step, seconds in sorted(typical["steps_s"].items(), key=lambda i: (i[0] not in assets, assets.index(i[0]) if i[0] in assets else 0, i[0])):
@@ -305,14 +319,12 @@ def main() -> int:
         return f"{statistics.median(values):.2f} (rounds: {', '.join(f'{v:.2f}' for v in values)})"
 
     ratio = statistics.median([r["ratio"] for r in full_runs])
-    # The first round's: later rounds start with what the earlier ones left resident (1,240 / 1,365 /
-    # 1,476 MB at 1M rows), which a pipeline run in its own process does not carry.
-    peak = full_runs[0]["peak_rss_mb"]
+    peak = max(r["peak_rss_mb"] for r in full_runs)
     day_ratio = statistics.median([r["new_day_to_first_day"] for r in day_runs])
     long_ratio = statistics.median([r["long_new_day_to_first_day"] for r in day_runs]) if long_new is not None else None
     print(f"\nfull graph / scorer only: {summary([r['ratio'] for r in full_runs])} (target <= 1.5)")
     peaks = ", ".join(f"{r['peak_rss_mb']:,.0f}" for r in full_runs)
-    print(f"peak RSS of the full graph, first round: {peak:,.0f} MB (target <= 2048; rounds: {peaks})")
+    print(f"peak RSS of the full graph, largest round: {peak:,.0f} MB (target <= 2048; rounds: {peaks})")
     print(f"new day at {args.days} days of history / first day: {summary([r['new_day_to_first_day'] for r in day_runs])} "
           f"(target <= 1.2); first day {statistics.median([r['first_day_s'] for r in day_runs]):.2f} s, new day "
           f"{statistics.median([r['new_day_s'] for r in day_runs]):.2f} s (medians)")
@@ -330,7 +342,7 @@ def main() -> int:
               f"{replay_figures['looks']} looks: policy over all looks {replay_figures['decide_s']:.2f} s (target <= 10); "
               f"attribution + scoring before it {replay_figures['prepare_s']:.2f} s")
     results = {
-        "rows": n, "days": args.days, "scorer": scorer.version, "samples": args.samples,
+        "rows": n, "days": args.days, "scorer": typical["scorer"], "samples": args.samples,
         "ratio_full_to_scorer": ratio, "peak_rss_mb": peak, "new_day_to_first_day": day_ratio,
         "long_days": args.long_days, "long_new_day_to_first_day": long_ratio,
         "full_graph_rounds": full_runs, "day_rounds": day_runs, "replay": replay_figures,

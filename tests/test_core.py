@@ -514,6 +514,27 @@ def test_a_lake_keeps_its_snapshots_current_with_other_writers(tmp_path):
     assert sorted(copy.read(AUTHOR_VOTES).author_hash) == ["b", "c"]
 
 
+def test_tables_the_lake_creates_are_checkpointed_every_ten_commits_and_read_back_whole(tmp_path):
+    """Opening a table replays the commits after its newest checkpoint; delta-rs checkpoints every 100
+    by default, so a daily lake's opens grew with history. Tables the Lake creates carry Delta's own
+    interval (10), whichever write made them, and every version still reads back."""
+    from rollback_assets.core.lake import Lake
+    from rollback_assets.core.schemas import AUTHOR_VOTES
+
+    lake = Lake(tmp_path)
+    votes = pd.DataFrame({"flag_key": "f", "release_version": "1", "cohort": "c", "author_hash": [f"a{i}" for i in range(12)],
+                          "first_event_id": [f"e{i}" for i in range(12)],
+                          "first_at": pd.date_range("2026-01-01", periods=12, freq="D", tz="UTC")})
+    votes["first_date"] = votes.first_at.dt.date
+    for i in range(12):
+        lake.merge(AUTHOR_VOTES, votes.iloc[i:i + 1])
+    log = tmp_path / AUTHOR_VOTES.name / "_delta_log"
+    assert lake.table(AUTHOR_VOTES).metadata().configuration["delta.checkpointInterval"] == "10"
+    assert sorted(p.name for p in log.glob("*.checkpoint.parquet")) == ["00000000000000000009.checkpoint.parquet"]
+    assert sorted(Lake(tmp_path).read(AUTHOR_VOTES).author_hash) == sorted(votes.author_hash)
+    assert len(Lake(tmp_path).read(AUTHOR_VOTES, version=4)) == 5
+
+
 def test_a_table_with_a_reader_feature_goes_through_deltalake_which_refuses_what_it_cannot_read(tmp_path):
     """Lake.dataset reads the log's files itself only for tables without reader features: a table
     with deletion vectors (Databricks' default for new tables) goes through deltalake, which refuses

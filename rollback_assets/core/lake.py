@@ -41,6 +41,12 @@ COMMIT_ATTEMPTS = 8  # a conflicting commit is retried this many times in all
 COMMIT_BACKOFF_S = 0.05  # first wait; doubles (with jitter) up to COMMIT_BACKOFF_MAX_S
 COMMIT_BACKOFF_MAX_S = 2.0
 MAX_SNAPSHOTS = 32  # pinned-version snapshots a Lake keeps (time travel reads a few versions a step)
+# Properties of every table this Lake creates. A checkpoint every 10 commits (Delta's own default, which
+# Spark's writer uses; delta-rs' is 100): opening a table replays the JSON commits after its newest
+# checkpoint, and a step opens each table it touches (~26 opens a run). A daily run adds a few commits
+# per table, so with 100 an open replayed up to 99 commits; on a 90-day lake with ~38 commits a table,
+# opening all eleven tables took 110 ms without a checkpoint and 67 ms with one.
+TABLE_PROPERTIES = {"delta.checkpointInterval": "10"}
 
 
 class Lake:
@@ -278,11 +284,14 @@ class Lake:
     def _write(self, table: Table, data: pa.Table, mode: str, metadata: dict | None, **options) -> None:
         """Into the snapshot this Lake holds (brought up to date each attempt), when the table exists:
         given a URI, delta-rs opens the table again, replaying its log."""
-        retry_commit(lambda: write_deltalake(
-            self.table(table) if self.exists(table) else self.uri(table), data, mode=mode,
-            partition_by=list(table.partition_by) or None, commit_properties=_commit(metadata),
-            storage_options=self.storage_options, **options,
-        ), table.name)
+        def write() -> None:
+            exists = self.exists(table)
+            write_deltalake(self.table(table) if exists else self.uri(table), data, mode=mode,
+                            partition_by=list(table.partition_by) or None, commit_properties=_commit(metadata),
+                            configuration=None if exists else TABLE_PROPERTIES, storage_options=self.storage_options,
+                            **options)
+
+        retry_commit(write, table.name)
 
     @contextmanager
     def _creating(self, table: Table):
