@@ -40,6 +40,7 @@ from rollback_assets.core.schemas import DECISIONS, FLAG_ACTIONS
 
 from conftest import poll
 from unleash_server import unleash_server  # noqa: F401  (session fixture: a real unleash-server)
+from test_postgres_instance import PG, pg_database  # noqa: F401  (a fresh database on the local PostgreSQL)
 
 of_api = pytest.importorskip("openfeature.api")
 from openfeature.contrib.provider.flagd import FlagdProvider  # noqa: E402
@@ -518,6 +519,30 @@ def test_flag_action_runs_take_the_flag_backend_pool_one_at_a_time(base, tmp_pat
         assert [w.wait(timeout=300) for w in workers] == [0, 0]
     assert [c["key"] for c in read_calls(world.log)] == [world.decision_id]
     assert world.action()["status"] == "applied" and world.state().rollout == 25
+
+
+def test_on_postgres_the_sensor_creates_the_pool_before_two_runs_race_for_it(base, tmp_path, monkeypatch, pg_database):
+    """Dagster creates a pool at its first claim; on PostgreSQL two runs doing that at once crash one of
+    them (InFailedSqlTransaction: 8 of 8 trials with two processes claiming a fresh pool together). The
+    sensor creates the pool when it first asks for a flag run, so two racing runs on a fresh PostgreSQL
+    instance both finish, and the backend is called once."""
+    shipped = yaml.safe_load((Path(flags_module.__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text())
+    storage = {"postgres": {"postgres_db": {"username": PG["user"], "password": "", "hostname": PG["host"],
+                                            "db_name": pg_database, "port": PG["port"], "scheme": "postgresql+psycopg2"}}}
+    with dg.instance_for_test(overrides={"concurrency": shipped["concurrency"], "storage": storage}) as instance:
+        world = World(base, instance, tmp_path, monkeypatch, **{DELAY_ENV: 2})
+        assert flags_module.FLAG_POOL not in instance.event_log_storage.get_concurrency_keys()
+        requests, _ = world.tick()
+        assert [r.run_key for r in requests] == [world.decision_id]  # found in the lake: no audit row yet
+        assert instance.event_log_storage.get_concurrency_info(flags_module.FLAG_POOL).slot_count == 1
+        tests_dir = Path(__file__).resolve().parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir.parent), os.environ.get("PYTHONPATH", "")])}
+        workers = [subprocess.Popen([sys.executable, "-c", RACING_RUN, serialize_value(instance.get_ref()),
+                                     json.dumps(requests[0].run_config), f"{requests[0].run_key}:{i}", str(tests_dir)],
+                                    env=env) for i in range(2)]
+        assert [w.wait(timeout=300) for w in workers] == [0, 0]
+    assert [c["key"] for c in read_calls(world.log)] == [world.decision_id]
+    assert world.action()["status"] == "applied"
 
 
 def test_a_run_holds_the_rows_it_planned_only_while_it_can_still_be_acting(monkeypatch):
