@@ -160,8 +160,7 @@ def _content_hash(rows: pa.Table, verified_as_bool: bool) -> pa.Array:
     as objects; those few columns go through pandas' own `hash_array`."""
     others = rows.select([name for name in FEEDBACK_FIELDS if not is_text(rows.schema.field(name).type)])
     frame = others.to_pandas(types_mapper={pa.int16(): pd.Int64Dtype()}.get)
-    if "created_at" in frame:
-        frame["created_at"] = frame["created_at"].astype("datetime64[ns, UTC]")
+    frame["created_at"] = frame["created_at"].astype("datetime64[ns, UTC]")
     frame["verified_buyer"] = frame["verified_buyer"].astype(bool if verified_as_bool else object)
     hashed = text_hash.combine([text_hash.hash_text(rows.column(name)) if name not in frame
                                 else pd.util.hash_pandas_object(frame[name], index=False).to_numpy()
