@@ -6,8 +6,9 @@ Prints per-asset seconds and rows/s, the ratio full graph / scorer only (target 
 (target <= 2 GB), the cost of one new day at `--days` and at `--long-days` of history (same rows per
 day) against the first day (target <= 1.2; decisions read `sentiment_daily`, not rows, so history
 should not show), and `replay` over `--long-days` days x `--replay-flags` flags of generated history
-(target <= 10 s for the policy over every 6-hour look). Every figure is a ratio against a baseline
-run in the same process, or a wall time; no test asserts a time. Writes bench/results/pipeline.json.
+(target <= 10 s for the policy over every 6-hour look), and the one-off set-up of a process's first
+run. Every figure is a ratio against a baseline run in the same (fresh, warmed-up) process, or a wall
+time; no test asserts a time. Writes bench/results/pipeline.json.
 """
 
 from __future__ import annotations

@@ -510,15 +510,19 @@ def test_flag_action_runs_take_the_flag_backend_pool_one_at_a_time(base, tmp_pat
     shipped = yaml.safe_load((Path(flags_module.__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text())
     with dg.instance_for_test(overrides={"concurrency": shipped["concurrency"]}) as instance:
         world = World(base, instance, tmp_path, monkeypatch, **{DELAY_ENV: 5})
-        request = flags_module._action_request(world.decision_id, [world.decision_id])
-        tests_dir = Path(__file__).resolve().parent
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir.parent), os.environ.get("PYTHONPATH", "")])}
-        workers = [subprocess.Popen([sys.executable, "-c", RACING_RUN, serialize_value(instance.get_ref()),
-                                     json.dumps(request.run_config), f"{request.run_key}:{i}", str(tests_dir)], env=env)
-                   for i in range(2)]
-        assert [w.wait(timeout=300) for w in workers] == [0, 0]
+        assert _race_two_workers(instance, flags_module._action_request(world.decision_id, [world.decision_id])) == [0, 0]
     assert [c["key"] for c in read_calls(world.log)] == [world.decision_id]
     assert world.action()["status"] == "applied" and world.state().rollout == 25
+
+
+def _race_two_workers(instance: dg.DagsterInstance, request: dg.RunRequest) -> list[int]:
+    """Two processes run the request's flag_action_job at once (RACING_RUN); their exit codes."""
+    tests_dir = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir.parent), os.environ.get("PYTHONPATH", "")])}
+    workers = [subprocess.Popen([sys.executable, "-c", RACING_RUN, serialize_value(instance.get_ref()),
+                                 json.dumps(request.run_config), f"{request.run_key}:{i}", str(tests_dir)], env=env)
+               for i in range(2)]
+    return [w.wait(timeout=300) for w in workers]
 
 
 def test_on_postgres_the_sensor_creates_the_pool_before_two_runs_race_for_it(base, tmp_path, monkeypatch, pg_database):
@@ -535,12 +539,7 @@ def test_on_postgres_the_sensor_creates_the_pool_before_two_runs_race_for_it(bas
         requests, _ = world.tick()
         assert [r.run_key for r in requests] == [world.decision_id]  # found in the lake: no audit row yet
         assert instance.event_log_storage.get_concurrency_info(flags_module.FLAG_POOL).slot_count == 1
-        tests_dir = Path(__file__).resolve().parent
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir.parent), os.environ.get("PYTHONPATH", "")])}
-        workers = [subprocess.Popen([sys.executable, "-c", RACING_RUN, serialize_value(instance.get_ref()),
-                                     json.dumps(requests[0].run_config), f"{requests[0].run_key}:{i}", str(tests_dir)],
-                                    env=env) for i in range(2)]
-        assert [w.wait(timeout=300) for w in workers] == [0, 0]
+        assert _race_two_workers(instance, requests[0]) == [0, 0]
     assert [c["key"] for c in read_calls(world.log)] == [world.decision_id]
     assert world.action()["status"] == "applied"
 
