@@ -183,7 +183,9 @@ def _read_jsonl(path: Path, mapping: Mapping) -> tuple[pa.Table, Unreadable, Fla
         end = len(data) if cut < 0 else cut + 1
         block = memoryview(data)[start:end]
         complete = block[-1:] == b"\n"  # False only for a last line without a newline
-        line_count = data.count(b"\n", start, end) + (0 if complete else 1)
+        # Counted by numpy, which releases the GIL (bytes.count held it: 0.2 s over 1M rows' files).
+        newlines = np.count_nonzero(np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start) == ord("\n"))
+        line_count = int(newlines) + (0 if complete else 1)
         table = _arrow_jsonl_block(block, line_count, complete, mapping)
         if table is not None:
             tables.append(_string_frame(table, first_row=first_line, read_columns=set()))
