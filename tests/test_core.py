@@ -535,6 +535,46 @@ def test_tables_the_lake_creates_are_checkpointed_every_ten_commits_and_read_bac
     assert len(Lake(tmp_path).read(AUTHOR_VOTES, version=4)) == 5
 
 
+def test_a_table_made_without_the_checkpoint_interval_gets_it_at_its_next_write_and_a_set_one_stays(tmp_path):
+    """Lakes written before the Lake set `delta.checkpointInterval` kept delta-rs' 100: their first write
+    by this version adds it (one metadata commit), so their opens stop replaying up to 99 commits. Each
+    kind of write does it; an interval someone chose is left as it is."""
+    from deltalake import DeltaTable, write_deltalake
+
+    from rollback_assets.core.lake import Lake
+    from rollback_assets.core.schemas import AUTHOR_VOTES
+
+    votes = pd.DataFrame({"flag_key": "f", "release_version": "1", "cohort": "c", "author_hash": [f"a{i}" for i in range(12)],
+                          "first_event_id": [f"e{i}" for i in range(12)],
+                          "first_at": pd.date_range("2026-01-01", periods=12, freq="D", tz="UTC")})
+    votes["first_date"] = votes.first_at.dt.date
+    writes = {
+        "merge": lambda lake, rows: lake.merge(AUTHOR_VOTES, rows),
+        "append": lambda lake, rows: lake.append(AUTHOR_VOTES, rows),
+        "replace_partitions": lambda lake, rows: lake.replace_partitions(AUTHOR_VOTES, rows, ["2026-01-02"]),
+        "delete": lambda lake, rows: lake.delete(AUTHOR_VOTES, "author_hash = 'a0'"),
+    }
+    for name, write in writes.items():
+        root = tmp_path / name
+        legacy = AUTHOR_VOTES.to_arrow(votes.iloc[:1])
+        write_deltalake(str(root / AUTHOR_VOTES.name), legacy, partition_by=list(AUTHOR_VOTES.partition_by))
+        assert "delta.checkpointInterval" not in DeltaTable(str(root / AUTHOR_VOTES.name)).metadata().configuration
+        lake = Lake(root)
+        write(lake, votes.iloc[1:2])
+        assert Lake(root).table(AUTHOR_VOTES).metadata().configuration["delta.checkpointInterval"] == "10", name
+    lake = Lake(tmp_path / "merge")
+    for i in range(2, 12):
+        lake.merge(AUTHOR_VOTES, votes.iloc[i:i + 1])
+    log = tmp_path / "merge" / AUTHOR_VOTES.name / "_delta_log"
+    assert [p.name for p in log.glob("*.checkpoint.parquet")] == ["00000000000000000009.checkpoint.parquet"]
+    assert sorted(Lake(tmp_path / "merge").read(AUTHOR_VOTES).author_hash) == sorted(votes.author_hash)
+
+    chosen = tmp_path / "chosen" / AUTHOR_VOTES.name
+    write_deltalake(str(chosen), AUTHOR_VOTES.to_arrow(votes.iloc[:1]), configuration={"delta.checkpointInterval": "50"})
+    Lake(tmp_path / "chosen").merge(AUTHOR_VOTES, votes.iloc[1:2])
+    assert DeltaTable(str(chosen)).metadata().configuration["delta.checkpointInterval"] == "50"
+
+
 def test_a_table_with_a_reader_feature_goes_through_deltalake_which_refuses_what_it_cannot_read(tmp_path):
     """Lake.dataset reads the log's files itself only for tables without reader features: a table
     with deletion vectors (Databricks' default for new tables) goes through deltalake, which refuses

@@ -133,8 +133,8 @@ def test_create_append_merge_and_time_travel_on_s3(s3_env, tmp_path, monkeypatch
 
 
 class RacedLake(Lake):
-    """A Lake whose first MERGE snapshot is overtaken: right after taking it, another writer (a second
-    Lake on the same table) commits a MERGE that rewrites the same row, so the first commit conflicts."""
+    """A Lake whose first MERGE snapshot is overtaken: right before its MERGE starts, another writer (a
+    second Lake on the same table) commits a MERGE that rewrites the same row, so the first commit conflicts."""
 
     def __init__(self, root, rival_rows: pd.DataFrame):
         super().__init__(root)
@@ -142,10 +142,22 @@ class RacedLake(Lake):
 
     def table(self, table, version=None):
         snapshot = super().table(table, version)
-        if not self.raced:
-            self.raced = True
-            Lake(self.root).merge(table, self.rival_rows, moved_rows_checked=True)
-        return snapshot
+        return snapshot if self.raced else _Overtaken(snapshot, self, table)
+
+
+class _Overtaken:
+    """A snapshot whose first `merge` lets the rival commit first (anything else passes through)."""
+
+    def __init__(self, snapshot, lake: RacedLake, table):
+        self._snapshot, self._lake, self._table = snapshot, lake, table
+
+    def __getattr__(self, name):
+        return getattr(self._snapshot, name)
+
+    def merge(self, *args, **kwargs):
+        self._lake.raced = True
+        Lake(self._lake.root).merge(self._table, self._lake.rival_rows, moved_rows_checked=True)
+        return self._snapshot.merge(*args, **kwargs)
 
 
 def test_a_merge_conflict_is_retried_and_lands(s3_env, caplog):

@@ -45,7 +45,8 @@ MAX_SNAPSHOTS = 32  # pinned-version snapshots a Lake keeps (time travel reads a
 # Spark's writer uses; delta-rs' is 100): opening a table replays the JSON commits after its newest
 # checkpoint, and a step opens each table it touches (~26 opens a run). A daily run adds a few commits
 # per table, so with 100 an open replayed up to 99 commits; on a 90-day lake with ~38 commits a table,
-# opening all eleven tables took 110 ms without a checkpoint and 67 ms with one.
+# opening all eleven tables took 110 ms without a checkpoint and 67 ms with one. A table made without them
+# (by an earlier version, or another writer) gets the missing ones before this Lake first writes to it.
 TABLE_PROPERTIES = {"delta.checkpointInterval": "10"}
 
 
@@ -56,6 +57,7 @@ class Lake:
         self.root = str(root)
         self.storage_options = storage_options if storage_options is not None else storage.storage_options(self.root)
         self._snapshots: dict[tuple[str, int | None], DeltaTable] = {}
+        self._has_properties: set[str] = set()  # tables known to carry TABLE_PROPERTIES (shared with twins)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_snapshots": {}}  # snapshots are native objects, and cheap to reopen
@@ -286,12 +288,28 @@ class Lake:
         given a URI, delta-rs opens the table again, replaying its log."""
         def write() -> None:
             exists = self.exists(table)
+            if exists:
+                self._add_missing_properties(table)
             write_deltalake(self.table(table) if exists else self.uri(table), data, mode=mode,
                             partition_by=list(table.partition_by) or None, commit_properties=_commit(metadata),
                             configuration=None if exists else TABLE_PROPERTIES, storage_options=self.storage_options,
                             **options)
 
         retry_commit(write, table.name)
+
+    def _add_missing_properties(self, table: Table) -> None:
+        """Before this Lake's first write to an existing table: set the TABLE_PROPERTIES it lacks, in one
+        metadata commit, once per table ever (a value someone set stays). Tables made before they existed
+        kept delta-rs' checkpoint interval of 100. A writer committing at the same moment conflicts with
+        that commit once and retries, as with any concurrent commit."""
+        if table.name in self._has_properties:
+            return
+        configuration = self.table(table).metadata().configuration
+        missing = {key: value for key, value in TABLE_PROPERTIES.items() if key not in configuration}
+        if missing:
+            retry_commit(lambda: self.table(table).alter.set_table_properties(missing), table.name)
+            log.info("%s: set %s (the table was made without them)", table.name, missing)
+        self._has_properties.add(table.name)
 
     @contextmanager
     def _creating(self, table: Table):
@@ -328,6 +346,7 @@ class Lake:
                 return self.version(table), {"num_target_rows_inserted": data.num_rows, "num_target_rows_updated": 0}
         if data.num_rows == 0:
             return self.version(table), {"num_target_rows_inserted": 0, "num_target_rows_updated": 0}
+        self._add_missing_properties(table)
         moved = 0 if moved_rows_checked else self.drop_moved_rows(table, data)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         for part in table.partition_by:
@@ -368,6 +387,7 @@ class Lake:
                     return False
                 self._write(table, data, "append", None)
                 return True
+        self._add_missing_properties(table)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         for name in compared:  # the values as read travel with the row, typed as the table's columns
             data = data.append_column(f"expected_{name}", pa.array([(expected or {}).get(name)], data.schema.field(name).type))
@@ -384,6 +404,7 @@ class Lake:
 
     def delete(self, table: Table, predicate: str, metadata: dict | None = None) -> int:
         """Delete the rows matching a SQL predicate (retried like every commit); returns the version."""
+        self._add_missing_properties(table)
         retry_commit(lambda: self.table(table).delete(predicate, commit_properties=_commit(metadata)), table.name)
         return self.version(table)
 
@@ -406,6 +427,7 @@ class Lake:
         moved = joined[(joined[moving].astype(str).to_numpy() != joined[[f"{m}_new" for m in moving]].astype(str).to_numpy()).any(axis=1)]
         keys = moved[key].unique()
         if len(keys):
+            self._add_missing_properties(table)
             retry_commit(lambda: self.table(table).delete(sql_in(key, keys)), table.name)
         return len(keys)
 
