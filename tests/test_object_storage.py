@@ -32,6 +32,7 @@ from conftest import QUIET
 BUCKET = "rollback-lake"
 ITEMS = Table("items", (Column("item_id", pa.string(), False), Column("value", pa.int64()), Column("note", pa.string())),
               key=("item_id",))
+DAY_ITEMS = Table("day_items", (*ITEMS.columns, Column("day", pa.string(), False)), key=("item_id",), partition_by=("day",))
 
 
 def _free_port() -> int:
@@ -114,20 +115,22 @@ def test_create_append_merge_and_time_travel_on_s3(s3_env, tmp_path, monkeypatch
     lake = Lake(f"s3://{BUCKET}/delta-basics")
     assert not lake.exists(ITEMS) and lake.version(ITEMS) is None and lake.read(ITEMS).empty
 
-    v0 = lake.append(ITEMS, items(("a", 1, "first"), ("b", 2, "first")), metadata={"batch": "one"})
-    v1 = lake.append(ITEMS, items(("c", 3, "second")))
-    v2, metrics = lake.merge(ITEMS, items(("b", 20, "merged"), ("d", 4, "merged")))
-    assert (v0, v1, v2) == (0, 1, 2)
+    # On an object store a table is made empty first (version 0), then written (Lake._creating).
+    v1 = lake.append(ITEMS, items(("a", 1, "first"), ("b", 2, "first")), metadata={"batch": "one"})
+    v2 = lake.append(ITEMS, items(("c", 3, "second")))
+    v3, metrics = lake.merge(ITEMS, items(("b", 20, "merged"), ("d", 4, "merged")))
+    assert (v1, v2, v3) == (1, 2, 3)
     assert (metrics["num_target_rows_updated"], metrics["num_target_rows_inserted"]) == (1, 1)
 
     assert sorted_rows(lake.read(ITEMS)) == [("a", 1, "first"), ("b", 20, "merged"), ("c", 3, "second"), ("d", 4, "merged")]
-    assert sorted_rows(lake.read(ITEMS, version=0)) == [("a", 1, "first"), ("b", 2, "first")]
-    assert sorted_rows(lake.read(ITEMS, version=1)) == [("a", 1, "first"), ("b", 2, "first"), ("c", 3, "second")]
-    assert [(c["version"], c["operation"]) for c in lake.commits_after(ITEMS, 0)] == [(1, "WRITE"), (2, "MERGE")]
+    assert lake.read(ITEMS, version=0).empty
+    assert sorted_rows(lake.read(ITEMS, version=1)) == [("a", 1, "first"), ("b", 2, "first")]
+    assert sorted_rows(lake.read(ITEMS, version=2)) == [("a", 1, "first"), ("b", 2, "first"), ("c", 3, "second")]
+    assert [(c["version"], c["operation"]) for c in lake.commits_after(ITEMS, 0)] == [(1, "WRITE"), (2, "WRITE"), (3, "MERGE")]
     assert lake.commit_metadata(ITEMS, "batch") == "one"
 
     stored = keys_under(s3_env["client"], "delta-basics/items/")
-    assert "delta-basics/items/_delta_log/00000000000000000002.json" in stored
+    assert "delta-basics/items/_delta_log/00000000000000000003.json" in stored
     assert sum(k.endswith(".parquet") for k in stored) >= 3
     assert not list(tmp_path.iterdir()), "nothing may be written to local disk"
 
@@ -167,10 +170,45 @@ def test_a_merge_conflict_is_retried_and_lands(s3_env, caplog):
     with caplog.at_level(logging.WARNING, logger=lake_module.__name__):
         version, metrics = raced.merge(ITEMS, items(("a", 100, "ours"), ("o", 7, "ours")), moved_rows_checked=True)
     assert raced.raced and any("commit conflict" in r.getMessage() for r in caplog.records), "the first commit must have conflicted"
-    assert version == 2 and (metrics["num_target_rows_updated"], metrics["num_target_rows_inserted"]) == (1, 1)
+    assert version == 3 and (metrics["num_target_rows_updated"], metrics["num_target_rows_inserted"]) == (1, 1)
     # Both writers' rows are in; the retried MERGE ran against the rival's commit, so ours wins on "a".
     assert sorted_rows(Lake(root).read(ITEMS)) == [("a", 100, "ours"), ("b", 2, "base"), ("o", 7, "ours"), ("r", 9, "rival")]
-    assert [c["operation"] for c in Lake(root).commits_after(ITEMS, 0)] == ["MERGE", "MERGE"]
+    assert [c["operation"] for c in Lake(root).commits_after(ITEMS, 1)] == ["MERGE", "MERGE"]
+
+
+def test_two_first_writes_of_a_table_on_s3_make_one_table_and_keep_their_meaning(s3_env):
+    """Two writers that both find no table on an object store: each used to create it, delta-rs landed
+    the later creation as the next version and both batches as appends (two first MERGEs of the same
+    500 keys left 1,000 rows in 8 of 8 trials; two first replaces of a day, two copies of its rows).
+    Now the table is made empty first and both write into it as into any table."""
+    import threading
+
+    for trial, write in enumerate(("replace_partitions", "merge", "replace_partitions", "merge")):
+        root = f"s3://{BUCKET}/first-writes-{trial}"
+        barrier = threading.Barrier(2)
+        errors = []
+
+        def first_write(note: str) -> None:
+            rows = items(*[(f"i{i}", i, note) for i in range(200)])
+            lake = Lake(root)
+            barrier.wait()
+            try:
+                if write == "merge":
+                    lake.merge(ITEMS, rows)
+                else:
+                    lake.replace_partitions(DAY_ITEMS, rows.assign(day="2026-11-01"), ["2026-11-01"])
+            except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                errors.append(error)
+
+        writers = [threading.Thread(target=first_write, args=(note,)) for note in ("a", "b")]
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        assert not errors
+        stored = Lake(root).read(ITEMS if write == "merge" else DAY_ITEMS)
+        assert len(stored) == 200 and stored.item_id.is_unique, (trial, write, len(stored))
+        assert stored.note.nunique() == 1, "one writer's rows, whole: the later write replaced or updated them"
 
 
 def test_a_compare_and_set_overtaken_by_another_writer_does_not_write(s3_env, caplog):
