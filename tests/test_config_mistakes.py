@@ -86,6 +86,8 @@ MISTAKES = [
      ["environment", "ROLLBACK_FLAG_BACKEND", "'flagd', 'unleash', 'launchdarkly' or 'webhook'", "'unleesh'"]),
     ("ROLLBACK_DEPLOYMENT=prod", _environment(ROLLBACK_DEPLOYMENT="prod"),
      ["environment", "ROLLBACK_DEPLOYMENT", "'local', 'openai' or 'azure'", "'prod'"]),
+    ("ROLLBACK_LANDING=s3://... (was scanned as a folder named s3:, found empty)", _environment(ROLLBACK_LANDING="s3://feedback/landing"),
+     ["environment", "ROLLBACK_LANDING", "a folder", "mounted", "'s3://feedback/landing'"]),
     ("ROLLBACK_LLM_BUDGET_USD=ten", _environment(ROLLBACK_LLM_BUDGET_USD="ten"),
      ["environment", "ROLLBACK_LLM_BUDGET_USD", "valid number", "'ten'", "allowed: > 0"]),
     ("taxonomy `surfce:` (was a bare KeyError)", _taxonomy_typo,

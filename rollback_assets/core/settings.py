@@ -16,7 +16,7 @@ import logging
 import os
 from typing import Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .config_file import validated
 from .flags import BACKEND_KINDS
@@ -38,7 +38,7 @@ class Settings(BaseModel):
     deployment: Literal[DEPLOYMENTS] = Field("local", alias="ROLLBACK_DEPLOYMENT",
                                              description="which scorer: local (offline), openai or azure")
     lake: str | None = Field(None, alias="ROLLBACK_LAKE", description="lake root folder or URL (default ./lake)")
-    landing: str | None = Field(None, alias="ROLLBACK_LANDING", description="landing zone (default ./landing)")
+    landing: str | None = Field(None, alias="ROLLBACK_LANDING", description="landing zone folder, local or mounted (default ./landing)")
     mappings: str | None = Field(None, alias="ROLLBACK_MAPPINGS", description="folder of your own mapping YAMLs")
     policy: str | None = Field(None, alias="ROLLBACK_POLICY", description="policy YAML (default: shipped policy.yaml)")
     taxonomy: str | None = Field(None, alias="ROLLBACK_TAXONOMY", description="taxonomy YAML (default: shipped)")
@@ -58,6 +58,16 @@ class Settings(BaseModel):
     azure_deployment: str | None = Field(None, alias="ROLLBACK_AZURE_DEPLOYMENT")
     git_url: str | None = Field(None, alias="ROLLBACK_GIT_URL", description="code references open files there")
     git_branch: str = Field("main", alias="ROLLBACK_GIT_BRANCH")
+
+    @field_validator("landing")
+    @classmethod
+    def _landing_is_a_folder(cls, value):
+        """Landing files are listed and read as files (pandas engine and the Spark job alike): an
+        object-store URL would be taken for a folder named `s3:` and found empty, run after run."""
+        if value is not None and "://" in value:
+            raise ValueError("the landing zone is a folder path: local, or an object store mounted as a folder "
+                             "(e.g. /Volumes/... or /dbfs/... on Databricks); a URL is not read")
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
