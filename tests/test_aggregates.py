@@ -183,6 +183,30 @@ def test_a_change_of_releases_rebuilds_every_day(lake_with_a_late_day, tmp_path)
     pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
 
 
+def test_a_change_of_the_aggregation_code_rebuilds_every_day(lake_with_a_late_day, tmp_path, monkeypatch):
+    """Sums made by older code must not stay under the days later runs do not touch: an edit to the code
+    that turns rows into sums (aggregates, negatives_daily or what they import) rebuilds every day once,
+    as a change of releases does; the same code again rewrites nothing."""
+    from rollback_assets.core import code_digest
+
+    source, _, _, _ = lake_with_a_late_day
+    lake = Lake(tmp_path / "lake")
+    pipeline.register_releases(lake, pipeline.read_releases(source))
+    lake.merge(SCORED_SENTIMENT, source.read(SCORED_SENTIMENT))
+    assert pipeline.aggregate_daily(lake).stats["full_rebuild"]
+    assert not pipeline.aggregate_daily(lake).stats["days_rewritten"]
+    edited = code_digest.source_digest
+
+    def after_an_edit(name: str) -> str:
+        return "edited" if name == aggregates.__name__ else edited(name)
+
+    monkeypatch.setattr(code_digest, "source_digest", after_an_edit)
+    result = pipeline.aggregate_daily(lake)
+    assert result.stats["full_rebuild"] and len(result.stats["days_rewritten"]) == DAYS
+    pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
+    assert not pipeline.aggregate_daily(lake).stats["days_rewritten"]
+
+
 def test_the_words_kept_a_day_at_a_time_equal_a_recomputation_from_the_rows(lake_with_a_late_day):
     """negatives_daily after incremental runs and a late day = the summary of every scored row at once."""
     lake, _, _, _ = lake_with_a_late_day

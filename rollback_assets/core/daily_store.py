@@ -21,6 +21,7 @@ import pyarrow.dataset as ds
 
 from . import aggregates, negatives_daily
 from .abuse import BOMB_POSTS_PER_AUTHOR
+from .code_digest import closure_digest
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS
 from .lake import Lake, sql_literal
 from .schemas import AUTHOR_VOTES, NEGATIVES_DAILY, SCORED_SENTIMENT, SENTIMENT_DAILY, is_text
@@ -37,6 +38,18 @@ VOTE_DICTIONARY_COLUMNS = ("attributed_flag", "release_version", "cohort")  # fe
 # author_votes version its sums reflect. Both engines write and read these keys.
 STALE_DAYS = "stale_days"
 VOTES_VERSION = "votes_version"
+
+# sentiment_daily's marker commit also records what its days were summed with: the releases (ages since
+# release, release surfaces) and the code that turns rows into sums and term counts. When either differs
+# from what a run would use, every day is rebuilt, by either engine: sums made by older code would
+# otherwise stay under every day the new runs do not touch, and decisions would mix the two.
+SIGNATURE = "aggregation_signature"
+AGGREGATION_MODULES = (aggregates.__name__, negatives_daily.__name__)
+
+
+def aggregation_signature(releases_version: int | None) -> str:
+    """The value of SIGNATURE for these releases and this code (the aggregation modules' import closure)."""
+    return json.dumps({"releases": releases_version, "code": closure_digest(*AGGREGATION_MODULES)[:16]})
 
 
 def read_narrow(lake: Lake, version: int, days) -> pd.DataFrame:

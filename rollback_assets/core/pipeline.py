@@ -361,14 +361,14 @@ def aggregate_daily(lake: Lake) -> StepResult:
     commits added or removed files in), so it holds whichever engine wrote the rows; plus the days the
     votes commits after the sums' recorded votes version made stale (a run that died between its votes
     and its sums: `daily_store.stale_days`). A change of releases (ages since release, release surfaces)
-    rebuilds every day."""
+    or of the aggregation code rebuilds every day (`daily_store.aggregation_signature`)."""
     upto = lake.version(SCORED_SENTIMENT)
     if upto is None:
         return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0,
                                                           "aggregate_rows": 0})
     releases = read_releases(lake)
-    signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS)})
-    full = lake.commit_metadata(SENTIMENT_DAILY, "release_signature") != signature
+    signature = daily_store.aggregation_signature(lake.version(RELEASE_ARTIFACTS))
+    full = lake.commit_metadata(SENTIMENT_DAILY, daily_store.SIGNATURE) != signature
     days = None if full else lake.touched_partitions(SCORED_SENTIMENT, increments.processed(lake, SENTIMENT_DAILY, "scored_version"), upto)
     votes = None
     # The votes, then each chunk's sums, are written while the next chunk is summed.
@@ -406,7 +406,7 @@ def aggregate_daily(lake: Lake) -> StepResult:
             cube = aggregates.daily(rows, releases, rows.repeat_vote.to_numpy())
             words = negatives_daily.daily(negatives, negatives.repeat_vote.to_numpy(bool))
             last = i == len(chunks) - 1
-            marker = {"scored_version": upto, "release_signature": signature} if last else None
+            marker = {"scored_version": upto, daily_store.SIGNATURE: signature} if last else None
             replaced = [str(d) for d in chunk] + (sorted(emptied) if last else [])
             writes.submit(_write_daily_chunk, words, cube, replaced, marker, overwrite=full and i == 0)
             stats["rows_read"] += len(rows)

@@ -4,8 +4,8 @@ for the days the scored commits touched, each table written with delta-spark.
 What `core.pipeline.aggregate_daily` does in the Dagster process, on the cluster, with the same core
 functions and the same tables, so the decision side reads the same sums whichever engine ran:
 - which days: the partitions `scored_sentiment`'s commits since the recorded `scored_version` added or
-  removed files in (its Delta log, `core.lake.partitions_touched`); a change of releases, or a log
-  that cannot tell, rebuilds every day;
+  removed files in (its Delta log, `core.lake.partitions_touched`); a change of releases or of the
+  aggregation code (`daily_store.aggregation_signature`), or a log that cannot tell, rebuilds every day;
 - `author_votes`: each known author's first word per flag × release × cohort, over the whole history
   (a window ordered by created_at, then event id: `aggregates.first_votes`' order). Incrementally the
   days' first words against the recorded votes, as `core.daily_store.update_votes` does; a vote that
@@ -50,10 +50,10 @@ def aggregate(lake: SparkLake) -> dict:
     if upto is None:
         return stats
     releases = lake.frame(RELEASE_ARTIFACTS, RELEASE_ARTIFACTS.empty_frame())
-    signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS)})
+    signature = daily_store.aggregation_signature(lake.version(RELEASE_ARTIFACTS))
     scored = lake.read(SCORED_SENTIMENT, version=upto)
-    markers = lake.commit_markers(SENTIMENT_DAILY, ["release_signature", "scored_version", daily_store.VOTES_VERSION])
-    full = markers.get("release_signature") != signature
+    markers = lake.commit_markers(SENTIMENT_DAILY, [daily_store.SIGNATURE, "scored_version", daily_store.VOTES_VERSION])
+    full = markers.get(daily_store.SIGNATURE) != signature
     processed = markers.get("scored_version")
     days = None if full or processed is None else lake.touched_partitions(SCORED_SENTIMENT, int(processed), upto)
     if days is None:
@@ -73,7 +73,7 @@ def aggregate(lake: SparkLake) -> dict:
         stats["rows_read"] = rows.count()
         tasks = max(1, -(-stats["rows_read"] // ROWS_PER_TASK))
         rows = rows.withColumn("_task", F.pmod(F.hash(*GROUP), F.lit(tasks)))
-        marker = {"scored_version": upto, "release_signature": signature,
+        marker = {"scored_version": upto, daily_store.SIGNATURE: signature,
                   daily_store.VOTES_VERSION: lake.version(AUTHOR_VOTES)}
         where = None if full else sql_in("created_date", days)
         lake.write(NEGATIVES_DAILY, _words(rows), "overwrite", replace_where=where)
