@@ -8,6 +8,8 @@ release are kept, marked `none`.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -15,6 +17,13 @@ from .aggregates import factorize_keys
 
 DEFAULT_COHORT_DIMENSIONS = ("device", "locale")
 UNKNOWN = "unknown"
+SIGNATURE = "attribution_signature"  # commit metadata of enriched_feedback, in both engines
+
+
+def attribution_signature(releases_version: int | None, cohort_dimensions) -> str:
+    """What enriched rows were attributed with: the releases' table version and the cohort dimensions.
+    Recorded with every attribution; when it differs from what a run would use, every row is attributed again."""
+    return json.dumps({"releases": releases_version, "cohort": list(cohort_dimensions)})
 
 
 def cohort_labels(frame: pd.DataFrame, dimensions: tuple[str, ...] | list[str]) -> pd.Series:

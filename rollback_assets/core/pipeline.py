@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .attribution import attribute
-from . import aggregates, daily_store, increments, negatives_daily
+from . import aggregates, attribution, daily_store, increments, negatives_daily
 from .baselines import baselines_frame, judge_looks, window_edges
 from .ingest import IngestResult, read_file
 from .landing import file_digest
@@ -200,8 +200,8 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
     with the last chunk only, so a run that dies half-way is redone, and the MERGEs make that harmless.
     """
     releases = read_releases(lake)
-    signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS), "cohort": list(cohort_dimensions)})
-    full = lake.commit_metadata(ENRICHED_FEEDBACK, "attribution_signature") != signature
+    signature = attribution.attribution_signature(lake.version(RELEASE_ARTIFACTS), cohort_dimensions)
+    full = lake.commit_metadata(ENRICHED_FEEDBACK, attribution.SIGNATURE) != signature
     upto = lake.version(RAW_FEEDBACK)
     since = increments.processed(lake, ENRICHED_FEEDBACK, "raw_version")
     pending = None if full else increments.changed_since(lake, RAW_FEEDBACK, "ingested_at", since, upto)
@@ -224,7 +224,7 @@ def enrich(lake: Lake, cohort_dimensions: tuple[str, ...]) -> StepResult:
             # records the raw version now fully processed.
             metadata = {"enriched_at": now}
             if i == len(chunks) - 1:
-                metadata.update(attribution_signature=signature, raw_version=upto)
+                metadata.update({attribution.SIGNATURE: signature, "raw_version": upto})
             if full and i == 0:
                 writes.submit(Lake.overwrite, ENRICHED_FEEDBACK, enriched, metadata=metadata)
             else:

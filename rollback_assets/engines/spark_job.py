@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import pyarrow as pa
 
-from ..core.attribution import DEFAULT_COHORT_DIMENSIONS, attribute
+from ..core.attribution import DEFAULT_COHORT_DIMENSIONS, SIGNATURE, attribute, attribution_signature
 from ..core.ingest import read_file
 from ..core.landing import file_digest, scan_landing_zone, select_candidates
 from ..core.daily_store import days_listed
@@ -158,9 +158,9 @@ def enrich(lake: SparkLake, cohort_dimensions: tuple[str, ...], now: datetime) -
     from pyspark.sql import functions as F
 
     releases = lake.frame(RELEASE_ARTIFACTS, RELEASE_ARTIFACTS.empty_frame())
-    signature = json.dumps({"releases": lake.version(RELEASE_ARTIFACTS), "cohort": list(cohort_dimensions)})
-    markers = lake.commit_markers(ENRICHED_FEEDBACK, ["attribution_signature", "raw_watermark"])
-    full = markers.get("attribution_signature") != signature
+    signature = attribution_signature(lake.version(RELEASE_ARTIFACTS), cohort_dimensions)
+    markers = lake.commit_markers(ENRICHED_FEEDBACK, [SIGNATURE, "raw_watermark"])
+    full = markers.get(SIGNATURE) != signature
     watermark = None if full else _timestamp(markers.get("raw_watermark"))
     stats = {"rows_attributed": 0, "full_reattribution": full, "by_method": {}, "version": lake.version(ENRICHED_FEEDBACK)}
     if not lake.exists(RAW_FEEDBACK):
@@ -180,7 +180,7 @@ def enrich(lake: SparkLake, cohort_dimensions: tuple[str, ...], now: datetime) -
         summary = enriched.groupBy("attribution").agg(F.count("*").alias("n"), F.max("ingested_at").alias("newest")).collect()
         if not summary:
             return stats
-        metadata = {"attribution_signature": signature, "raw_watermark": _newest(summary, watermark)}
+        metadata = {SIGNATURE: signature, "raw_watermark": _newest(summary, watermark)}
         if full:
             version = lake.write(ENRICHED_FEEDBACK, enriched, "overwrite", metadata)
         else:
