@@ -21,8 +21,8 @@ import pyarrow.dataset as ds
 
 from . import aggregates, negatives_daily
 from .abuse import BOMB_POSTS_PER_AUTHOR
-from .code_digest import closure_digest
 from .baselines import BASELINE_INPUT_COLUMNS, CATEGORICAL_COLUMNS
+from .code_digest import closure_digest
 from .lake import Lake, sql_literal
 from .schemas import AUTHOR_VOTES, NEGATIVES_DAILY, SCORED_SENTIMENT, SENTIMENT_DAILY, is_text
 

@@ -23,7 +23,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from .attribution import attribute
 from . import aggregates, attribution, daily_store, increments, negatives_daily
 from .baselines import baselines_frame, judge_looks, window_edges
 from .ingest import IngestResult, read_file
@@ -249,7 +248,7 @@ def _attributed(raw: pa.Table, releases: pd.DataFrame, cohort_dimensions: tuple[
     """`attribute` on the columns it reads; every other raw column passes through as Arrow (a pandas round
     trip of all of them cost more than the attribution itself)."""
     read = list(dict.fromkeys(["product", "app_version", "created_at", *cohort_dimensions]))
-    decided = attribute(daily_store.dictionary_frame(raw.select(read), read), releases, cohort_dimensions)
+    decided = attribution.attribute(daily_store.dictionary_frame(raw.select(read), read), releases, cohort_dimensions)
     columns = {}
     for column in ENRICHED_FEEDBACK.columns:
         if column.name == "enriched_at":
