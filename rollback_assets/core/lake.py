@@ -288,8 +288,6 @@ class Lake:
         given a URI, delta-rs opens the table again, replaying its log."""
         def write() -> None:
             exists = self.exists(table)
-            if exists:
-                self._add_missing_properties(table)
             write_deltalake(self.table(table) if exists else self.uri(table), data, mode=mode,
                             partition_by=list(table.partition_by) or None, commit_properties=_commit(metadata),
                             configuration=None if exists else TABLE_PROPERTIES, storage_options=self.storage_options,
@@ -331,9 +329,11 @@ class Lake:
         meant. On a local lake the first writers take turns on a lock file, so the second finds the table
         the first made (and merges into it). On an object store, where no lock is shared, the table is
         first made empty (`_create_empty`) and every writer then takes the existing-table path (a MERGE,
-        a replace, an overwrite), whose commits conflict and retry as they do on a table that exists."""
+        a replace, an overwrite), whose commits conflict and retry as they do on a table that exists.
+        Every write but a delete enters here, so a table that exists gets its missing properties here."""
         local = "://" not in self.root or self.root.startswith("file://")
         if self.exists(table):
+            self._add_missing_properties(table)
             yield
             return
         if not local:
@@ -365,7 +365,6 @@ class Lake:
                 return self.version(table), {"num_target_rows_inserted": data.num_rows, "num_target_rows_updated": 0}
         if data.num_rows == 0:
             return self.version(table), {"num_target_rows_inserted": 0, "num_target_rows_updated": 0}
-        self._add_missing_properties(table)
         moved = 0 if moved_rows_checked else self.drop_moved_rows(table, data)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         for part in table.partition_by:
@@ -406,7 +405,6 @@ class Lake:
                     return False
                 self._write(table, data, "append", None)
                 return True
-        self._add_missing_properties(table)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         for name in compared:  # the values as read travel with the row, typed as the table's columns
             data = data.append_column(f"expected_{name}", pa.array([(expected or {}).get(name)], data.schema.field(name).type))
@@ -446,8 +444,7 @@ class Lake:
         moved = joined[(joined[moving].astype(str).to_numpy() != joined[[f"{m}_new" for m in moving]].astype(str).to_numpy()).any(axis=1)]
         keys = moved[key].unique()
         if len(keys):
-            self._add_missing_properties(table)
-            retry_commit(lambda: self.table(table).delete(sql_in(key, keys)), table.name)
+            self.delete(table, sql_in(key, keys))
         return len(keys)
 
     @staticmethod
