@@ -148,7 +148,12 @@ def graph_defs(demo_env):
 
 @pytest.fixture(scope="session")
 def first_run(demo_env, graph_defs, dagster_instance) -> GraphRun:
-    result = run_job(graph_defs, dagster_instance)
+    # Chunks of 20k rows (the demo has ~60k): the first run then goes the way a large backfill does, the
+    # scorer in its worker process and each chunk's days summed while the next is scored
+    # (pipeline.score_and_aggregate); the tests on it hold that path to the same decisions and sums.
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(pipeline, "CHUNK_ROWS", 20_000)
+        result = run_job(graph_defs, dagster_instance)
     return capture(result, demo_env.lake, tables=("rollback_decisions", "cohort_baselines", "raw_feedback", "quarantine"))
 
 

@@ -7,6 +7,7 @@ local Delta lake, one landing file at a time, so each run is an incremental batc
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from rollback_assets.core import aggregates, daily_store, demo_data, negatives_daily, pipeline
@@ -205,6 +206,84 @@ def test_a_change_of_the_aggregation_code_rebuilds_every_day(lake_with_a_late_da
     assert result.stats["full_rebuild"] and len(result.stats["days_rewritten"]) == DAYS
     pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
     assert not pipeline.aggregate_daily(lake).stats["days_rewritten"]
+
+
+def _every_table(lake: Lake) -> dict[str, pd.DataFrame]:
+    """The scored rows and the daily tables, sorted, without what a write stamps (when it ran)."""
+    tables = {}
+    for table in (SCORED_SENTIMENT, SENTIMENT_DAILY, NEGATIVES_DAILY, AUTHOR_VOTES):
+        frame = lake.read(table).drop(columns=["ingested_at", "enriched_at"], errors="ignore")
+        frame = frame.astype({c: str for c in frame.columns if frame[c].dtype in (object, "category")})
+        tables[table.name] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    return tables
+
+
+def test_a_first_build_summed_while_scoring_equals_scoring_then_summing(tmp_path, monkeypatch):
+    """score_and_aggregate on a first build: chunks scored in the worker process and each chunk's days
+    summed from its rows as they come back, votes from enriched_feedback. Every table equals what
+    `score` (one chunk, in this process) then `aggregate_daily` make; so does the next, incremental, batch
+    (there score_and_aggregate is score then aggregate_daily); and the markers let the next run rewrite nothing."""
+    from rollback_assets.core.scoring import worker
+
+    frame = demo_data.generate(demo_data.DemoSpec(rows_per_day=150, days=DAYS))
+    last_day = frame.created_at.dt.date.astype(str) == day(DAYS - 1)
+    files = demo_data.write_landing_zone(frame[~last_day], tmp_path / "landing", tmp_path / "releases.yaml",
+                                         period_days=1, malformed=False)
+    later = demo_data.write_landing_zone(frame[last_day], tmp_path / "later", period_days=1, malformed=False)
+    submitted = []
+    worker_submit = worker.WorkerProcess.submit
+    monkeypatch.setattr(worker.WorkerProcess, "submit", lambda self, rows: submitted.append(rows.num_rows) or worker_submit(self, rows))
+    lakes = {}
+    for name, chunk_rows in (("in_turn", pipeline.CHUNK_ROWS), ("alongside", 400)):
+        lake = lakes[name] = Lake(tmp_path / name)
+        pipeline.register_releases(lake, load_releases_yaml(tmp_path / "releases.yaml"))
+        monkeypatch.setattr(pipeline, "CHUNK_ROWS", chunk_rows)
+        for batch in (files, later):
+            pipeline.ingest(lake, pipeline.pending_files(lake, [(f, load_mapping(f.parent.name)) for f in batch]),
+                            author_salt="aggregates-test-salt")
+            pipeline.enrich(lake, ("device", "locale"))
+            if name == "in_turn":
+                pipeline.score(lake, LexiconScorer(), Taxonomy.load())
+                daily = pipeline.aggregate_daily(lake)
+            else:
+                _, daily = pipeline.score_and_aggregate(lake, LexiconScorer(), Taxonomy.load())
+            if batch is files:
+                assert daily.stats["full_rebuild"] and len(daily.stats["days_rewritten"]) == DAYS - 1
+                assert daily.stats["rows_read"] == len(frame[~last_day])
+                if name == "alongside":  # several chunks, each scored in the worker
+                    assert len(submitted) > 2 and sum(submitted) == len(frame[~last_day])
+            else:
+                assert daily.stats["days_rewritten"][-1] == day(DAYS - 1) and not daily.stats["full_rebuild"]
+        assert lake.commit_metadata(SENTIMENT_DAILY, "scored_version") == str(lake.version(SCORED_SENTIMENT))
+        assert not pipeline.aggregate_daily(lake).stats["days_rewritten"]  # nothing left for a next run
+    expected, built = _every_table(lakes["in_turn"]), _every_table(lakes["alongside"])
+    for name, table in expected.items():
+        pd.testing.assert_frame_equal(built[name], table, check_dtype=False, obj=name)
+    pd.testing.assert_frame_equal(stored(lakes["alongside"]), recomputed(lakes["alongside"]), check_dtype=False)
+
+
+def test_an_offline_scorer_scores_in_a_worker_process_and_an_llm_scorer_in_the_steps(monkeypatch):
+    """The worker for the lexicon or the calibrated model when a run has two chunks or more; the step's own
+    process for one chunk (a worker's start costs more than a chunk saves) and for an LLM scorer (its
+    budget, cache and key stay in the step's process). Both score alike."""
+    from rollback_assets.core.scoring import worker
+    from rollback_assets.core.scoring.llm import LLMConfig, LLMScorer
+
+    taxonomy = Taxonomy.load()
+    llm = LLMScorer("openai", LLMConfig(api_key="sk-test-not-used", base_url="http://127.0.0.1:9/v1"), taxonomy)
+    assert isinstance(worker.scoring(llm, taxonomy, 5), worker.InProcess)
+    assert isinstance(worker.scoring(LexiconScorer(), taxonomy, 1), worker.InProcess)
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 1)
+    assert isinstance(worker.scoring(LexiconScorer(), taxonomy, 5), worker.InProcess)
+    monkeypatch.undo()
+    rows = pa.table({"text": ["love it", "the checkout crashes every time", None], "rating": [None, None, 5.0],
+                     "rating_scale": [None, None, "stars"], "sentiment_from": ["text", "text", "rating"]})
+    process = worker.scoring(LexiconScorer(), taxonomy, 5)
+    try:
+        assert isinstance(process, worker.WorkerProcess)
+        assert process.submit(rows).result().equals(worker.InProcess(LexiconScorer(), taxonomy).submit(rows).result())
+    finally:
+        process.close()
 
 
 def test_the_words_kept_a_day_at_a_time_equal_a_recomputation_from_the_rows(lake_with_a_late_day):

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from . import aggregates, attribution, daily_store, increments, negatives_daily
-from .baselines import baselines_frame, judge_looks, window_edges
+from .baselines import CATEGORICAL_COLUMNS, baselines_frame, judge_looks, window_edges
 from .ingest import IngestResult, read_file
 from .landing import file_digest
 from .mapping import Mapping
@@ -32,11 +32,12 @@ from .normalise import require_author_salt
 from .lake import Lake, WriteBehind
 from .policy import PolicyConfig, known_bad_releases, make_decisions
 from .scoring import calibrated
-from .scoring.base import Scorer, score_frame
+from .scoring import worker as scoring_worker
+from .scoring.base import Scorer
 from .scoring.model_store import ModelStore
 from .schemas import (
     AUTHOR_VOTES, BUSINESS_KPIS, COHORT_BASELINES, DECISIONS, ENRICHED_FEEDBACK, LANDING_FILES, NEGATIVES_DAILY, QUARANTINE,
-    RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_COLUMNS, SCORE_FIELDS, SCORED_SENTIMENT, SENTIMENT_DAILY, Table,
+    RAW_FEEDBACK, RELEASE_ARTIFACTS, SCORE_FIELDS, SCORED_SENTIMENT, SENTIMENT_DAILY, Table,
 )
 from .taxonomy import Taxonomy
 
@@ -282,9 +283,37 @@ def train_text_model(lake: Lake, store: ModelStore) -> StepResult:
 
 
 # ---------------------------------------------------------------- enriched -> scored
+@dataclass
+class _ScorePlan:
+    """What a score run reads: the enriched version it scores up to, the rows changed since the last run
+    (None: every row), and those rows' days in chunks."""
+    upto: int | None
+    pending: ds.Expression | None
+    chunks: list[list]
+
+
 def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     """Score rows attributed since the enriched version the last run processed, a chunk of days at
-    a time. A row whose text did not change keeps its score (re-attribution never re-scores)."""
+    a time. A row whose text did not change keeps its score (re-attribution never re-scores). An
+    offline scorer scores in a worker process while this one writes the chunk before (scoring.worker)."""
+    return _score_chunks(lake, _score_plan(lake), scorer, taxonomy, alongside=None)
+
+
+def score_and_aggregate(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> tuple[StepResult, StepResult]:
+    """`score`, then `aggregate_daily`; but on a first build (every enriched row is to be scored and every
+    day of the daily tables rebuilt: a first run, a re-derivation from scratch) each chunk's days are
+    summed from its rows as soon as they are scored, while the worker scores the next chunk
+    (`_DailyAlongside`): the daily step's work hides behind the scorer's instead of following it."""
+    plan = _score_plan(lake)
+    signature = daily_store.aggregation_signature(lake.version(RELEASE_ARTIFACTS))
+    if plan.pending is not None or len(plan.chunks) < 2 or not _rebuilds_daily(lake, signature):
+        return _score_chunks(lake, plan, scorer, taxonomy, alongside=None), aggregate_daily(lake)
+    alongside = _DailyAlongside(lake, plan.upto, signature)
+    return _score_chunks(lake, plan, scorer, taxonomy, alongside), alongside.result()
+
+
+def _score_plan(lake: Lake) -> _ScorePlan:
+    """The run's plan; rows that moved day since they were scored leave their old day first."""
     upto = lake.version(ENRICHED_FEEDBACK)
     since = increments.processed(lake, SCORED_SENTIMENT, "enriched_version")
     pending = increments.changed_since(lake, ENRICHED_FEEDBACK, "enriched_at", since, upto)
@@ -292,34 +321,74 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     keys = lake.read_arrow(ENRICHED_FEEDBACK, columns=["event_id", "created_date"], filter=pending, version=upto,
                            days=changed_days)
     lake.drop_moved_rows(SCORED_SENTIMENT, keys, days=changed_days)
-    chunks = increments.date_chunks(keys.column("created_date"), CHUNK_ROWS)
+    return _ScorePlan(upto, pending, increments.date_chunks(keys.column("created_date"), CHUNK_ROWS))
+
+
+@dataclass
+class _ScoringChunk:
+    """A chunk from its submission to the scorer until it is written."""
+    days: list
+    fresh: pa.Table  # the rows whose text is new since they were last scored, if ever: being scored
+    reused: pd.DataFrame  # the others, with the scores they have
+    scores: Future | None  # score_fields of `fresh`
+
+
+def _score_chunks(lake: Lake, plan: _ScorePlan, scorer: Scorer, taxonomy: Taxonomy,
+                  alongside: _DailyAlongside | None) -> StepResult:
+    """Each chunk read (a chunk ahead, on a thread), scored (in the worker, with a chunk queued behind it),
+    then written (behind, on a thread); with `alongside`, written together with its days' sums."""
     stats = {"rows_scored": 0, "rows_reused": 0, "scorer": scorer.name, "scorer_version": scorer.version}
     negatives, confidence = 0, 0.0
 
     def read(twin: Lake, days: list) -> tuple[pa.Table, pd.DataFrame, pd.DataFrame]:
-        changed = twin.read_arrow(ENRICHED_FEEDBACK, filter=pending, version=upto, days=days)
+        changed = twin.read_arrow(ENRICHED_FEEDBACK, filter=plan.pending, version=plan.upto, days=days)
         keys = changed.select(["event_id", "content_hash", "created_date"]).to_pandas()
         return changed, keys, _reusable_scores(twin, keys)
 
-    # The next chunk is read and the last one merged while a chunk is scored (the reuse lookup and the
-    # MERGE touch other days).
-    with WriteBehind(lake) as writes:
-        for i, (_, (changed, keys, reuse)) in enumerate(_read_ahead(lake, read, chunks)):
-            is_fresh = ~keys.event_id.isin(reuse.event_id).to_numpy()
-            fresh = changed if is_fresh.all() else changed.filter(pa.array(is_fresh))
-            scored_fresh = score_frame(scorer, taxonomy, fresh.select(SCORE_INPUT).to_pandas()) if fresh.num_rows else None
-            reused = (changed.filter(pa.array(~is_fresh)).to_pandas().merge(reuse, on=["event_id", "content_hash"], how="inner")
-                      if len(reuse) else reuse)
-            combined = pa.concat_tables([*([_with_scores(fresh, scored_fresh)] if scored_fresh is not None else []),
-                                         *([SCORED_SENTIMENT.to_arrow(reused)] if len(reused) else [])])
-            metadata = {"enriched_version": upto} if i == len(chunks) - 1 else None
+    def submit(days: list, changed: pa.Table, keys: pd.DataFrame, reuse: pd.DataFrame) -> _ScoringChunk:
+        is_fresh = ~keys.event_id.isin(reuse.event_id).to_numpy()
+        fresh = changed if is_fresh.all() else changed.filter(pa.array(is_fresh))
+        reused = (changed.filter(pa.array(~is_fresh)).to_pandas().merge(reuse, on=["event_id", "content_hash"], how="inner")
+                  if len(reuse) else reuse)
+        return _ScoringChunk(days, fresh, reused, scorers.submit(fresh.select(SCORE_INPUT)) if fresh.num_rows else None)
+
+    def write(chunk: _ScoringChunk, index: int) -> None:
+        nonlocal negatives, confidence
+        scores = chunk.scores.result() if chunk.scores is not None else None
+        combined = pa.concat_tables([*([_with_scores(chunk.fresh, scores)] if scores is not None else []),
+                                     *([SCORED_SENTIMENT.to_arrow(chunk.reused)] if len(chunk.reused) else [])])
+        last = index == len(plan.chunks) - 1
+        metadata = {"enriched_version": plan.upto} if last else None
+        if alongside is None:
             writes.submit(_merged, SCORED_SENTIMENT, combined, metadata=metadata, moved_rows_checked=True)
-            stats["rows_scored"] += fresh.num_rows
-            stats["rows_reused"] += len(reused)
-            if scored_fresh is not None:
-                negatives += int((scored_fresh.sentiment_label == "negative").sum())
-                confidence += float(scored_fresh.confidence.sum())
-        version = writes.wait() if chunks else lake.version(SCORED_SENTIMENT)
+        else:
+            alongside.add(writes, chunk.days, combined, metadata, first=index == 0, last=last)
+        stats["rows_scored"] += chunk.fresh.num_rows
+        stats["rows_reused"] += len(chunk.reused)
+        if scores is not None:
+            negatives += pc.sum(pc.equal(scores.column("sentiment_label"), "negative")).as_py() or 0
+            confidence += pc.sum(scores.column("confidence")).as_py() or 0.0
+
+    scorers = scoring_worker.scoring(scorer, taxonomy, len(plan.chunks))
+    try:
+        # The next chunk is read, and the one before written, while a chunk is scored (the reuse lookup and
+        # the MERGE touch other days).
+        with WriteBehind(lake) as writes:
+            queued: deque[_ScoringChunk] = deque()
+            written = 0
+            for i, (days, (changed, keys, reuse)) in enumerate(_read_ahead(lake, read, plan.chunks)):
+                queued.append(submit(days, changed, keys, reuse))
+                if i == 0 and alongside is not None:
+                    alongside.begin(writes)  # while the first chunk is scored
+                while len(queued) > scorers.ahead:
+                    write(queued.popleft(), written)
+                    written += 1
+            while queued:
+                write(queued.popleft(), written)
+                written += 1
+            version = writes.wait() if plan.chunks else lake.version(SCORED_SENTIMENT)
+    finally:
+        scorers.close()
     if stats["rows_scored"]:
         stats["negative_share"] = round(negatives / stats["rows_scored"], 4)
         stats["mean_confidence"] = round(confidence / stats["rows_scored"], 4)
@@ -327,14 +396,12 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
 
 
 SCORE_INPUT = ["text", "rating", "rating_scale", "sentiment_from"]  # what score_frame reads of a row
-_SCORE_FIELDS_ONLY = Table("score_fields", SCORE_COLUMNS, key=())
 
 
-def _with_scores(rows: pa.Table, scores: pd.DataFrame) -> pa.Table:
-    """Enriched rows as read, with their score fields, in scored_sentiment's schema: the enriched columns
-    stay Arrow; only the few a scorer reads ever became Python objects (a full round trip through
-    pandas cost as much as a fifth of the scorer's own time)."""
-    fields = _SCORE_FIELDS_ONLY.to_arrow(scores[list(SCORE_FIELDS)].reset_index(drop=True))
+def _with_scores(rows: pa.Table, fields: pa.Table) -> pa.Table:
+    """Enriched rows as read, with their score fields (scoring.worker.score_fields), in scored_sentiment's
+    schema: the enriched columns stay Arrow; only the few a scorer reads ever became Python objects (a
+    full round trip through pandas cost as much as a fifth of the scorer's own time)."""
     return pa.Table.from_arrays(
         [fields.column(f.name) if f.name in SCORE_FIELDS else rows.column(f.name).cast(f.type)
          for f in SCORED_SENTIMENT.arrow_schema],
@@ -367,7 +434,7 @@ def aggregate_daily(lake: Lake) -> StepResult:
                                                           "aggregate_rows": 0})
     releases = read_releases(lake)
     signature = daily_store.aggregation_signature(lake.version(RELEASE_ARTIFACTS))
-    full = lake.commit_metadata(SENTIMENT_DAILY, daily_store.SIGNATURE) != signature
+    full = _rebuilds_daily(lake, signature)
     days = None if full else lake.touched_partitions(SCORED_SENTIMENT, increments.processed(lake, SENTIMENT_DAILY, "scored_version"), upto)
     votes = None
     # The votes, then each chunk's sums, are written while the next chunk is summed.
@@ -396,14 +463,12 @@ def aggregate_daily(lake: Lake) -> StepResult:
             rows = daily_store.read_narrow(twin, upto, chunk)
             # A row is its author's first vote only on its own day: the chunk's days' votes suffice (matching
             # a chunk against every vote of the history cost ~0.5 s per chunk at 1M rows).
-            first_ids = (votes.filter(pc.is_in(votes.column("first_date"), pa.array(chunk, pa.date32())))
-                         .column("first_event_id").to_pandas() if votes is not None else daily_store.first_ids(twin, rows))
+            first_ids = _first_ids_on(votes, chunk) if votes is not None else daily_store.first_ids(twin, rows)
             rows["repeat_vote"] = aggregates.repeat_votes(rows, first_ids)
             return rows, daily_store.with_text(twin, rows, chunk, upto)
 
         for i, (chunk, (rows, negatives)) in enumerate(_read_ahead(lake, read, chunks)):
-            cube = aggregates.daily(rows, releases, rows.repeat_vote.to_numpy())
-            words = negatives_daily.daily(negatives, negatives.repeat_vote.to_numpy(bool))
+            cube, words = _daily_sums(rows, negatives, releases)
             last = i == len(chunks) - 1
             marker = {"scored_version": upto, daily_store.SIGNATURE: signature} if last else None
             replaced = [str(d) for d in chunk] + (sorted(emptied) if last else [])
@@ -412,6 +477,80 @@ def aggregate_daily(lake: Lake) -> StepResult:
             stats["aggregate_rows"] += len(cube)
         version = writes.wait()
     return StepResult(version, stats)
+
+
+def _rebuilds_daily(lake: Lake, signature: str) -> bool:
+    """Whether the daily tables' next run rebuilds every day: their sums were made with other releases or
+    other code (`signature`: daily_store.aggregation_signature), or record no scored version processed."""
+    return (lake.commit_metadata(SENTIMENT_DAILY, daily_store.SIGNATURE) != signature
+            or increments.processed(lake, SENTIMENT_DAILY, "scored_version") is None)
+
+
+def _first_ids_on(votes: pa.Table, days: list) -> pd.Series:
+    """Event ids of the first votes (AUTHOR_VOTES rows of the whole history) on `days`: a row is its
+    author's first vote only on its own day (matching a chunk against every vote of the history cost ~0.5 s
+    per chunk at 1M rows)."""
+    return votes.filter(pc.is_in(votes.column("first_date"), pa.array(days, pa.date32()))).column("first_event_id").to_pandas()
+
+
+def _daily_sums(rows: pd.DataFrame, negatives: pd.DataFrame, releases: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Whole days' SENTIMENT_DAILY and NEGATIVES_DAILY rows: from `rows` (marked `repeat_vote`) and their
+    relevant negatives with text."""
+    return (aggregates.daily(rows, releases, rows.repeat_vote.to_numpy()),
+            negatives_daily.daily(negatives, negatives.repeat_vote.to_numpy(bool)))
+
+
+class _DailyAlongside:
+    """sentiment_daily, negatives_daily and author_votes rebuilt from the rows `_score_chunks` scores: each
+    chunk's days summed once its scores are back (while the worker scores the next chunk) and written
+    right after its rows, in the same write. Exact on a first build only (`score_and_aggregate`): every
+    enriched row is being scored, so a chunk holds every row its days will have in scored_sentiment and
+    nothing is read back; the votes (each author's first word over the history) come from
+    enriched_feedback at the version scored, whose rows and attribution columns (VOTE_INPUT_COLUMNS)
+    scored_sentiment copies. A run that dies half-way left no marker: the next one builds again."""
+
+    def __init__(self, lake: Lake, enriched_version: int, signature: str):
+        self.lake, self.enriched_version, self.signature = lake, enriched_version, signature
+        self.releases = read_releases(lake)
+        self.votes: pa.Table | None = None
+        self.version: int | None = None  # sentiment_daily's, once written
+        self.days = daily_store.table_days(lake, SENTIMENT_DAILY)  # the old ones go too (the first chunk overwrites)
+        self.stats = {"full_rebuild": True, "rows_read": 0, "aggregate_rows": 0}
+
+    def begin(self, writes: WriteBehind) -> None:
+        """The whole history's first votes, written before any sums that count them."""
+        self.votes = aggregates.first_votes_table(self.lake.read_arrow(
+            ENRICHED_FEEDBACK, columns=daily_store.VOTE_INPUT_COLUMNS, filter=~ds.field("author_hash").is_null(),
+            version=self.enriched_version, dictionary=daily_store.VOTE_DICTIONARY_COLUMNS))
+        writes.submit(Lake.overwrite, AUTHOR_VOTES, self.votes)
+
+    def add(self, writes: WriteBehind, days: list, scored: pa.Table, scored_metadata: dict | None, first: bool,
+            last: bool) -> None:
+        """A chunk's scored rows (every row of `days`): their sums, then one write of rows and sums."""
+        rows = daily_store.dictionary_frame(scored.select(daily_store.AGGREGATE_INPUT_COLUMNS), CATEGORICAL_COLUMNS)
+        rows["repeat_vote"] = aggregates.repeat_votes(rows, _first_ids_on(self.votes, days))
+        negatives = rows[negatives_daily.relevant_negatives(rows)]
+        text = scored.column("text").take(pa.array(negatives.index.to_numpy(), pa.int64()))
+        negatives = negatives.reset_index(drop=True).assign(text=text.to_numpy(zero_copy_only=False))
+        cube, words = _daily_sums(rows, negatives, self.releases)
+        marker = {daily_store.SIGNATURE: self.signature} if last else None
+        writes.submit(self._write, scored, scored_metadata, words, cube, [str(d) for d in days], marker, first)
+        self.days |= {str(d) for d in days}
+        self.stats["rows_read"] += len(rows)
+        self.stats["aggregate_rows"] += len(cube)
+
+    def _write(self, lake: Lake, scored: pa.Table, scored_metadata: dict | None, words: pd.DataFrame, cube: pd.DataFrame,
+               days: list[str], marker: dict | None, overwrite: bool) -> int:
+        """The chunk's scored rows, then its days' sums; the last sums record the scored version they
+        reflect (this write's: another run's commit in between is not in them)."""
+        version, _ = lake.merge(SCORED_SENTIMENT, scored, metadata=scored_metadata, moved_rows_checked=True)
+        if marker is not None:
+            marker = {**marker, "scored_version": version}
+        self.version = _write_daily_chunk(lake, words, cube, days, marker, overwrite)
+        return version
+
+    def result(self) -> StepResult:
+        return StepResult(self.version, {**self.stats, "days_rewritten": sorted(self.days)})
 
 
 def _write_daily_chunk(lake: Lake, words: pd.DataFrame, cube: pd.DataFrame, days: list[str], marker: dict | None,

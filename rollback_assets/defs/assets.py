@@ -1,5 +1,5 @@
 """Software-defined assets: raw_feedback → enriched_feedback → scored_sentiment → sentiment_daily → cohort_baselines →
-rollback_decisions.
+rollback_decisions (scored_sentiment and sentiment_daily are one step: `scored_sentiment`).
 
 Each asset calls one step of `core.pipeline`, which reads and writes Delta tables, and reports what it
 did: row counts, the Delta version written (as its data version, so Dagster links the events), and
@@ -23,7 +23,7 @@ from ..core.schemas import (
     SENTIMENT_DAILY,
 )
 from ..core import daily_store, new_terms, ratings, sequential_policy, stats
-from ..core.scoring import base as scoring_base, calibrated, lexicon, model_store, registry
+from ..core.scoring import base as scoring_base, calibrated, lexicon, model_store, registry, worker as scoring_worker
 from ..core.vocabulary import FLAG_CHANGING_ACTIONS
 from .metadata import code_version, data_version, decision_lineage, evidence_markdown, flag_series, table_metadata, table_value
 from .resources import LakeResource, LandingZoneResource, ScorerResource, SettingsResource
@@ -169,23 +169,47 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     )
 
 
-@dg.asset(
-    group_name="scoring",
-    deps=[enriched_feedback, sentiment_model],
-    kinds={"deltalake", "pandas"},
-    code_version=code_version(pipeline, scoring_base, lexicon, taxonomy, ratings, registry),
-    description="Sentiment, label, confidence, topic and affected surface per feedback row.",
+SCORED_DESCRIPTION = "Sentiment, label, confidence, topic and affected surface per feedback row."
+DAILY_DESCRIPTION = ("Scored feedback summed per flag × release × cohort × hour × label × topic, a day partition at a time: "
+                     "only the days this run's scored rows touched are rewritten. What baselines, decisions and replay read.")
+
+
+@dg.multi_asset(
+    name="scored_sentiment",
+    specs=[
+        dg.AssetSpec("scored_sentiment", group_name="scoring", deps=[enriched_feedback, sentiment_model],
+                     kinds={"deltalake", "pandas"}, description=SCORED_DESCRIPTION,
+                     code_version=code_version(pipeline, scoring_base, scoring_worker, lexicon, taxonomy, ratings, registry)),
+        dg.AssetSpec("sentiment_daily", group_name="decisions", deps=["scored_sentiment", release_artifacts],
+                     kinds={"deltalake", "pandas"}, description=DAILY_DESCRIPTION,
+                     code_version=code_version(pipeline, aggregates)),
+    ],
+    can_subset=True,
 )
-def scored_sentiment(lake: LakeResource, scorer: ScorerResource, settings: SettingsResource) -> dg.MaterializeResult:
+def scored_sentiment(context: dg.AssetExecutionContext, lake: LakeResource, scorer: ScorerResource,
+                     settings: SettingsResource):
+    """One step, as with the Spark engine: on a first build the daily sums of each chunk are made while the
+    scorer's worker process scores the next (pipeline.score_and_aggregate), so they cost little beyond the
+    scoring. Either asset alone when only it is selected (a re-derivation of the daily tables, say).
+    Not a Dagster-partitioned sentiment_daily: one landing file spans months and the landing-zone sensor
+    runs one feedback_job per file, so the days a run rewrites come from the data (Delta partitions)."""
     the_lake = lake.lake()
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    if "scored_sentiment" not in selected:
+        yield _daily_materialization(the_lake, pipeline.aggregate_daily(the_lake))
+        return
     taxonomy_ = settings.taxonomy()
     chosen = scorer.scorer(lake, taxonomy_)
-    result = pipeline.score(the_lake, chosen, taxonomy_)
-    stats = result.stats
+    if "sentiment_daily" in selected:
+        scored, daily = pipeline.score_and_aggregate(the_lake, chosen, taxonomy_)
+    else:
+        scored, daily = pipeline.score(the_lake, chosen, taxonomy_), None
+    stats = scored.stats
     extra = getattr(chosen, "last_stats", None)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key="scored_sentiment",
         metadata={
-            **table_metadata(SCORED_SENTIMENT, the_lake.uri(SCORED_SENTIMENT), result.version),
+            **table_metadata(SCORED_SENTIMENT, the_lake.uri(SCORED_SENTIMENT), scored.version),
             "rows_scored": stats["rows_scored"],
             "rows_reused": stats["rows_reused"],
             "scorer": chosen.name,
@@ -195,27 +219,18 @@ def scored_sentiment(lake: LakeResource, scorer: ScorerResource, settings: Setti
             "mean_confidence_new_rows": stats.get("mean_confidence", 0.0),
             **({"scorer_stats": dg.MetadataValue.json(extra)} if extra else {}),
         },
-        data_version=data_version("scored_sentiment", result.version),
+        data_version=data_version("scored_sentiment", scored.version),
     )
+    if daily is not None:
+        yield _daily_materialization(the_lake, daily)
 
 
-@dg.asset(
-    group_name="decisions",
-    deps=[scored_sentiment, release_artifacts],
-    kinds={"deltalake", "pandas"},
-    code_version=code_version(pipeline, aggregates),
-    description="Scored feedback summed per flag × release × cohort × hour × label × topic, a day partition at a time: "
-                "only the days this run's scored rows touched are rewritten. What baselines, decisions and replay read.",
-)
-def sentiment_daily(lake: LakeResource) -> dg.MaterializeResult:
-    # Not a Dagster-partitioned asset: one landing file spans months and the landing-zone sensor runs one
-    # feedback_job per file, so the days a run rewrites come from the data (Delta partitions), listed here.
-    the_lake = lake.lake()
-    result = pipeline.aggregate_daily(the_lake)
+def _daily_materialization(the_lake, result: pipeline.StepResult) -> dg.MaterializeResult:
     stats = result.stats
     days = sorted(daily_store.table_days(the_lake, SENTIMENT_DAILY))
     rewritten = stats["days_rewritten"]
     return dg.MaterializeResult(
+        asset_key="sentiment_daily",
         metadata={
             **table_metadata(SENTIMENT_DAILY, the_lake.uri(SENTIMENT_DAILY), result.version),
             "full_rebuild": stats["full_rebuild"],
@@ -233,7 +248,7 @@ def sentiment_daily(lake: LakeResource) -> dg.MaterializeResult:
 
 @dg.asset(
     group_name="decisions",
-    deps=[sentiment_daily, scored_sentiment, release_artifacts],
+    deps=["sentiment_daily", "scored_sentiment", release_artifacts],
     kinds={"deltalake", "pandas"},
     code_version=code_version(pipeline, aggregates, daily_store, baselines_module, new_terms),
     description="Each flag's live release per cohort vs the previous version (same window) and a rolling baseline.",
@@ -322,4 +337,4 @@ def _suggested_terms(decisions: pd.DataFrame, taxonomy_: taxonomy.Taxonomy) -> l
 
 
 FEEDBACK_ASSETS = [raw_feedback, release_artifacts, enriched_feedback, sentiment_model, scored_sentiment,
-                   sentiment_daily, cohort_baselines, business_kpis, rollback_decisions]
+                   cohort_baselines, business_kpis, rollback_decisions]

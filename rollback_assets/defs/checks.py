@@ -16,9 +16,10 @@ from ..core.schemas import (
 )
 from ..core.taxonomy import OTHER
 from ..core.vocabulary import DecisionAction, DecisionState
-from .assets import cohort_baselines, enriched_feedback, raw_feedback, rollback_decisions, scored_sentiment, sentiment_model
+from .assets import cohort_baselines, enriched_feedback, raw_feedback, rollback_decisions, sentiment_model
 from .resources import LakeResource, SettingsResource
 
+SCORED = dg.AssetKey("scored_sentiment")  # an asset of the scored_sentiment multi-asset (with sentiment_daily)
 MIN_ATTRIBUTION_RATE = 0.70
 MAX_QUARANTINE_SHARE = 0.05
 MIN_RATING_AGREEMENT_F1 = 0.60
@@ -112,7 +113,7 @@ def calibrated_beats_lexicon(lake: LakeResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=scored_sentiment, description="Text labels agree with star ratings on the rated rows a source sends "
+@dg.asset_check(asset=SCORED, description="Text labels agree with star ratings on the rated rows a source sends "
                                                     "to the text scorer, in the days the newest scoring run wrote "
                                                     "(macro-F1, 1-2★ vs 4-5★).")
 def scorer_agrees_with_ratings(lake: LakeResource) -> dg.AssetCheckResult:
@@ -134,9 +135,9 @@ def scorer_agrees_with_ratings(lake: LakeResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=scored_sentiment, description="An LLM scorer stayed within its budget and rarely fell back to offline.")
+@dg.asset_check(asset=SCORED, description="An LLM scorer stayed within its budget and rarely fell back to offline.")
 def llm_budget_respected(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    event = context.instance.get_latest_materialization_event(scored_sentiment.key)
+    event = context.instance.get_latest_materialization_event(SCORED)
     stats = {}
     if event is not None and event.asset_materialization is not None:
         value = event.asset_materialization.metadata.get("scorer_stats")
@@ -154,7 +155,7 @@ def llm_budget_respected(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     )
 
 
-@dg.asset_check(asset=scored_sentiment, description="Most negative feedback in the days the newest scoring run wrote falls in "
+@dg.asset_check(asset=SCORED, description="Most negative feedback in the days the newest scoring run wrote falls in "
                                                     "a taxonomy topic; otherwise surfaces and evidence are thin and the "
                                                     "taxonomy needs the suggested terms.")
 def negatives_have_topics(lake: LakeResource) -> dg.AssetCheckResult:

@@ -18,7 +18,7 @@ from ..core.schemas import TABLES
 from ..core.scoring import base as scoring_base
 from ..engines import Engine, spark_aggregate, spark_job
 from .assets import (
-    FEEDBACK_ASSETS, IngestConfig, enriched_feedback, raw_feedback, release_artifacts, scored_sentiment, sentiment_daily,
+    DAILY_DESCRIPTION, FEEDBACK_ASSETS, SCORED_DESCRIPTION, IngestConfig, enriched_feedback, raw_feedback, release_artifacts,
     sentiment_model,
 )
 from .metadata import code_version, column_schema
@@ -126,10 +126,10 @@ def spark_ingest_and_attribute(context: dg.AssetExecutionContext, config: Ingest
     specs=[
         dg.AssetSpec("scored_sentiment", group_name="scoring", deps=[enriched_feedback, sentiment_model],
                      kinds={"deltalake", "spark"}, code_version=code_version(spark_job, scoring_base),
-                     description=scored_sentiment.descriptions_by_key[scored_sentiment.key]),
+                     description=SCORED_DESCRIPTION),
         dg.AssetSpec("sentiment_daily", group_name="decisions", deps=["scored_sentiment", release_artifacts],
                      kinds={"deltalake", "spark"}, code_version=code_version(spark_aggregate),
-                     description=sentiment_daily.descriptions_by_key[sentiment_daily.key]),
+                     description=DAILY_DESCRIPTION),
     ],
     can_subset=True,
 )
@@ -145,7 +145,7 @@ def spark_score_and_aggregate(context: dg.AssetExecutionContext, lake: LakeResou
     yield from _launch(context, spark_job_launcher, extras)
 
 
-SPARK_REPLACES = {raw_feedback.key, enriched_feedback.key, scored_sentiment.key, sentiment_daily.key}
+SPARK_REPLACES = {raw_feedback.key, enriched_feedback.key, dg.AssetKey("scored_sentiment"), dg.AssetKey("sentiment_daily")}
 
 
 def feedback_assets(engine: Engine) -> list:

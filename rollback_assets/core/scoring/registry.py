@@ -44,3 +44,9 @@ def make_scorer(kind: str = "auto", taxonomy: Taxonomy | None = None, *, text_mo
     if kind == "calibrated":
         raise ValueError("scorer 'calibrated' needs a trained model: too few rated rows to train one")
     return LexiconScorer()
+
+
+def runs_offline(scorer: Scorer) -> bool:
+    """Whether the scorer needs nothing but a core: no network, budget or cache state (the lexicon and the
+    calibrated model). Such a scorer may be copied to another process (scoring.worker); an LLM scorer may not."""
+    return isinstance(scorer, (LexiconScorer, CalibratedScorer))
