@@ -83,11 +83,11 @@ class RssSampler:
     def _children_mb(self) -> float:
         total = 0.0
         for task in Path("/proc/self/task").iterdir():
-            for pid in (task / "children").read_text().split():
-                try:
+            try:  # a thread or a child may end between the listing and the read
+                for pid in (task / "children").read_text().split():
                     total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self._page_mb
-                except (FileNotFoundError, ProcessLookupError):  # ended between the listing and the read
-                    pass
+            except (FileNotFoundError, ProcessLookupError):
+                pass
         return total
 
     def __enter__(self):
