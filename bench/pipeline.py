@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import itertools
 import json
 import multiprocessing
 import os
@@ -73,22 +74,33 @@ class RssSampler:
         self._page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
 
     def _run(self) -> None:
+        children: list[str] = []
         with open("/proc/self/statm") as statm:
-            while not self._stop.is_set():
+            for tick in itertools.count():
+                if self._stop.is_set():
+                    break
                 statm.seek(0)
                 self.samples.append((time.time(), int(statm.read().split()[1]) * self._page_mb))
-                self.children_peak_mb = max(self.children_peak_mb, self._children_mb())
+                if tick % 25 == 0:  # the children, listed twice a second (a listing reads a file per thread)
+                    children = self._children()
+                self.children_peak_mb = max(self.children_peak_mb, sum(self._resident_mb(pid) for pid in children))
                 self._stop.wait(self.interval_s)
 
-    def _children_mb(self) -> float:
-        total = 0.0
+    @staticmethod
+    def _children() -> list[str]:
+        pids = []
         for task in Path("/proc/self/task").iterdir():
-            try:  # a thread or a child may end between the listing and the read
-                for pid in (task / "children").read_text().split():
-                    total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self._page_mb
-            except (FileNotFoundError, ProcessLookupError):
+            try:  # a thread may end between the listing and the read
+                pids += (task / "children").read_text().split()
+            except FileNotFoundError:
                 pass
-        return total
+        return pids
+
+    def _resident_mb(self, pid: str) -> float:
+        try:
+            return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self._page_mb
+        except (FileNotFoundError, ProcessLookupError):  # ended since it was listed
+            return 0.0
 
     def __enter__(self):
         self._thread.start()
