@@ -48,8 +48,9 @@ KILL_POINTS = {
     "ingest: quarantine merged, before the landing-file ledger": "quarantine:1",
     "ingest: done, before enrich": "call:enrich",
     "enrich: first chunk written, before the watermark": "enriched_feedback:1",
-    "enrich: done, before score": "call:score",
-    "score: first chunk written, before the watermark": "scored_sentiment:1",
+    "enrich: done, before score": "call:score_and_aggregate",
+    "score: first chunk's rows written, before their sums": "scored_sentiment:1",
+    "score: first chunk's rows and sums written, before the next chunk": "sentiment_daily:1",
     "score: done, before baselines": "call:baselines",
     "baselines: written, before decisions": "call:decide",
     "decisions: written, before the pending audit row": "call:record_intent",
@@ -61,6 +62,7 @@ KILL_POINTS = {
 FAST_KILL_POINTS = (  # the test's subset: the ledger, a watermark, the intent row, the flag write
     "ingest: quarantine merged, before the landing-file ledger",
     "enrich: first chunk written, before the watermark",
+    "score: first chunk's rows and sums written, before the next chunk",
     "decisions: written, before the pending audit row",
     "flag step: flag written, before the applied row",
 )
@@ -136,8 +138,7 @@ def run_pipeline(world: World, recover_only: bool) -> None:
     scan = scan_landing_zone(world.landing, [])
     pipeline.ingest(lake, pipeline.pending_files(lake, scan.files), author_salt=SALT)
     pipeline.enrich(lake, ("device", "locale"))
-    pipeline.score(lake, LexiconScorer(), Taxonomy.load())
-    pipeline.aggregate_daily(lake)
+    pipeline.score_and_aggregate(lake, LexiconScorer(), Taxonomy.load())  # as the scored_sentiment asset runs it
     pipeline.baselines(lake, policy)
     decided = pipeline.decide(lake, policy, run_id="crash-harness").stats["decisions"]
 

@@ -7,7 +7,6 @@ local Delta lake, one landing file at a time, so each run is an incremental batc
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from rollback_assets.core import aggregates, daily_store, demo_data, negatives_daily, pipeline
@@ -260,30 +259,6 @@ def test_a_first_build_summed_while_scoring_equals_scoring_then_summing(tmp_path
     for name, table in expected.items():
         pd.testing.assert_frame_equal(built[name], table, check_dtype=False, obj=name)
     pd.testing.assert_frame_equal(stored(lakes["alongside"]), recomputed(lakes["alongside"]), check_dtype=False)
-
-
-def test_an_offline_scorer_scores_in_a_worker_process_and_an_llm_scorer_in_the_steps(monkeypatch):
-    """The worker for the lexicon or the calibrated model when a run has two chunks or more; the step's own
-    process for one chunk (a worker's start costs more than a chunk saves) and for an LLM scorer (its
-    budget, cache and key stay in the step's process). Both score alike."""
-    from rollback_assets.core.scoring import worker
-    from rollback_assets.core.scoring.llm import LLMConfig, LLMScorer
-
-    taxonomy = Taxonomy.load()
-    llm = LLMScorer("openai", LLMConfig(api_key="sk-test-not-used", base_url="http://127.0.0.1:9/v1"), taxonomy)
-    assert isinstance(worker.scoring(llm, taxonomy, 5), worker.InProcess)
-    assert isinstance(worker.scoring(LexiconScorer(), taxonomy, 1), worker.InProcess)
-    monkeypatch.setattr(worker.os, "cpu_count", lambda: 1)
-    assert isinstance(worker.scoring(LexiconScorer(), taxonomy, 5), worker.InProcess)
-    monkeypatch.undo()
-    rows = pa.table({"text": ["love it", "the checkout crashes every time", None], "rating": [None, None, 5.0],
-                     "rating_scale": [None, None, "stars"], "sentiment_from": ["text", "text", "rating"]})
-    process = worker.scoring(LexiconScorer(), taxonomy, 5)
-    try:
-        assert isinstance(process, worker.WorkerProcess)
-        assert process.submit(rows).result().equals(worker.InProcess(LexiconScorer(), taxonomy).submit(rows).result())
-    finally:
-        process.close()
 
 
 def test_the_words_kept_a_day_at_a_time_equal_a_recomputation_from_the_rows(lake_with_a_late_day):

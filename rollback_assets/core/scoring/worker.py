@@ -17,6 +17,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
 import pyarrow as pa
@@ -27,6 +29,7 @@ from .base import Scorer, score_frame
 from .registry import runs_offline
 
 _SCORE_FIELDS_ONLY = Table("score_fields", SCORE_COLUMNS, key=())
+PARENT_POLL_SECONDS = 0.5  # how often a worker checks that the step's process is alive
 
 
 def score_fields(scorer: Scorer, taxonomy: Taxonomy, rows: pa.Table) -> pa.Table:
@@ -56,13 +59,15 @@ class InProcess:
 class WorkerProcess:
     """Scores submitted chunks in order in one spawned process holding the scorer and the taxonomy. One
     chunk waits queued behind the one being scored (`ahead`), so the worker never idles while the step
-    handles a result. A worker that dies fails the step (BrokenProcessPool) like any error in it."""
+    handles a result. A worker that dies fails the step (BrokenProcessPool) like any error in it; a step
+    process that dies (kill -9, the OOM killer) takes its worker with it (`_exit_with_parent`): an idle
+    worker would otherwise wait on its queue for ever, holding the scorer's memory."""
 
     ahead = 1
 
     def __init__(self, scorer: Scorer, taxonomy: Taxonomy):
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_load,
-                                         initargs=(pickle.dumps((scorer, taxonomy)),))
+                                         initargs=(pickle.dumps((scorer, taxonomy)), os.getpid()))
         self._pool.submit(os.getpid)  # starts the process now: its imports overlap the step's first read
 
     def submit(self, rows: pa.Table) -> Future:
@@ -83,9 +88,19 @@ def scoring(scorer: Scorer, taxonomy: Taxonomy, chunks: int) -> InProcess | Work
 _loaded: tuple[Scorer, Taxonomy] | None = None  # the worker process's scorer and taxonomy
 
 
-def _load(payload: bytes) -> None:
+def _load(payload: bytes, parent: int) -> None:
     global _loaded
     _loaded = pickle.loads(payload)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="exit-with-parent").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Ends the worker once its parent is gone (it is then adopted by another process): a process pool's
+    worker only notices a dead parent when it next writes a result."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
 
 
 def _score_loaded(rows: pa.Table) -> pa.Table:
