@@ -143,6 +143,10 @@ def test_counts_metadata_matches_tables(first_run, demo_env):
     assert mats["raw_feedback"].metadata["rows_inserted"].value == len(raw)
     assert mats["enriched_feedback"].metadata["rows_attributed"].value == len(raw)
     assert mats["scored_sentiment"].metadata["rows_scored"].value == len(raw)
+    # The first run has several chunks (conftest.first_run): scored in the worker, summed while scoring.
+    assert mats["scored_sentiment"].metadata["scored_in"].value == "worker process"
+    assert mats["sentiment_daily"].metadata["summed_while_scoring"].value is True
+    assert mats["sentiment_daily"].metadata["scored_rows_read"].value == len(raw)
     assert mats["cohort_baselines"].metadata["dagster/row_count"].value == len(first_run.tables["cohort_baselines"])
     assert mats["rollback_decisions"].metadata["dagster/row_count"].value == len(_decisions(first_run))
 
@@ -293,6 +297,9 @@ def test_new_landing_file_is_ingested_alone(second_run, demo_env, graph_defs, da
     assert enriched["full_reattribution"].value is False
     assert enriched["rows_attributed"].value == 25
     assert third.materializations["scored_sentiment"].metadata["rows_scored"].value == 25
+    assert third.materializations["scored_sentiment"].metadata["scored_in"].value == "step process"  # one chunk
+    daily = third.materializations["sentiment_daily"].metadata
+    assert daily["summed_while_scoring"].value is False and daily["full_rebuild"].value is False
     ledger = lake.read(LANDING_FILES)
     assert ledger.path.tolist().count(str(path)) == 1
     assert len(ledger) == len(demo_env.files) + 1

@@ -370,6 +370,7 @@ def _score_chunks(lake: Lake, plan: _ScorePlan, scorer: Scorer, taxonomy: Taxono
             confidence += pc.sum(scores.column("confidence")).as_py() or 0.0
 
     scorers = scoring_worker.scoring(scorer, taxonomy, len(plan.chunks))
+    stats["scored_in"] = scorers.where
     try:
         # The next chunk is read, and the one before written, while a chunk is scored (the reuse lookup and
         # the MERGE touch other days).
@@ -515,7 +516,7 @@ class _DailyAlongside:
         self.votes: pa.Table | None = None
         self.version: int | None = None  # sentiment_daily's, once written
         self.days = daily_store.table_days(lake, SENTIMENT_DAILY)  # the old ones go too (the first chunk overwrites)
-        self.stats = {"full_rebuild": True, "rows_read": 0, "aggregate_rows": 0}
+        self.stats = {"full_rebuild": True, "rows_read": 0, "aggregate_rows": 0, "summed_while_scoring": True}
 
     def begin(self, writes: WriteBehind) -> None:
         """The whole history's first votes, written before any sums that count them."""

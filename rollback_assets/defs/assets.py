@@ -212,6 +212,7 @@ def scored_sentiment(context: dg.AssetExecutionContext, lake: LakeResource, scor
             **table_metadata(SCORED_SENTIMENT, the_lake.uri(SCORED_SENTIMENT), scored.version),
             "rows_scored": stats["rows_scored"],
             "rows_reused": stats["rows_reused"],
+            "scored_in": stats["scored_in"],  # the worker process on a large run with an offline scorer
             "scorer": chosen.name,
             "scorer_version": chosen.version,
             "taxonomy_version": taxonomy_.version,
@@ -234,6 +235,7 @@ def _daily_materialization(the_lake, result: pipeline.StepResult) -> dg.Material
         metadata={
             **table_metadata(SENTIMENT_DAILY, the_lake.uri(SENTIMENT_DAILY), result.version),
             "full_rebuild": stats["full_rebuild"],
+            "summed_while_scoring": stats.get("summed_while_scoring", False),  # a first build, chunk by chunk
             "days_rewritten": len(rewritten),
             "days_rewritten_list": dg.MetadataValue.json(daily_store.days_listed(rewritten)),
             "scored_rows_read": stats["rows_read"],

@@ -275,13 +275,14 @@ def reports(step: str, stats: dict, lake: SparkLake, params: dict) -> list[dict]
         days = table_days(lake, SENTIMENT_DAILY)
         return [report(SENTIMENT_DAILY, {
             "full_rebuild": stats["full_rebuild"], "days_rewritten": len(stats["days_rewritten"]),
+            "summed_while_scoring": False,  # Spark sums after scoring, across its tasks
             "days_rewritten_list": {"raw_value": days_listed(stats["days_rewritten"]), "type": "json"},
             "scored_rows_read": stats["rows_read"], "aggregate_rows_written": stats["aggregate_rows"],
             "days_in_table": len(days), "first_day": days[0] if days else "-", "last_day": days[-1] if days else "-",
         })]
     return [report(SCORED_SENTIMENT, {
-        "rows_scored": stats["rows_scored"], "rows_reused": stats["rows_reused"], "scorer": stats["scorer"],
-        "scorer_version": stats["scorer_version"], "taxonomy_version": params["taxonomy_version"],
+        "rows_scored": stats["rows_scored"], "rows_reused": stats["rows_reused"], "scored_in": "spark tasks",
+        "scorer": stats["scorer"], "scorer_version": stats["scorer_version"], "taxonomy_version": params["taxonomy_version"],
         "negative_share_new_rows": stats.get("negative_share", 0.0),
         "mean_confidence_new_rows": stats.get("mean_confidence", 0.0),
     })]

@@ -43,6 +43,7 @@ class InProcess:
     result is taken; none here, so no second chunk's scores wait in memory)."""
 
     ahead = 0
+    where = "step process"
 
     def __init__(self, scorer: Scorer, taxonomy: Taxonomy):
         self.scorer, self.taxonomy = scorer, taxonomy
@@ -64,6 +65,7 @@ class WorkerProcess:
     worker would otherwise wait on its queue for ever, holding the scorer's memory."""
 
     ahead = 1
+    where = "worker process"
 
     def __init__(self, scorer: Scorer, taxonomy: Taxonomy):
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_load,
