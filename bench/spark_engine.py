@@ -3,9 +3,9 @@ engine (local mode), same generated rows, same lexicon scorer, each in its own p
 
     python bench/spark_engine.py [--rows 200000] [--master local[2]]
 
-Prints wall seconds, rows/s and peak RSS: for the pandas engine its one process; for Spark the Python
-driver, the JVM (driver and, in local mode, the executors) and the whole process tree (Python workers
-included), sampled every 0.2 s. Writes bench/results/spark_engine.json.
+Prints wall seconds, rows/s and peak RSS: for the pandas engine its process (`driver_python`) and its
+tree (with the scorer's worker process); for Spark the Python driver, the JVM (driver and, in local mode,
+the executors) and the whole process tree (Python workers included), sampled every 0.2 s. Writes bench/results/spark_engine.json.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ def pandas_steps(lake: str, landing: str) -> None:
     pipeline.ingest(the_lake, pipeline.pending_files(the_lake, scan_landing_zone(landing).files),
                     author_salt=os.environ["ROLLBACK_AUTHOR_SALT"])
     pipeline.enrich(the_lake, DEFAULT_COHORT_DIMENSIONS)
-    pipeline.score(the_lake, LexiconScorer(), Taxonomy.load())
-    pipeline.aggregate_daily(the_lake)
+    pipeline.score_and_aggregate(the_lake, LexiconScorer(), Taxonomy.load())
 
 
 def _rss_mb(pid: int) -> float:
