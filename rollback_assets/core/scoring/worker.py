@@ -104,6 +104,5 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-
 def _score_loaded(rows: pa.Table) -> pa.Table:
     return score_fields(*_loaded, rows)
