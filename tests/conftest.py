@@ -148,7 +148,7 @@ def graph_defs(demo_env):
 
 @pytest.fixture(scope="session")
 def first_run(demo_env, graph_defs, dagster_instance) -> GraphRun:
-    # Chunks of 20k rows (the demo has ~60k): the first run then goes the way a large backfill does, the
+    # Chunks of 20k rows (the demo has ~42k): the first run then goes the way a large backfill does, the
     # scorer in its worker process and each chunk's days summed while the next is scored
     # (pipeline.score_and_aggregate); the tests on it hold that path to the same decisions and sums.
     with pytest.MonkeyPatch.context() as patched:

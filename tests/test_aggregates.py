@@ -183,6 +183,60 @@ def test_a_change_of_releases_rebuilds_every_day(lake_with_a_late_day, tmp_path)
     pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
 
 
+def test_a_person_can_have_chosen_days_or_every_day_summed_again(lake_with_a_late_day, tmp_path):
+    """A day's sums lost or suspect (a restore gone wrong, a check): nothing new touched it, so the next run
+    leaves it as it is; naming the day (`rederive`, the step's `rederive_days`) rewrites it from its scored
+    rows, and `rebuild` every day."""
+    source, _, _, _ = lake_with_a_late_day
+    lake = Lake(tmp_path / "lake")
+    pipeline.register_releases(lake, pipeline.read_releases(source))
+    lake.merge(SCORED_SENTIMENT, source.read(SCORED_SENTIMENT))
+    pipeline.aggregate_daily(lake)
+    lake.delete(SENTIMENT_DAILY, f"created_date = '{day(5)}'")
+    assert not pipeline.aggregate_daily(lake).stats["days_rewritten"]
+    assert day(5) not in set(stored(lake).created_date)
+    result = pipeline.aggregate_daily(lake, rederive=[day(5)])
+    assert result.stats["days_rewritten"] == [day(5)] and not result.stats["full_rebuild"]
+    pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
+    result = pipeline.aggregate_daily(lake, rebuild=True)
+    assert result.stats["full_rebuild"] and len(result.stats["days_rewritten"]) == DAYS
+    pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
+    assert not pipeline.aggregate_daily(lake).stats["days_rewritten"]
+
+
+def test_the_steps_config_names_days_to_sum_again_and_refuses_a_day_it_cannot_read(lake_with_a_late_day, tmp_path):
+    """The same from the launchpad: sentiment_daily alone, `rederive_days` in the scored_sentiment step's config;
+    a day written another way fails the step naming the key."""
+    import dagster as dg
+
+    from rollback_assets.defs.assets import scored_sentiment
+    from rollback_assets.defs.resources import LakeResource, ScorerResource, SettingsResource
+
+    source, _, _, _ = lake_with_a_late_day
+    lake = Lake(tmp_path / "lake")
+    pipeline.register_releases(lake, pipeline.read_releases(source))
+    lake.merge(SCORED_SENTIMENT, source.read(SCORED_SENTIMENT))
+    pipeline.aggregate_daily(lake)
+    lake.delete(SENTIMENT_DAILY, f"created_date = '{day(5)}'")
+    resources = {"lake": LakeResource(root=str(tmp_path / "lake")), "scorer": ScorerResource(kind="lexicon"),
+                 "settings": SettingsResource()}
+
+    def run(config: dict):
+        return dg.materialize([scored_sentiment], selection=[dg.AssetKey("sentiment_daily")], resources=resources,
+                              run_config={"ops": {"scored_sentiment": {"config": config}}}, raise_on_error=False)
+
+    result = run({"rederive_days": [day(5)]})
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("scored_sentiment")
+    assert materialization.asset_key == dg.AssetKey("sentiment_daily")
+    assert materialization.metadata["days_rewritten_list"].value == [day(5)]
+    pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
+    refused = run({"rederive_days": ["5/10/2026"]})
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "rederive_days: each day as YYYY-MM-DD" in failure.event_specific_data.error.to_string()
+
+
 def test_a_change_of_the_aggregation_code_rebuilds_every_day(lake_with_a_late_day, tmp_path, monkeypatch):
     """Sums made by older code must not stay under the days later runs do not touch: an edit to the code
     that turns rows into sums (aggregates, negatives_daily or what they import) rebuilds every day once,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -299,15 +299,17 @@ def score(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> StepResult:
     return _score_chunks(lake, _score_plan(lake), scorer, taxonomy, alongside=None)
 
 
-def score_and_aggregate(lake: Lake, scorer: Scorer, taxonomy: Taxonomy) -> tuple[StepResult, StepResult]:
-    """`score`, then `aggregate_daily`; but on a first build (every enriched row is to be scored and every
-    day of the daily tables rebuilt: a first run, a re-derivation from scratch) each chunk's days are
-    summed from its rows as soon as they are scored, while the worker scores the next chunk
-    (`_DailyAlongside`): the daily step's work hides behind the scorer's instead of following it."""
+def score_and_aggregate(lake: Lake, scorer: Scorer, taxonomy: Taxonomy, rederive: Iterable[str] = (),
+                        rebuild: bool = False) -> tuple[StepResult, StepResult]:
+    """`score`, then `aggregate_daily` (`rederive`, `rebuild`: its arguments); but on a first build (every
+    enriched row is to be scored and every day of the daily tables rebuilt: a first run, a re-derivation from
+    scratch) each chunk's days are summed from its rows as soon as they are scored, while the worker scores
+    the next chunk (`_DailyAlongside`): the daily step's work hides behind the scorer's instead of following it."""
     plan = _score_plan(lake)
     signature = daily_store.aggregation_signature(lake.version(RELEASE_ARTIFACTS))
-    if plan.pending is not None or len(plan.chunks) < 2 or not _rebuilds_daily(lake, signature):
-        return _score_chunks(lake, plan, scorer, taxonomy, alongside=None), aggregate_daily(lake)
+    if plan.pending is not None or len(plan.chunks) < 2 or not (rebuild or _rebuilds_daily(lake, signature)):
+        return (_score_chunks(lake, plan, scorer, taxonomy, alongside=None),
+                aggregate_daily(lake, rederive=rederive, rebuild=rebuild))
     alongside = _DailyAlongside(lake, plan.upto, signature)
     return _score_chunks(lake, plan, scorer, taxonomy, alongside), alongside.result()
 
@@ -420,7 +422,7 @@ def _reusable_scores(lake: Lake, changed: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- scored -> sentiment_daily
-def aggregate_daily(lake: Lake) -> StepResult:
+def aggregate_daily(lake: Lake, rederive: Iterable[str] = (), rebuild: bool = False) -> StepResult:
     """Rewrite the days of `sentiment_daily` whose scored rows changed since the scored version the
     last run processed, each day whole, in one replace-where commit per chunk of days: a late file for
     an old day rewrites that day, and the day an author's first word used to be on if it holds an
@@ -428,15 +430,20 @@ def aggregate_daily(lake: Lake) -> StepResult:
     commits added or removed files in), so it holds whichever engine wrote the rows; plus the days the
     votes commits after the sums' recorded votes version made stale (a run that died between its votes
     and its sums: `daily_store.stale_days`). A change of releases (ages since release, release surfaces)
-    or of the aggregation code rebuilds every day (`daily_store.aggregation_signature`)."""
+    or of the aggregation code rebuilds every day (`daily_store.aggregation_signature`).
+
+    A person may ask for more: the days `rederive` names (ISO dates) rewritten from their scored rows as
+    well, or every day (`rebuild`), e.g. after restoring a table or to check a day's sums."""
     upto = lake.version(SCORED_SENTIMENT)
     if upto is None:
         return StepResult(lake.version(SENTIMENT_DAILY), {"days_rewritten": [], "full_rebuild": False, "rows_read": 0,
                                                           "aggregate_rows": 0})
     releases = read_releases(lake)
     signature = daily_store.aggregation_signature(lake.version(RELEASE_ARTIFACTS))
-    full = _rebuilds_daily(lake, signature)
+    full = rebuild or _rebuilds_daily(lake, signature)
     days = None if full else lake.touched_partitions(SCORED_SENTIMENT, increments.processed(lake, SENTIMENT_DAILY, "scored_version"), upto)
+    if days is not None:
+        days |= set(rederive)
     votes = None
     # The votes, then each chunk's sums, are written while the next chunk is summed.
     with WriteBehind(lake) as writes:
@@ -462,8 +469,6 @@ def aggregate_daily(lake: Lake) -> StepResult:
         def read(twin: Lake, chunk: list) -> tuple[pd.DataFrame, pd.DataFrame]:
             """The chunk's rows with their repeat-vote marks, and its relevant negatives with their text."""
             rows = daily_store.read_narrow(twin, upto, chunk)
-            # A row is its author's first vote only on its own day: the chunk's days' votes suffice (matching
-            # a chunk against every vote of the history cost ~0.5 s per chunk at 1M rows).
             first_ids = _first_ids_on(votes, chunk) if votes is not None else daily_store.first_ids(twin, rows)
             rows["repeat_vote"] = aggregates.repeat_votes(rows, first_ids)
             return rows, daily_store.with_text(twin, rows, chunk, upto)

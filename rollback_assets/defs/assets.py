@@ -8,10 +8,12 @@ what a person needs to see in the UI.
 
 import hashlib
 import json
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import field_validator
 
 from ..core import (
     aggregates, attribution, baselines as baselines_module, ingest as ingest_module, normalise, pipeline, policy, taxonomy,
@@ -31,6 +33,22 @@ from .resources import LakeResource, LandingZoneResource, ScorerResource, Settin
 
 class IngestConfig(dg.Config):
     files: list[str] = []  # landing-zone files to ingest; empty = every file not ingested yet
+
+
+class DailyConfig(dg.Config):
+    """What sentiment_daily rewrites besides the days new scored rows touched (the scored_sentiment step's
+    config in the launchpad): a day's sums made again from its scored rows, or every day's."""
+
+    rederive_days: list[str] = []  # days as YYYY-MM-DD, e.g. ["2026-10-13"]
+    rebuild_all_days: bool = False
+
+    @field_validator("rederive_days")
+    @classmethod
+    def _iso_days(cls, days: list[str]) -> list[str]:
+        try:
+            return sorted({date.fromisoformat(day.strip()).isoformat() for day in days})
+        except ValueError as error:
+            raise ValueError(f"rederive_days: each day as YYYY-MM-DD ({error})") from None
 
 
 class BaselineConfig(dg.Config):
@@ -186,7 +204,7 @@ DAILY_DESCRIPTION = ("Scored feedback summed per flag × release × cohort × ho
     ],
     can_subset=True,
 )
-def scored_sentiment(context: dg.AssetExecutionContext, lake: LakeResource, scorer: ScorerResource,
+def scored_sentiment(context: dg.AssetExecutionContext, config: DailyConfig, lake: LakeResource, scorer: ScorerResource,
                      settings: SettingsResource):
     """One step, as with the Spark engine: on a first build the daily sums of each chunk are made while the
     scorer's worker process scores the next (pipeline.score_and_aggregate), so they cost little beyond the
@@ -195,13 +213,14 @@ def scored_sentiment(context: dg.AssetExecutionContext, lake: LakeResource, scor
     runs one feedback_job per file, so the days a run rewrites come from the data (Delta partitions)."""
     the_lake = lake.lake()
     selected = {key.to_user_string() for key in context.selected_asset_keys}
+    asked = {"rederive": config.rederive_days, "rebuild": config.rebuild_all_days}
     if "scored_sentiment" not in selected:
-        yield _daily_materialization(the_lake, pipeline.aggregate_daily(the_lake))
+        yield _daily_materialization(the_lake, pipeline.aggregate_daily(the_lake, **asked))
         return
     taxonomy_ = settings.taxonomy()
     chosen = scorer.scorer(lake, taxonomy_)
     if "sentiment_daily" in selected:
-        scored, daily = pipeline.score_and_aggregate(the_lake, chosen, taxonomy_)
+        scored, daily = pipeline.score_and_aggregate(the_lake, chosen, taxonomy_, **asked)
     else:
         scored, daily = pipeline.score(the_lake, chosen, taxonomy_), None
     stats = scored.stats
