@@ -183,16 +183,21 @@ def test_a_change_of_releases_rebuilds_every_day(lake_with_a_late_day, tmp_path)
     pd.testing.assert_frame_equal(stored(lake), recomputed(lake), check_dtype=False)
 
 
-def test_a_person_can_have_chosen_days_or_every_day_summed_again(lake_with_a_late_day, tmp_path):
-    """A day's sums lost or suspect (a restore gone wrong, a check): nothing new touched it, so the next run
-    leaves it as it is; naming the day (`rederive`, the step's `rederive_days`) rewrites it from its scored
-    rows, and `rebuild` every day."""
-    source, _, _, _ = lake_with_a_late_day
-    lake = Lake(tmp_path / "lake")
+def _summed_without_day_5(source: Lake, root) -> Lake:
+    """`source`'s scored rows in a new lake, summed, then day 5's sums lost (a restore gone wrong)."""
+    lake = Lake(root / "lake")
     pipeline.register_releases(lake, pipeline.read_releases(source))
     lake.merge(SCORED_SENTIMENT, source.read(SCORED_SENTIMENT))
     pipeline.aggregate_daily(lake)
     lake.delete(SENTIMENT_DAILY, f"created_date = '{day(5)}'")
+    return lake
+
+
+def test_a_person_can_have_chosen_days_or_every_day_summed_again(lake_with_a_late_day, tmp_path):
+    """A day's sums lost or suspect (a restore gone wrong, a check): nothing new touched it, so the next run
+    leaves it as it is; naming the day (`rederive`, the step's `rederive_days`) rewrites it from its scored
+    rows, and `rebuild` every day."""
+    lake = _summed_without_day_5(lake_with_a_late_day[0], tmp_path)
     assert not pipeline.aggregate_daily(lake).stats["days_rewritten"]
     assert day(5) not in set(stored(lake).created_date)
     result = pipeline.aggregate_daily(lake, rederive=[day(5)])
@@ -212,12 +217,7 @@ def test_the_steps_config_names_days_to_sum_again_and_refuses_a_day_it_cannot_re
     from rollback_assets.defs.assets import scored_sentiment
     from rollback_assets.defs.resources import LakeResource, ScorerResource, SettingsResource
 
-    source, _, _, _ = lake_with_a_late_day
-    lake = Lake(tmp_path / "lake")
-    pipeline.register_releases(lake, pipeline.read_releases(source))
-    lake.merge(SCORED_SENTIMENT, source.read(SCORED_SENTIMENT))
-    pipeline.aggregate_daily(lake)
-    lake.delete(SENTIMENT_DAILY, f"created_date = '{day(5)}'")
+    lake = _summed_without_day_5(lake_with_a_late_day[0], tmp_path)
     resources = {"lake": LakeResource(root=str(tmp_path / "lake")), "scorer": ScorerResource(kind="lexicon"),
                  "settings": SettingsResource()}
 
